@@ -1,0 +1,111 @@
+//! Export: calibrate, quantise, write `<id>.fmq`, then verify the file through infer-core on the
+//! test set and record the int8 metrics in the model's report.
+
+use std::path::{Path, PathBuf};
+
+use infer_core::Model;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use crate::data::{Dataset, NUM_CLASSES, PIXELS, Split};
+use crate::metrics::{Metrics, agreement};
+use crate::net::{Net, NetError};
+use crate::quantize::{self, QuantizeError};
+use crate::report::Int8Report;
+use crate::train;
+
+/// Errors while exporting.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Quantisation failed.
+    #[error(transparent)]
+    Quantize(#[from] QuantizeError),
+    /// The float network failed.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// Writing the file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// infer-core rejected the file we just wrote.
+    #[error("infer-core rejects the exported {id}: {error}")]
+    Rejected {
+        /// Model id.
+        id: String,
+        /// infer-core's error.
+        error: infer_core::Error,
+    },
+}
+
+/// `n` training images chosen uniformly without replacement by a generator seeded with `seed`.
+pub fn calibration_set(train: &Split, n: usize, seed: u64) -> Split {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let n = n.min(train.len());
+    let mut idx: Vec<usize> = (0..train.len()).collect();
+    idx.shuffle(&mut rng);
+    idx.truncate(n);
+    idx.sort_unstable();
+    let mut images = Vec::with_capacity(n * PIXELS);
+    for &i in &idx {
+        images.extend_from_slice(train.image(i));
+    }
+    Split {
+        images,
+        labels: idx.iter().map(|&i| train.labels[i]).collect(),
+    }
+}
+
+/// Int8 predictions of a loaded model for every image of `split`, with one scratch buffer
+/// reused throughout, as firmware would.
+pub fn predict_int8(model: &Model<'_>, split: &Split) -> Result<Vec<u8>, infer_core::Error> {
+    let mut scratch = vec![0i8; model.scratch_len()];
+    (0..split.len())
+        .map(|i| {
+            let p = model.predict_raw(split.image(i), &mut scratch)?;
+            Ok(u8::try_from(p.class).unwrap_or(u8::MAX))
+        })
+        .collect()
+}
+
+/// Quantises `net`, writes `<out_dir>/<id>.fmq`, verifies it on the test set and returns the
+/// int8 record.
+pub fn export(
+    net: &Net,
+    dataset: &Dataset,
+    out_dir: &Path,
+    calibration_images: usize,
+    seed: u64,
+) -> Result<Int8Report, ExportError> {
+    let id = net.arch.id;
+    let calib = calibration_set(&dataset.train, calibration_images, seed);
+    let ranges = quantize::calibrate(net, &calib, 250)?;
+    let qmodel = quantize::quantize(net, &ranges)?;
+    let bytes = qmodel.to_bytes()?;
+    let path = out_dir.join(format!("{id}.fmq"));
+    std::fs::write(&path, &bytes).map_err(|source| ExportError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let rejected = |error| ExportError::Rejected {
+        id: id.to_string(),
+        error,
+    };
+    let model = Model::from_bytes(&bytes).map_err(rejected)?;
+    let int8_pred = predict_int8(&model, &dataset.test).map_err(rejected)?;
+    let float_pred = train::predict(net, &dataset.test, 500)?;
+    Ok(Int8Report {
+        calibration_images: calib.len(),
+        calibration_method: "min/max over calibration images (seeded sample of the training set)"
+            .into(),
+        test: Metrics::new(&dataset.test.labels, &int8_pred, NUM_CLASSES),
+        agreement: agreement(&float_pred, &int8_pred),
+        model_bytes: bytes.len() as u64,
+        scratch_bytes: model.scratch_len(),
+        macs: model.macs(),
+    })
+}
