@@ -215,6 +215,12 @@ pub fn load(explicit: Option<&Path>) -> Result<Dataset, DataError> {
     })
 }
 
+/// Loads only the 10,000 test images, from the folder [`find_data_dir`] picks.
+pub fn load_test(explicit: Option<&Path>) -> Result<Split, DataError> {
+    let dir = find_data_dir(explicit)?;
+    load_split(&dir.join(TEST_IMAGES), &dir.join(TEST_LABELS), TEST_COUNT)
+}
+
 /// Loads and validates one split of `count` items.
 pub fn load_split(images: &Path, labels: &Path, count: usize) -> Result<Split, DataError> {
     Ok(Split {

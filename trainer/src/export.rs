@@ -42,6 +42,9 @@ pub enum ExportError {
     },
 }
 
+/// How many test images get their int8 logits recorded in the report.
+pub const GOLDEN_IMAGES: usize = 8;
+
 /// `n` training images chosen uniformly without replacement by a generator seeded with `seed`.
 pub fn calibration_set(train: &Split, n: usize, seed: u64) -> Split {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -60,13 +63,16 @@ pub fn calibration_set(train: &Split, n: usize, seed: u64) -> Split {
     }
 }
 
-/// Int8 predictions of a loaded model for every image of `split`, with one scratch buffer
-/// reused throughout, as firmware would.
-pub fn predict_int8(model: &Model<'_>, split: &Split) -> Result<Vec<u8>, infer_core::Error> {
-    let mut scratch = vec![0i8; model.scratch_len()];
+/// Int8 predictions of a loaded model for every image of `split`, with the one `scratch`
+/// buffer reused throughout, as firmware would.
+pub fn predict_int8(
+    model: &Model<'_>,
+    split: &Split,
+    scratch: &mut [i8],
+) -> Result<Vec<u8>, infer_core::Error> {
     (0..split.len())
         .map(|i| {
-            let p = model.predict_raw(split.image(i), &mut scratch)?;
+            let p = model.predict_raw(split.image(i), scratch)?;
             Ok(u8::try_from(p.class).unwrap_or(u8::MAX))
         })
         .collect()
@@ -96,8 +102,16 @@ pub fn export(
         error,
     };
     let model = Model::from_bytes(&bytes).map_err(rejected)?;
-    let int8_pred = predict_int8(&model, &dataset.test).map_err(rejected)?;
+    let mut scratch = vec![0i8; model.scratch_len()];
+    let int8_pred = predict_int8(&model, &dataset.test, &mut scratch).map_err(rejected)?;
     let float_pred = train::predict(net, &dataset.test, 500)?;
+    let golden_logits = (0..GOLDEN_IMAGES.min(dataset.test.len()))
+        .map(|i| {
+            let p = model.predict_raw(dataset.test.image(i), &mut scratch)?;
+            Ok(p.logits.to_vec())
+        })
+        .collect::<Result<_, infer_core::Error>>()
+        .map_err(rejected)?;
     Ok(Int8Report {
         calibration_images: calib.len(),
         calibration_method: "min/max over calibration images (seeded sample of the training set)"
@@ -107,5 +121,6 @@ pub fn export(
         model_bytes: bytes.len() as u64,
         scratch_bytes: model.scratch_len(),
         macs: model.macs(),
+        golden_logits,
     })
 }

@@ -62,6 +62,8 @@ pub struct Int8Report {
     pub scratch_bytes: usize,
     /// Multiply-accumulates per inference.
     pub macs: u64,
+    /// Int8 logits of the first test images, to catch silent drift in infer-core.
+    pub golden_logits: Vec<Vec<i8>>,
 }
 
 /// The whole report of one model.

@@ -147,6 +147,21 @@ pub fn train(
     Ok(history)
 }
 
+/// Mean cross-entropy loss of `net` (evaluation mode) over `split`.
+pub fn evaluate_loss(net: &Net, split: &Split, batch_size: usize) -> Result<f64, NetError> {
+    let device = Device::Cpu;
+    let all: Vec<usize> = (0..split.len()).collect();
+    let mut total = 0.0f64;
+    for idx in all.chunks(batch_size.max(1)) {
+        let x = images_tensor(split, idx, &device)?;
+        let labels: Vec<u32> = idx.iter().map(|&i| u32::from(split.labels[i])).collect();
+        let y = Tensor::new(labels.as_slice(), &device)?;
+        let loss = candle_nn::loss::cross_entropy(&net.forward(&x, Mode::Eval)?, &y)?;
+        total += f64::from(loss.to_scalar::<f32>()?) * idx.len() as f64;
+    }
+    Ok(total / split.len().max(1) as f64)
+}
+
 /// Float predictions (argmax class) for every image of `split`, in batches.
 pub fn predict(net: &Net, split: &Split, batch_size: usize) -> Result<Vec<u8>, NetError> {
     let device = Device::Cpu;

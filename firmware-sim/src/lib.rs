@@ -1,0 +1,124 @@
+//! Runs exported `.fmq` models through infer-core exactly as firmware would: the model bytes
+//! are validated once by [`infer_core::Model::from_bytes`], and every image is classified with
+//! one fixed-size scratch buffer ([`SCRATCH_CAPACITY`] bytes) shared by all models.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use infer_core::Model;
+use serde::Serialize;
+use trainer::data::{NUM_CLASSES, Split};
+use trainer::export::predict_int8;
+use trainer::metrics::Metrics;
+use trainer::report::ModelReport;
+
+/// Size of the one static scratch buffer, as a firmware image would reserve it.
+pub const SCRATCH_CAPACITY: usize = 64 * 1024;
+
+/// Largest accepted drop of int8 accuracy below float accuracy, as a fraction (0.5 points).
+pub const MAX_DROP: f64 = 0.005;
+
+/// The result of one model over the test set.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelRun {
+    /// Model id (from the file).
+    pub id: String,
+    /// The `.fmq` file.
+    #[serde(skip)]
+    pub path: PathBuf,
+    /// Int8 accuracy through infer-core, as a fraction.
+    pub int8_accuracy: f64,
+    /// Float accuracy recorded by the trainer in `<id>.json`, as a fraction.
+    pub float_accuracy: f64,
+    /// Recall of each class under int8.
+    #[serde(skip)]
+    pub per_class_accuracy: Vec<f64>,
+    /// Size of the model file.
+    pub model_bytes: usize,
+    /// Scratch bytes the model needs.
+    pub scratch_bytes: usize,
+    /// Mean wall-clock microseconds per inference (single thread, batch 1).
+    pub us_per_inference: f64,
+}
+
+impl ModelRun {
+    /// Whether int8 accuracy is within [`MAX_DROP`] of float accuracy.
+    pub fn passes(&self) -> bool {
+        self.int8_accuracy >= self.float_accuracy - MAX_DROP
+    }
+}
+
+/// The `.fmq` files in `dir`, sorted by name.
+pub fn model_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading model folder {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "fmq"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        bail!("no .fmq model files in {}", dir.display());
+    }
+    Ok(files)
+}
+
+/// Loads `path`, runs it on every test image with `scratch`, and compares with the float
+/// accuracy in the `.json` beside it.
+pub fn run_model(path: &Path, test: &Split, scratch: &mut [i8]) -> Result<ModelRun> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let model = Model::from_bytes(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: infer-core rejects the model: {e}", path.display()))?;
+    if model.scratch_len() > scratch.len() {
+        bail!(
+            "{}: needs {} scratch bytes, the firmware buffer holds {}",
+            path.display(),
+            model.scratch_len(),
+            scratch.len()
+        );
+    }
+    let json = path.with_extension("json");
+    let report = ModelReport::read(&json)?;
+    let start = Instant::now();
+    let pred = predict_int8(&model, test, scratch)
+        .map_err(|e| anyhow::anyhow!("{}: inference failed: {e}", path.display()))?;
+    let us = start.elapsed().as_secs_f64() * 1e6 / test.len().max(1) as f64;
+    let metrics = Metrics::new(&test.labels, &pred, NUM_CLASSES);
+    Ok(ModelRun {
+        id: model.id().to_string(),
+        path: path.to_path_buf(),
+        int8_accuracy: metrics.accuracy,
+        float_accuracy: report.float.test.accuracy,
+        per_class_accuracy: metrics.per_class_accuracy,
+        model_bytes: bytes.len(),
+        scratch_bytes: model.scratch_len(),
+        us_per_inference: us,
+    })
+}
+
+/// Human-readable report of one run.
+pub fn describe(run: &ModelRun) -> String {
+    let per_class: Vec<String> = run
+        .per_class_accuracy
+        .iter()
+        .enumerate()
+        .map(|(c, a)| format!("{c}:{:.1}", 100.0 * a))
+        .collect();
+    format!(
+        "{id}: int8 {int8:.2}%  float {float:.2}%  diff {diff:+.2} pts  {verdict}\n  \
+         per-class int8 %: {pc}\n  {us:.1} us/inference, model {mb} bytes, scratch {sb} bytes",
+        id = run.id,
+        int8 = 100.0 * run.int8_accuracy,
+        float = 100.0 * run.float_accuracy,
+        diff = 100.0 * (run.int8_accuracy - run.float_accuracy),
+        verdict = if run.passes() {
+            "ok"
+        } else {
+            "FAIL (more than 0.5 pts below float)"
+        },
+        pc = per_class.join(" "),
+        us = run.us_per_inference,
+        mb = run.model_bytes,
+        sb = run.scratch_bytes,
+    )
+}

@@ -1,0 +1,293 @@
+//! The one error type of this crate.
+//!
+//! Every error comes from validation: [`crate::Model::from_bytes`] reports what is wrong with a
+//! model file and where, and [`crate::Model::predict`] only reports a caller's buffer that is too
+//! small or an input of the wrong size. Once a model is loaded, inference cannot fail otherwise.
+
+use core::fmt;
+
+/// Which per-layer byte array of a model file an [`Error::BufferLength`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Buffer {
+    /// The `i8` weights.
+    Weights,
+    /// The `f32` per-channel weight scales.
+    WeightScales,
+    /// The `i32` per-channel biases.
+    Bias,
+    /// The `i32` per-channel requantisation multipliers.
+    Multipliers,
+    /// The `i8` per-channel requantisation shifts.
+    Shifts,
+}
+
+impl Buffer {
+    /// The buffer's name as in [`crate::format::ChannelQuant`] and the layer definitions.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Weights => "weights",
+            Self::WeightScales => "weight_scales",
+            Self::Bias => "bias",
+            Self::Multipliers => "multipliers",
+            Self::Shifts => "shifts",
+        }
+    }
+}
+
+/// Everything that can go wrong loading a model or running it.
+///
+/// `layer` fields are 0-based indices into [`crate::format::ModelDef::layers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Error {
+    /// The file is shorter than the 16-byte header.
+    Truncated,
+    /// The file does not start with [`crate::format::MAGIC`].
+    BadMagic,
+    /// The header's format version is not [`crate::format::VERSION`].
+    UnsupportedVersion(u16),
+    /// The header's reserved bytes are not zero.
+    Reserved,
+    /// The payload length in the header disagrees with the bytes after the header.
+    PayloadLength {
+        /// Length stated in the header.
+        expected: usize,
+        /// Bytes actually present after the header.
+        got: usize,
+    },
+    /// The payload's CRC-32 disagrees with the header.
+    Checksum {
+        /// CRC-32 stated in the header.
+        expected: u32,
+        /// CRC-32 of the payload.
+        got: u32,
+    },
+    /// The payload is not a valid postcard encoding of a [`crate::format::ModelDef`].
+    Decode,
+    /// The payload decodes but is followed by this many unused bytes.
+    TrailingBytes(usize),
+    /// The model has more than [`crate::format::MAX_LAYERS`] layers.
+    TooManyLayers,
+    /// The model has no layer.
+    NoLayers,
+    /// The model's input shape is unusable (empty or too large), or is not the shape a caller
+    /// needs ([`crate::Model::predict`] needs 1x28x28).
+    InputShape,
+    /// The model's input quantisation is invalid (scale not finite and positive, or zero point
+    /// outside `[-128, 127]`).
+    InputQuantParams,
+    /// A layer's input has the wrong number of channels or features.
+    ShapeMismatch {
+        /// Layer index.
+        layer: usize,
+        /// Channels (conv) or features (dense) the layer takes.
+        expected: u32,
+        /// Channels or features its input has.
+        got: u32,
+    },
+    /// A dense layer's input is a `[c, h, w]` image: put a `Flatten` before it.
+    ExpectedFlat {
+        /// Layer index.
+        layer: usize,
+    },
+    /// A conv or pooling layer's input is flat (it comes after a `Flatten` or a dense layer).
+    ExpectedImage {
+        /// Layer index.
+        layer: usize,
+    },
+    /// A layer's byte array has the wrong length.
+    BufferLength {
+        /// Layer index.
+        layer: usize,
+        /// Which array.
+        buffer: Buffer,
+        /// Length in bytes the layer's dimensions imply.
+        expected: usize,
+        /// Length in the file.
+        got: usize,
+    },
+    /// A layer's output quantisation or weight scales are invalid (scale not finite and
+    /// positive, weight scale negative or not finite, zero point outside `[-128, 127]`), or they
+    /// imply a requantisation multiplier too large to represent.
+    BadQuantParams {
+        /// Layer index.
+        layer: usize,
+    },
+    /// A stored requantisation multiplier or shift differs from the one re-derived from the
+    /// stored scales with [`crate::quant::quantize_multiplier`].
+    MultiplierMismatch {
+        /// Layer index.
+        layer: usize,
+        /// Output channel.
+        channel: usize,
+    },
+    /// A layer's parameters are unsupported: a zero kernel, stride or channel count, a window
+    /// larger than its (padded) input, or a tensor too large to address.
+    UnsupportedLayer {
+        /// Layer index.
+        layer: usize,
+    },
+    /// The model's output is not a flat vector of 1 to [`crate::MAX_CLASSES`] class logits.
+    OutputShape {
+        /// Number of output elements.
+        len: usize,
+    },
+    /// The caller's scratch buffer is smaller than [`crate::Model::scratch_len`].
+    ScratchTooSmall {
+        /// Bytes the model needs.
+        needed: usize,
+    },
+    /// The input passed to [`crate::Model::predict_raw`] has the wrong length.
+    InputLength {
+        /// The model's input length.
+        expected: usize,
+        /// The length passed.
+        got: usize,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Truncated => f.write_str("model file shorter than its 16-byte header"),
+            Self::BadMagic => f.write_str("not a model file (bad magic, expected \"FMQ8\")"),
+            Self::UnsupportedVersion(v) => write!(
+                f,
+                "unsupported model format version {v} (this reader supports {})",
+                crate::format::VERSION
+            ),
+            Self::Reserved => f.write_str("model header's reserved bytes are not zero"),
+            Self::PayloadLength { expected, got } => write!(
+                f,
+                "model header states a {expected}-byte payload but {got} bytes follow it"
+            ),
+            Self::Checksum { expected, got } => write!(
+                f,
+                "model payload CRC-32 is {got:#010x}, header states {expected:#010x}"
+            ),
+            Self::Decode => f.write_str("model payload is not a valid postcard ModelDef"),
+            Self::TrailingBytes(n) => write!(f, "model payload has {n} trailing bytes"),
+            Self::TooManyLayers => write!(
+                f,
+                "model has more than {} layers",
+                crate::format::MAX_LAYERS
+            ),
+            Self::NoLayers => f.write_str("model has no layers"),
+            Self::InputShape => f.write_str("model input shape is empty, too large or unexpected"),
+            Self::InputQuantParams => f.write_str(
+                "model input quantisation invalid (scale must be finite and > 0, \
+                 zero point in [-128, 127])",
+            ),
+            Self::ShapeMismatch {
+                layer,
+                expected,
+                got,
+            } => write!(
+                f,
+                "layer {layer} takes {expected} input channels/features but gets {got}"
+            ),
+            Self::ExpectedFlat { layer } => write!(
+                f,
+                "layer {layer} (dense) needs a flat input: add a Flatten before it"
+            ),
+            Self::ExpectedImage { layer } => write!(
+                f,
+                "layer {layer} (conv/pool) needs a [c, h, w] input but gets a flat one"
+            ),
+            Self::BufferLength {
+                layer,
+                buffer,
+                expected,
+                got,
+            } => write!(
+                f,
+                "layer {layer}: {} is {got} bytes, expected {expected}",
+                buffer.name()
+            ),
+            Self::BadQuantParams { layer } => write!(
+                f,
+                "layer {layer}: invalid quantisation parameters (scale, zero point or \
+                 multiplier out of range)"
+            ),
+            Self::MultiplierMismatch { layer, channel } => write!(
+                f,
+                "layer {layer} channel {channel}: stored multiplier/shift differ from the ones \
+                 derived from the stored scales"
+            ),
+            Self::UnsupportedLayer { layer } => write!(
+                f,
+                "layer {layer}: unsupported parameters (zero kernel/stride/channels, window \
+                 larger than input, or tensor too large)"
+            ),
+            Self::OutputShape { len } => write!(
+                f,
+                "model output must be a flat vector of 1 to {} logits, got {len} elements",
+                crate::MAX_CLASSES
+            ),
+            Self::ScratchTooSmall { needed } => {
+                write!(
+                    f,
+                    "scratch buffer too small: the model needs {needed} bytes"
+                )
+            }
+            Self::InputLength { expected, got } => {
+                write!(f, "input has {got} elements, the model takes {expected}")
+            }
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_says_what_and_where() {
+        let e = Error::BufferLength {
+            layer: 3,
+            buffer: Buffer::Multipliers,
+            expected: 40,
+            got: 36,
+        };
+        assert_eq!(
+            e.to_string(),
+            "layer 3: multipliers is 36 bytes, expected 40"
+        );
+        assert_eq!(
+            Error::ShapeMismatch {
+                layer: 5,
+                expected: 50,
+                got: 54
+            }
+            .to_string(),
+            "layer 5 takes 50 input channels/features but gets 54"
+        );
+        assert_eq!(
+            Error::Checksum {
+                expected: 0xdead_beef,
+                got: 1
+            }
+            .to_string(),
+            "model payload CRC-32 is 0x00000001, header states 0xdeadbeef"
+        );
+        assert_eq!(
+            Error::ScratchTooSmall { needed: 3920 }.to_string(),
+            "scratch buffer too small: the model needs 3920 bytes"
+        );
+        assert!(
+            Error::UnsupportedVersion(9)
+                .to_string()
+                .contains("version 9")
+        );
+    }
+
+    #[test]
+    fn error_is_small() {
+        // Returned by value from every fallible call on the device.
+        assert!(core::mem::size_of::<Error>() <= 4 * core::mem::size_of::<usize>());
+    }
+}

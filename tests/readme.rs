@@ -1,0 +1,25 @@
+//! The README's results table is the one `trainer report` generates from `models/*.json`, so no
+//! figure in it is typed by hand.
+
+use std::path::PathBuf;
+
+use trainer::report::{self, ModelReport};
+
+#[test]
+fn readme_table_matches_the_committed_reports() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut reports: Vec<ModelReport> = std::fs::read_dir(root.join("models"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| ModelReport::read(&p).unwrap())
+        .collect();
+    reports.sort_by(|a, b| a.id.cmp(&b.id));
+    let table = report::summary_table(&reports);
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let regenerated = report::replace_between_markers(&readme, &table).expect("markers in README");
+    assert!(
+        regenerated == readme,
+        "README results are stale: run `cargo run --release -p trainer -- report --update-readme README.md`"
+    );
+}
