@@ -62,6 +62,10 @@ fn check(id: &str) {
     assert_eq!(int8.accuracy, int8_report.test.accuracy, "{id}: int8 drift");
     assert_eq!(model.scratch_len(), int8_report.scratch_bytes);
     assert_eq!(bytes.len() as u64, int8_report.model_bytes);
+    assert!(
+        !int8_report.golden_logits.is_empty(),
+        "{id}: no golden logits recorded"
+    );
     for (i, golden) in int8_report.golden_logits.iter().enumerate() {
         let p = model.predict_raw(test.image(i), &mut scratch).unwrap();
         assert_eq!(

@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::data::{Dataset, NUM_CLASSES, PIXELS, Split};
 use crate::metrics::{Metrics, agreement};
 use crate::net::{Net, NetError};
-use crate::quantize::{self, QuantizeError};
+use crate::quantize::{self, ActivationStats, QModel, QuantizeError, RANGE_CANDIDATES};
 use crate::report::Int8Report;
 use crate::train;
 
@@ -63,6 +63,21 @@ pub fn calibration_set(train: &Split, n: usize, seed: u64) -> Split {
     }
 }
 
+/// Splits a set into its even- and odd-indexed images.
+fn split_alternate(set: &Split) -> (Split, Split) {
+    let pick = |parity: usize| {
+        let idx: Vec<usize> = (0..set.len()).filter(|i| i % 2 == parity).collect();
+        Split {
+            images: idx
+                .iter()
+                .flat_map(|&i| set.image(i).iter().copied())
+                .collect(),
+            labels: idx.iter().map(|&i| set.labels[i]).collect(),
+        }
+    };
+    (pick(0), pick(1))
+}
+
 /// Int8 predictions of a loaded model for every image of `split`, with the one `scratch`
 /// buffer reused throughout, as firmware would.
 pub fn predict_int8(
@@ -78,8 +93,52 @@ pub fn predict_int8(
         .collect()
 }
 
+/// Quantises `net` with every [`RANGE_CANDIDATES`] method, each with and without bias
+/// correction, and keeps the one whose int8
+/// predictions agree best with float on `selection` (held-out training images, never the test
+/// set); the earlier candidate wins ties. Returns the chosen model, method and all agreements.
+pub fn quantize_best(
+    net: &Net,
+    stats: &ActivationStats,
+    selection: &Split,
+) -> Result<(QModel, String, Vec<(String, f64)>), ExportError> {
+    let float_pred = train::predict(net, selection, 500)?;
+    let mut best: Option<(QModel, String, f64)> = None;
+    let mut tried = Vec::new();
+    let candidates = RANGE_CANDIDATES
+        .iter()
+        .flat_map(|&m| [(m, false), (m, true)]);
+    for (method, correct) in candidates {
+        let corrected = correct.then_some(stats);
+        let qmodel = quantize::quantize(net, &stats.ranges(method), corrected)?;
+        let bytes = qmodel.to_bytes()?;
+        let rejected = |error| ExportError::Rejected {
+            id: net.arch.id.to_string(),
+            error,
+        };
+        let model = Model::from_bytes(&bytes).map_err(rejected)?;
+        let mut scratch = vec![0i8; model.scratch_len()];
+        let pred = predict_int8(&model, selection, &mut scratch).map_err(rejected)?;
+        let agree = agreement(&float_pred, &pred);
+        let name = if correct {
+            format!("{method} + bias correction")
+        } else {
+            method.to_string()
+        };
+        tried.push((name.clone(), agree));
+        if best.as_ref().is_none_or(|b| agree > b.2) {
+            best = Some((qmodel, name, agree));
+        }
+    }
+    let (qmodel, name, _) = best.ok_or(QuantizeError::NoCalibrationImages)?;
+    Ok((qmodel, name, tried))
+}
+
 /// Quantises `net`, writes `<out_dir>/<id>.fmq`, verifies it on the test set and returns the
 /// int8 record.
+///
+/// `calibration_images` seeded training images calibrate the activation ranges; as many other
+/// training images choose the range method ([`quantize_best`]).
 pub fn export(
     net: &Net,
     dataset: &Dataset,
@@ -88,9 +147,10 @@ pub fn export(
     seed: u64,
 ) -> Result<Int8Report, ExportError> {
     let id = net.arch.id;
-    let calib = calibration_set(&dataset.train, calibration_images, seed);
-    let ranges = quantize::calibrate(net, &calib, 250)?;
-    let qmodel = quantize::quantize(net, &ranges)?;
+    let both = calibration_set(&dataset.train, 2 * calibration_images, seed);
+    let (calib, selection) = split_alternate(&both);
+    let stats = ActivationStats::collect(net, &calib, 250)?;
+    let (qmodel, method, candidates) = quantize_best(net, &stats, &selection)?;
     let bytes = qmodel.to_bytes()?;
     let path = out_dir.join(format!("{id}.fmq"));
     std::fs::write(&path, &bytes).map_err(|source| ExportError::Io {
@@ -114,8 +174,8 @@ pub fn export(
         .map_err(rejected)?;
     Ok(Int8Report {
         calibration_images: calib.len(),
-        calibration_method: "min/max over calibration images (seeded sample of the training set)"
-            .into(),
+        calibration_method: method,
+        calibration_candidates: candidates,
         test: Metrics::new(&dataset.test.labels, &int8_pred, NUM_CLASSES),
         agreement: agreement(&float_pred, &int8_pred),
         model_bytes: bytes.len() as u64,

@@ -48,7 +48,7 @@ struct Common {
     /// No progress bars.
     #[arg(long, short, global = true)]
     quiet: bool,
-    /// Training images used to calibrate activation ranges.
+    /// Training images used to calibrate activation ranges (as many more choose the range method).
     #[arg(long, default_value_t = 2000, global = true)]
     calibration_images: usize,
 }

@@ -58,6 +58,243 @@ pub enum QuantizeError {
 pub enum RangeMethod {
     /// The observed minimum and maximum.
     MinMax,
+    /// The `p`-th and `(100 - p)`-th percentiles of the observed values (`p` in (50, 100]),
+    /// clipping rare outliers for a finer scale.
+    Percentile(f64),
+    /// Per layer, the clipping range (a fraction of the observed one) whose int8 quantisation
+    /// has the smallest mean squared error over the observed values.
+    Mse,
+}
+
+impl std::fmt::Display for RangeMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::MinMax => write!(f, "min/max"),
+            Self::Percentile(p) => write!(f, "percentile {p}"),
+            Self::Mse => write!(f, "min MSE"),
+        }
+    }
+}
+
+/// The candidates export tries, best chosen by float/int8 agreement on held-out training images.
+pub const RANGE_CANDIDATES: [RangeMethod; 5] = [
+    RangeMethod::MinMax,
+    RangeMethod::Mse,
+    RangeMethod::Percentile(99.999),
+    RangeMethod::Percentile(99.99),
+    RangeMethod::Percentile(99.9),
+];
+
+/// At most this many values per layer are kept for percentiles (an even subsample).
+const MAX_SAMPLES_PER_LAYER: usize = 1 << 22;
+
+/// Activation values of every arch layer's output over the calibration images, subsampled
+/// evenly to at most [`MAX_SAMPLES_PER_LAYER`] per layer, plus exact minima and maxima.
+///
+/// The logits (the last layer) get a range of their own: from the smallest top-1 logit of any
+/// calibration image to the largest runner-up (second-largest) logit. Clamping a logit below
+/// the image's top-1 logit, or the top-1 logit itself above every runner-up, never changes the
+/// argmax, and the narrower range gives the logits that do compete a much finer scale.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivationStats {
+    samples: Vec<Vec<f32>>,
+    min_max: Vec<(f32, f32)>,
+    logit_floor: f32,
+    logit_ceiling: f32,
+    /// Mean per channel (images) or per feature (flat) of the network input (index 0) and of
+    /// every arch layer's output (index `l + 1`).
+    means: Vec<Vec<f64>>,
+}
+
+impl ActivationStats {
+    /// Runs the float network over `images` and records every layer's outputs.
+    pub fn collect(net: &Net, images: &Split, batch: usize) -> Result<Self, QuantizeError> {
+        if images.is_empty() {
+            return Err(QuantizeError::NoCalibrationImages);
+        }
+        let layers = net.arch.layers.len();
+        let per_image: Vec<usize> = net
+            .arch
+            .shapes()
+            .map_err(NetError::from)?
+            .iter()
+            .map(|d| d.len())
+            .collect();
+        let stride: Vec<usize> = per_image
+            .iter()
+            .map(|&n| (n * images.len()).div_ceil(MAX_SAMPLES_PER_LAYER).max(1))
+            .collect();
+        let mut samples = vec![Vec::new(); layers];
+        let mut min_max = vec![(f32::INFINITY, f32::NEG_INFINITY); layers];
+        let mut logit_floor = f32::INFINITY;
+        let mut logit_ceiling = f32::NEG_INFINITY;
+        let mut sums: Vec<Vec<f64>> = vec![Vec::new(); layers + 1];
+        let mut counts = vec![0usize; layers + 1];
+        let all: Vec<usize> = (0..images.len()).collect();
+        for idx in all.chunks(batch.max(1)) {
+            let x = images_tensor(images, idx, &Device::Cpu)?;
+            let outs = net.forward_trace(&x, Mode::Eval)?;
+            for (l, t) in std::iter::once(&x).chain(&outs).enumerate() {
+                let (sum, count) = channel_sums(t)?;
+                if sums[l].is_empty() {
+                    sums[l] = vec![0.0; sum.len()];
+                }
+                sums[l].iter_mut().zip(sum).for_each(|(a, b)| *a += b);
+                counts[l] += count;
+            }
+            if let Some(logits) = outs.last() {
+                for row in logits.to_vec2::<f32>()? {
+                    let (top1, top2) = top_two(&row);
+                    logit_floor = logit_floor.min(top1);
+                    logit_ceiling = logit_ceiling.max(top2);
+                }
+            }
+            for (l, out) in outs.iter().enumerate() {
+                let values = to_vec(out)?;
+                for &v in &values {
+                    min_max[l] = (min_max[l].0.min(v), min_max[l].1.max(v));
+                }
+                samples[l].extend(values.iter().step_by(stride[l]));
+            }
+        }
+        let means = sums
+            .into_iter()
+            .zip(counts)
+            .map(|(sum, n)| sum.into_iter().map(|v| v / n.max(1) as f64).collect())
+            .collect();
+        Ok(Self {
+            samples,
+            min_max,
+            logit_floor,
+            logit_ceiling,
+            means,
+        })
+    }
+
+    /// Mean per channel or feature of the input of arch layer `layer`.
+    pub fn input_means(&self, layer: usize) -> &[f64] {
+        self.means.get(layer).map_or(&[], Vec::as_slice)
+    }
+
+    /// The `(low, high)` range of every arch layer's output under `method`; the logits span
+    /// `[smallest top-1 logit, largest runner-up logit]` when that is a proper interval.
+    pub fn ranges(&self, method: RangeMethod) -> Vec<(f32, f32)> {
+        let mut ranges = self.ranges_of_all_layers(method);
+        if let Some(last) = ranges.last_mut() {
+            if self.logit_floor < self.logit_ceiling {
+                *last = (self.logit_floor, self.logit_ceiling);
+            }
+        }
+        ranges
+    }
+
+    fn ranges_of_all_layers(&self, method: RangeMethod) -> Vec<(f32, f32)> {
+        match method {
+            RangeMethod::MinMax => self.min_max.clone(),
+            RangeMethod::Percentile(p) => self
+                .samples
+                .iter()
+                .map(|values| {
+                    let mut v = values.clone();
+                    (percentile(&mut v, 100.0 - p), percentile(&mut v, p))
+                })
+                .collect(),
+            RangeMethod::Mse => self
+                .samples
+                .iter()
+                .zip(&self.min_max)
+                .map(|(values, &(lo, hi))| min_mse_range(values, lo, hi))
+                .collect(),
+        }
+    }
+}
+
+/// The largest and second-largest value of `row` (`-inf` where missing).
+fn top_two(row: &[f32]) -> (f32, f32) {
+    row.iter()
+        .fold((f32::NEG_INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+            if v > a { (v, a) } else { (a, b.max(v)) }
+        })
+}
+
+/// Per-channel (rank 4, `[b, c, h, w]`) or per-feature (rank 2) sums of `t`, and how many
+/// values each sum adds.
+fn channel_sums(t: &Tensor) -> Result<(Vec<f64>, usize), QuantizeError> {
+    let dims = t.dims().to_vec();
+    let (sum, count) = if let [b, _, h, w] = dims[..] {
+        (t.sum((0, 2, 3))?, b * h * w)
+    } else {
+        (t.sum(0)?, dims.first().copied().unwrap_or(0))
+    };
+    let sum: Vec<f32> = sum.flatten_all()?.to_vec1()?;
+    Ok((sum.into_iter().map(f64::from).collect(), count))
+}
+
+/// Bias correction (Nagel et al. 2019, "Data-Free Quantization", sec. 4.2): the weight
+/// rounding error `e = dequant(q(w)) - w` shifts each output's mean by `sum(e * E[x])`; subtract
+/// that from the bias. `input_means` holds `E[x]` per input channel (conv, every kernel tap of a
+/// channel shares it; padding is ignored) or per input feature (dense).
+pub fn corrected_bias(
+    weights: &[f32],
+    quantized: &[u8],
+    scales: &[f32],
+    bias: &[f32],
+    input_means: &[f64],
+) -> Vec<f32> {
+    let per_out = weights.len() / bias.len().max(1);
+    let per_in = per_out / input_means.len().max(1);
+    bias.iter()
+        .enumerate()
+        .map(|(o, &b)| {
+            let shift: f64 = (0..per_out)
+                .map(|k| {
+                    let i = o * per_out + k;
+                    let q = f64::from(i8::from_le_bytes([quantized[i]]));
+                    let err = q * f64::from(scales[o]) - f64::from(weights[i]);
+                    err * input_means.get(k / per_in.max(1)).copied().unwrap_or(0.0)
+                })
+                .sum();
+            (f64::from(b) - shift) as f32
+        })
+        .collect()
+}
+
+/// Mean squared error of quantising `values` with `q`.
+fn quantization_mse(values: &[f32], q: QParams) -> f64 {
+    let err: f64 = values
+        .iter()
+        .map(|&v| {
+            let level = (f64::from(v) / f64::from(q.scale)).round() + f64::from(q.zero_point);
+            let back = (level.clamp(-128.0, 127.0) - f64::from(q.zero_point)) * f64::from(q.scale);
+            (back - f64::from(v)).powi(2)
+        })
+        .sum();
+    err / values.len().max(1) as f64
+}
+
+/// The range `[lo * f, hi * f]`, `f` in 1.0, 0.98, ..., 0.30, with the smallest
+/// [`quantization_mse`] over `values`.
+fn min_mse_range(values: &[f32], lo: f32, hi: f32) -> (f32, f32) {
+    (0..=35)
+        .map(|i| 1.0 - 0.02 * i as f32)
+        .map(|f| (lo * f, hi * f))
+        .min_by(|a, b| {
+            let ea = quantization_mse(values, activation_qparams(a.0, a.1));
+            let eb = quantization_mse(values, activation_qparams(b.0, b.1));
+            ea.total_cmp(&eb)
+        })
+        .unwrap_or((lo, hi))
+}
+
+/// The `p`-th percentile (nearest rank) of `values`, reordering them; 0 for an empty slice.
+fn percentile(values: &mut [f32], p: f64) -> f32 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let last = values.len() - 1;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // in [0, last]
+    let rank = ((p / 100.0) * last as f64).round().clamp(0.0, last as f64) as usize;
+    *values.select_nth_unstable_by(rank, f32::total_cmp).1
 }
 
 /// One op of the lowered network, with the arch layers it covers.
@@ -151,28 +388,6 @@ pub fn lower(layers: &[Layer]) -> Result<Vec<Lowered>, QuantizeError> {
         });
     }
     Ok(out)
-}
-
-/// Observed `(min, max)` of every arch layer's output over the calibration images.
-pub fn calibrate(
-    net: &Net,
-    images: &Split,
-    batch: usize,
-) -> Result<Vec<(f32, f32)>, QuantizeError> {
-    if images.is_empty() {
-        return Err(QuantizeError::NoCalibrationImages);
-    }
-    let mut ranges = vec![(f32::INFINITY, f32::NEG_INFINITY); net.arch.layers.len()];
-    let all: Vec<usize> = (0..images.len()).collect();
-    for idx in all.chunks(batch.max(1)) {
-        let x = images_tensor(images, idx, &Device::Cpu)?;
-        for (range, out) in ranges.iter_mut().zip(net.forward_trace(&x, Mode::Eval)?) {
-            let lo: f32 = out.flatten_all()?.min(0)?.to_scalar()?;
-            let hi: f32 = out.flatten_all()?.max(0)?.to_scalar()?;
-            *range = (range.0.min(lo), range.1.max(hi));
-        }
-    }
-    Ok(ranges)
 }
 
 /// Asymmetric int8 parameters covering `[min, max]` (widened to include 0).
@@ -396,7 +611,13 @@ fn to_vec(t: &Tensor) -> Result<Vec<f32>, QuantizeError> {
 }
 
 /// Quantises `net`, with activation ranges from [`calibrate`].
-pub fn quantize(net: &Net, ranges: &[(f32, f32)]) -> Result<QModel, QuantizeError> {
+///
+/// With `stats`, biases are corrected for the weight rounding error ([`corrected_bias`]).
+pub fn quantize(
+    net: &Net,
+    ranges: &[(f32, f32)],
+    stats: Option<&ActivationStats>,
+) -> Result<QModel, QuantizeError> {
     let input = input_qparams();
     let mut cur = input;
     let mut layers = Vec::new();
@@ -410,6 +631,12 @@ pub fn quantize(net: &Net, ranges: &[(f32, f32)]) -> Result<QModel, QuantizeErro
                 let b = to_vec(p.bias.as_tensor())?;
                 let out_ch = b.len();
                 let (weights, scales) = quantize_weights(&w, out_ch);
+                let b = match stats {
+                    Some(stats) => {
+                        corrected_bias(&w, &weights, &scales, &b, stats.input_means(lowered.first))
+                    }
+                    None => b,
+                };
                 let mut quant = OwnedChannelQuant::default();
                 for (channel, (&s, &bias)) in scales.iter().zip(&b).enumerate() {
                     let (m, shift) =
@@ -558,6 +785,36 @@ mod tests {
         assert_eq!(quantize_bias(1.0, 0.5, 0.25), 8);
         assert_eq!(quantize_bias(-0.3125, 0.5, 0.25), -3); // -2.5 -> -3 (half away from zero)
         assert_eq!(quantize_bias(1e30, 1e-10, 1e-10), i32::MAX);
+    }
+
+    #[test]
+    fn top_two_finds_the_runner_up() {
+        assert_eq!(top_two(&[1.0, 5.0, 3.0, 5.0]), (5.0, 5.0));
+        assert_eq!(top_two(&[4.0, -1.0, 2.0]), (4.0, 2.0));
+    }
+
+    #[test]
+    fn bias_correction_removes_the_mean_rounding_error() {
+        // One output, two inputs with means 2 and -1; weights 0.5 and 0.26 quantise (scale
+        // 0.5/127) to 127 and 66 -> 0.25984..., error +0.00000 and -0.00016 per unit input.
+        let w = [0.5f32, 0.26];
+        let (q, s) = quantize_weights(&w, 1);
+        let b = corrected_bias(&w, &q, &s, &[1.0], &[2.0, -1.0]);
+        let err1 = f64::from(i8::from_le_bytes([q[1]])) * f64::from(s[0]) - 0.26;
+        let expected = 1.0 - (0.0 * 2.0 + err1 * -1.0);
+        assert!(
+            (f64::from(b[0]) - expected).abs() < 1e-6,
+            "{b:?} {expected}"
+        );
+    }
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let mut v: Vec<f32> = (0..=100).rev().map(|i| i as f32).collect();
+        assert_eq!(percentile(&mut v, 99.0), 99.0);
+        assert_eq!(percentile(&mut v, 1.0), 1.0);
+        assert_eq!(percentile(&mut v, 100.0), 100.0);
+        assert_eq!(percentile(&mut [], 50.0), 0.0);
     }
 
     #[test]

@@ -50,8 +50,11 @@ pub struct FloatReport {
 pub struct Int8Report {
     /// Training images used for activation calibration.
     pub calibration_images: usize,
-    /// How activation ranges were chosen.
+    /// How activation ranges were chosen (the best candidate).
     pub calibration_method: String,
+    /// Every candidate range method with its float/int8 agreement on held-out training images.
+    #[serde(default)]
+    pub calibration_candidates: Vec<(String, f64)>,
     /// Int8 metrics on the test set, computed by infer-core.
     pub test: Metrics,
     /// Fraction of test images where float and int8 predict the same class.
@@ -63,6 +66,7 @@ pub struct Int8Report {
     /// Multiply-accumulates per inference.
     pub macs: u64,
     /// Int8 logits of the first test images, to catch silent drift in infer-core.
+    #[serde(default)]
     pub golden_logits: Vec<Vec<i8>>,
 }
 
