@@ -1,0 +1,67 @@
+//! Batch-1 inference time of each exported model (`models/*.fmq`) on real test images.
+//!
+//! Criterion reports time per image and, as throughput, multiply-accumulates per second
+//! (`Model::macs` per image). Run: `cargo bench -p infer-core --bench models`.
+
+use std::hint::black_box;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use infer_core::{IMAGE_LEN, Model};
+
+const IMAGES: usize = 256;
+
+fn data_dir() -> PathBuf {
+    std::env::var_os("FASHION_MNIST_DIR").map_or_else(
+        || PathBuf::from("/usr/share/datasets/fashion-mnist"),
+        PathBuf::from,
+    )
+}
+
+/// The first [`IMAGES`] test images (the IDX header is 16 bytes).
+fn test_images() -> Vec<[u8; IMAGE_LEN]> {
+    let path = data_dir().join("t10k-images-idx3-ubyte.gz");
+    let file = std::fs::File::open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (set FASHION_MNIST_DIR)", path.display()));
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_end(&mut raw)
+        .expect("gzip test images");
+    raw[16..]
+        .chunks_exact(IMAGE_LEN)
+        .take(IMAGES)
+        .map(|c| c.try_into().expect("chunks_exact gives IMAGE_LEN bytes"))
+        .collect()
+}
+
+fn bench_models(c: &mut Criterion) {
+    let images = test_images();
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let mut group = c.benchmark_group("predict");
+    for id in ["s5-ann", "s5-cnn", "s3-lenet-base"] {
+        let path = models.join(format!("{id}.fmq"));
+        let Ok(bytes) = std::fs::read(&path) else {
+            eprintln!("skipping {id}: {} not found", path.display());
+            continue;
+        };
+        let model = Model::from_bytes(&bytes).expect("committed model loads");
+        let mut scratch = vec![0i8; model.scratch_len()];
+        group.throughput(Throughput::Elements(model.macs()));
+        let mut next = 0;
+        group.bench_function(id, |b| {
+            b.iter(|| {
+                next = (next + 1) % images.len();
+                black_box(
+                    model
+                        .predict(black_box(&images[next]), &mut scratch)
+                        .map(|p| p.class),
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_models);
+criterion_main!(benches);
