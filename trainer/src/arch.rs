@@ -19,6 +19,7 @@ pub const PIXEL_STD: f64 = 0.3530;
 pub const PIXEL_ZERO: i32 = 73;
 
 /// Scale of one pixel step after normalisation: `1 / (255 * PIXEL_STD)`.
+#[allow(clippy::cast_possible_truncation)] // scales are stored as f32, as TFLite stores them
 pub fn pixel_scale() -> f32 {
     (1.0 / (255.0 * PIXEL_STD)) as f32
 }

@@ -93,15 +93,26 @@ pub fn predict_int8(
         .collect()
 }
 
+/// The quantised model [`quantize_best`] chose, and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Calibrated {
+    /// The chosen model.
+    pub model: QModel,
+    /// Name of the chosen range method.
+    pub method: String,
+    /// Every candidate with its agreement on the selection images.
+    pub candidates: Vec<(String, f64)>,
+}
+
 /// Quantises `net` with every [`RANGE_CANDIDATES`] method, each with and without bias
 /// correction, and keeps the one whose int8
 /// predictions agree best with float on `selection` (held-out training images, never the test
-/// set); the earlier candidate wins ties. Returns the chosen model, method and all agreements.
+/// set); the earlier candidate wins ties.
 pub fn quantize_best(
     net: &Net,
     stats: &ActivationStats,
     selection: &Split,
-) -> Result<(QModel, String, Vec<(String, f64)>), ExportError> {
+) -> Result<Calibrated, ExportError> {
     let float_pred = train::predict(net, selection, 500)?;
     let mut best: Option<(QModel, String, f64)> = None;
     let mut tried = Vec::new();
@@ -130,8 +141,12 @@ pub fn quantize_best(
             best = Some((qmodel, name, agree));
         }
     }
-    let (qmodel, name, _) = best.ok_or(QuantizeError::NoCalibrationImages)?;
-    Ok((qmodel, name, tried))
+    let (model, method, _) = best.ok_or(QuantizeError::NoCalibrationImages)?;
+    Ok(Calibrated {
+        model,
+        method,
+        candidates: tried,
+    })
 }
 
 /// Quantises `net`, writes `<out_dir>/<id>.fmq`, verifies it on the test set and returns the
@@ -150,8 +165,8 @@ pub fn export(
     let both = calibration_set(&dataset.train, 2 * calibration_images, seed);
     let (calib, selection) = split_alternate(&both);
     let stats = ActivationStats::collect(net, &calib, 250)?;
-    let (qmodel, method, candidates) = quantize_best(net, &stats, &selection)?;
-    let bytes = qmodel.to_bytes()?;
+    let chosen = quantize_best(net, &stats, &selection)?;
+    let bytes = chosen.model.to_bytes()?;
     let path = out_dir.join(format!("{id}.fmq"));
     std::fs::write(&path, &bytes).map_err(|source| ExportError::Io {
         path: path.clone(),
@@ -174,8 +189,8 @@ pub fn export(
         .map_err(rejected)?;
     Ok(Int8Report {
         calibration_images: calib.len(),
-        calibration_method: method,
-        calibration_candidates: candidates,
+        calibration_method: chosen.method,
+        calibration_candidates: chosen.candidates,
         test: Metrics::new(&dataset.test.labels, &int8_pred, NUM_CLASSES),
         agreement: agreement(&float_pred, &int8_pred),
         model_bytes: bytes.len() as u64,

@@ -254,7 +254,9 @@ pub fn corrected_bias(
                     err * input_means.get(k / per_in.max(1)).copied().unwrap_or(0.0)
                 })
                 .sum();
-            (f64::from(b) - shift) as f32
+            #[allow(clippy::cast_possible_truncation)] // biases are f32 like the weights
+            let corrected = (f64::from(b) - shift) as f32;
+            corrected
         })
         .collect()
 }
@@ -394,6 +396,7 @@ pub fn lower(layers: &[Layer]) -> Result<Vec<Lowered>, QuantizeError> {
 pub fn activation_qparams(min: f32, max: f32) -> QParams {
     let (min, max) = (f64::from(min.min(0.0)), f64::from(max.max(0.0)));
     let scale = if max > min { (max - min) / 255.0 } else { 1.0 };
+    #[allow(clippy::cast_possible_truncation)] // scales are stored as f32
     let scale = scale as f32;
     let zp = (-128.0 - min / f64::from(scale))
         .round()
@@ -801,7 +804,7 @@ mod tests {
         let (q, s) = quantize_weights(&w, 1);
         let b = corrected_bias(&w, &q, &s, &[1.0], &[2.0, -1.0]);
         let err1 = f64::from(i8::from_le_bytes([q[1]])) * f64::from(s[0]) - 0.26;
-        let expected = 1.0 - (0.0 * 2.0 + err1 * -1.0);
+        let expected = 1.0 + err1; // 1 - (0 * 2 + err1 * -1)
         assert!(
             (f64::from(b[0]) - expected).abs() < 1e-6,
             "{b:?} {expected}"

@@ -185,13 +185,10 @@ mod tests {
         let mut images = Vec::with_capacity(n * PIXELS);
         let mut labels = Vec::with_capacity(n);
         for i in 0..n {
-            let l = (i % 2) as u8;
+            let l = u8::from(i % 2 == 1);
             images.extend((0..PIXELS).map(|p| {
-                if l == 1 {
-                    150 + (p % 100) as u8
-                } else {
-                    (p % 60) as u8
-                }
+                let p = u8::try_from(p % 60).unwrap_or(0);
+                if l == 1 { 150 + p } else { p }
             }));
             labels.push(l);
         }
