@@ -261,6 +261,35 @@ pub struct Prediction<'s> {
     pub logits: &'s [i8],
 }
 
+impl Prediction<'_> {
+    /// Softmax probability of [`Prediction::class`]: `1 / sum_i exp((l_i - l_class) * scale)`
+    /// over the logits dequantised with `output` ([`Model::output_qparams`]; the zero point
+    /// cancels).
+    ///
+    /// A fast approximation for display (micromath's `exp`, a few parts in a thousand). The
+    /// trainer clamps logits that can never win the argmax to the bottom of the int8 range, so
+    /// small probabilities are not meaningful and the top one is slightly underestimated.
+    ///
+    /// ```
+    /// use infer_core::{Prediction, format::QParams};
+    ///
+    /// let p = Prediction { class: 1, logits: &[-128, 0, -128] };
+    /// let c = p.confidence(QParams { scale: 0.5, zero_point: 0 });
+    /// assert!(c > 0.99 && c <= 1.0);
+    /// ```
+    pub fn confidence(&self, output: QParams) -> f32 {
+        #[allow(unused_imports)] // on the host, std's inherent `f32::exp` takes precedence
+        use micromath::F32Ext;
+        let top = self.logits.get(self.class).map_or(0, |&l| i32::from(l));
+        let sum: f32 = self
+            .logits
+            .iter()
+            .map(|&l| ((i32::from(l) - top) as f32 * output.scale).exp())
+            .sum();
+        if sum > 0.0 { 1.0 / sum } else { 0.0 }
+    }
+}
+
 /// A validated, zero-copy view of a model file, ready to run.
 ///
 /// ```
