@@ -32,8 +32,8 @@ fn one_epoch_on_a_subset_lowers_the_loss_and_exports() {
         println!("{}: loss {before:.4} -> {after:.4}", arch.id);
         assert!(after < before, "{}: loss {before} -> {after}", arch.id);
 
-        let int8 = export::export(&net, &dataset, out.path(), 64, 1).unwrap();
         let float_pred = train::predict(&net, &dataset.test, 250).unwrap();
+        let int8 = export::export(&net, &dataset, &float_pred, out.path(), 64, 1).unwrap();
         let float = trainer::metrics::Metrics::new(&dataset.test.labels, &float_pred, 10);
         let report = ModelReport {
             id: arch.id.into(),

@@ -150,13 +150,14 @@ pub fn quantize_best(
 }
 
 /// Quantises `net`, writes `<out_dir>/<id>.fmq`, verifies it on the test set and returns the
-/// int8 record.
+/// int8 record. `float_pred` are the float network's predictions on the test set.
 ///
 /// `calibration_images` seeded training images calibrate the activation ranges; as many other
 /// training images choose the range method ([`quantize_best`]).
 pub fn export(
     net: &Net,
     dataset: &Dataset,
+    float_pred: &[u8],
     out_dir: &Path,
     calibration_images: usize,
     seed: u64,
@@ -179,7 +180,6 @@ pub fn export(
     let model = Model::from_bytes(&bytes).map_err(rejected)?;
     let mut scratch = vec![0i8; model.scratch_len()];
     let int8_pred = predict_int8(&model, &dataset.test, &mut scratch).map_err(rejected)?;
-    let float_pred = train::predict(net, &dataset.test, 500)?;
     let golden_logits = (0..GOLDEN_IMAGES.min(dataset.test.len()))
         .map(|i| {
             let p = model.predict_raw(dataset.test.image(i), &mut scratch)?;
@@ -192,7 +192,7 @@ pub fn export(
         calibration_method: chosen.method,
         calibration_candidates: chosen.candidates,
         test: Metrics::new(&dataset.test.labels, &int8_pred, NUM_CLASSES),
-        agreement: agreement(&float_pred, &int8_pred),
+        agreement: agreement(float_pred, &int8_pred),
         model_bytes: bytes.len() as u64,
         scratch_bytes: model.scratch_len(),
         macs: model.macs(),

@@ -85,7 +85,12 @@ fn report_path(common: &Common, id: &str) -> PathBuf {
     common.out_dir.join(format!("{id}.json"))
 }
 
-fn train_one(arch: &Arch, dataset: &data::Dataset, common: &Common) -> Result<(Net, ModelReport)> {
+/// Trains one model, saves its weights and float report; returns the float test predictions too.
+fn train_one(
+    arch: &Arch,
+    dataset: &data::Dataset,
+    common: &Common,
+) -> Result<(Net, ModelReport, Vec<u8>)> {
     let train_split = match common.train_limit {
         Some(n) => dataset.train.head(n),
         None => dataset.train.clone(),
@@ -132,12 +137,13 @@ fn train_one(arch: &Arch, dataset: &data::Dataset, common: &Common) -> Result<(N
         int8: None,
     };
     report.write(&report_path(common, arch.id))?;
-    Ok((net, report))
+    Ok((net, report, pred))
 }
 
 fn export_one(
     net: &Net,
     mut report: ModelReport,
+    float_pred: &[u8],
     dataset: &data::Dataset,
     common: &Common,
 ) -> Result<ModelReport> {
@@ -145,6 +151,7 @@ fn export_one(
     let int8 = export::export(
         net,
         dataset,
+        float_pred,
         &common.out_dir,
         common.calibration_images,
         common.seed,
@@ -161,7 +168,13 @@ fn export_one(
     Ok(report)
 }
 
-fn load_trained(arch: &Arch, common: &Common) -> Result<(Net, ModelReport)> {
+/// Loads trained weights and their report, re-evaluating the float model on the test set so the
+/// report describes the network as this build computes it; returns the float predictions too.
+fn load_trained(
+    arch: &Arch,
+    dataset: &data::Dataset,
+    common: &Common,
+) -> Result<(Net, ModelReport, Vec<u8>)> {
     let weights = common.out_dir.join(format!("{}.safetensors", arch.id));
     let net = Net::load(arch, &weights, &Device::Cpu).with_context(|| {
         format!(
@@ -170,7 +183,10 @@ fn load_trained(arch: &Arch, common: &Common) -> Result<(Net, ModelReport)> {
             arch.id
         )
     })?;
-    Ok((net, ModelReport::read(&report_path(common, arch.id))?))
+    let mut report = ModelReport::read(&report_path(common, arch.id))?;
+    let pred = train::predict(&net, &dataset.test, 500)?;
+    report.float.test = Metrics::new(&dataset.test.labels, &pred, data::NUM_CLASSES);
+    Ok((net, report, pred))
 }
 
 /// Every `*.json` report in `dir`, sorted by id.
@@ -219,12 +235,12 @@ fn main() -> Result<()> {
                 train_one(arch, &dataset, &common)?;
             }
             Command::Run => {
-                let (net, report) = train_one(arch, &dataset, &common)?;
-                export_one(&net, report, &dataset, &common)?;
+                let (net, report, pred) = train_one(arch, &dataset, &common)?;
+                export_one(&net, report, &pred, &dataset, &common)?;
             }
             Command::Export => {
-                let (net, report) = load_trained(arch, &common)?;
-                export_one(&net, report, &dataset, &common)?;
+                let (net, report, pred) = load_trained(arch, &dataset, &common)?;
+                export_one(&net, report, &pred, &dataset, &common)?;
             }
             Command::Report { .. } => unreachable!("handled above"),
         }
