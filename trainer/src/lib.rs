@@ -9,6 +9,7 @@ pub mod data;
 pub mod export;
 pub mod metrics;
 pub mod net;
+pub mod ops;
 pub mod quantize;
 pub mod report;
 pub mod train;

@@ -122,19 +122,16 @@ impl Net {
                         stride, padding, ..
                     },
                     Some(p),
-                ) => {
-                    let y = cur.conv2d(&p.weight, padding, stride, 1, 1)?;
-                    y.broadcast_add(&p.bias.reshape((1, (), 1, 1))?)?
-                }
+                ) => crate::ops::conv2d(&cur, &p.weight, Some(&p.bias), stride, padding)?,
                 (Layer::Dense { .. }, Some(p)) => {
                     cur.matmul(&p.weight.t()?)?.broadcast_add(&p.bias)?
                 }
                 (Layer::Relu, _) => cur.relu()?,
                 (Layer::MaxPool2d { kernel, stride }, _) => {
-                    cur.max_pool2d_with_stride(kernel, stride)?
+                    crate::ops::max_pool2d(&cur, kernel, stride)?
                 }
                 (Layer::AvgPool2d { kernel, stride }, _) => {
-                    cur.avg_pool2d_with_stride(kernel, stride)?
+                    crate::ops::avg_pool2d(&cur, kernel, stride)?
                 }
                 (Layer::Flatten, _) => cur.flatten_from(1)?,
                 (Layer::Dropout { p }, _) => match &mut mode {

@@ -1,0 +1,387 @@
+//! Times `trainer::ops` against stock candle at the real shapes of `s5-cnn` and
+//! `s3-lenet-base` (batch 64): forward and backward of every conv and pool layer, then a whole
+//! training step (forward, cross-entropy, backward, AdamW update).
+//!
+//! ```text
+//! cargo run --release -p trainer --example op_profile [-- --reps 9]
+//! ```
+//!
+//! Each measurement is the median of `--reps` repetitions (default 9) after one warm-up; the
+//! implementations being compared run in turn within every repetition, so background load hits
+//! them alike. Backward times are `y.backward()` (candle seeds `dy = 1`), so they include
+//! candle's gradient bookkeeping around the op. Dropout is left out of the
+//! training step (it is the same elementwise mask on both sides).
+
+use std::time::Instant;
+
+use anyhow::Result;
+use candle_core::{D, DType, Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use trainer::arch::{self, Arch, Layer};
+use trainer::net::Net;
+use trainer::ops;
+
+const BATCH: usize = 64;
+
+/// A timed piece of work.
+type Job<'a> = Box<dyn FnMut() -> Result<()> + 'a>;
+
+/// Uniform values in `[-1, 1)` from a seeded generator.
+fn random(shape: &[usize], seed: u64) -> Result<Tensor> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    Ok(Tensor::from_vec(v, shape, &Device::Cpu)?)
+}
+
+/// Median milliseconds of each closure over `reps` rounds (after one warm-up round), the
+/// closures running in turn within each round.
+fn medians(reps: usize, fs: &mut [Job<'_>]) -> Result<Vec<f64>> {
+    let mut times = vec![Vec::with_capacity(reps); fs.len()];
+    for round in 0..=reps {
+        for (f, t) in fs.iter_mut().zip(&mut times) {
+            let start = Instant::now();
+            f()?;
+            if round > 0 {
+                t.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+    }
+    Ok(times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect())
+}
+
+/// How a layer is computed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Impl {
+    /// candle's own ops.
+    Stock,
+    /// `trainer::ops` as shipped.
+    Ours,
+}
+
+impl Impl {
+    fn label(self) -> &'static str {
+        match self {
+            Impl::Stock => "stock",
+            Impl::Ours => "ours",
+        }
+    }
+}
+
+/// One conv or pool layer as the networks use it.
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    name: &'static str,
+    layer: Layer,
+    /// Input `[c, h, w]` (batch is [`BATCH`]).
+    input: [usize; 3],
+    /// Whether the input gradient is needed (false for a network's first layer).
+    track_x: bool,
+}
+
+fn cases() -> Vec<Case> {
+    let conv = |out_ch, kernel, padding| Layer::Conv2d {
+        out_ch,
+        kernel,
+        stride: 1,
+        padding,
+    };
+    let max2 = Layer::MaxPool2d {
+        kernel: 2,
+        stride: 2,
+    };
+    let avg2 = Layer::AvgPool2d {
+        kernel: 2,
+        stride: 2,
+    };
+    vec![
+        Case {
+            name: "cnn conv1 1->32 k3p1",
+            layer: conv(32, 3, 1),
+            input: [1, 28, 28],
+            track_x: false,
+        },
+        Case {
+            name: "cnn maxpool1",
+            layer: max2,
+            input: [32, 28, 28],
+            track_x: true,
+        },
+        Case {
+            name: "cnn conv2 32->64 k3p1",
+            layer: conv(64, 3, 1),
+            input: [32, 14, 14],
+            track_x: true,
+        },
+        Case {
+            name: "cnn maxpool2",
+            layer: max2,
+            input: [64, 14, 14],
+            track_x: true,
+        },
+        Case {
+            name: "lenet conv1 1->6 k5",
+            layer: conv(6, 5, 0),
+            input: [1, 28, 28],
+            track_x: false,
+        },
+        Case {
+            name: "lenet avgpool1",
+            layer: avg2,
+            input: [6, 24, 24],
+            track_x: true,
+        },
+        Case {
+            name: "lenet conv2 6->16 k5",
+            layer: conv(16, 5, 0),
+            input: [6, 12, 12],
+            track_x: true,
+        },
+        Case {
+            name: "lenet avgpool2",
+            layer: avg2,
+            input: [16, 8, 8],
+            track_x: true,
+        },
+    ]
+}
+
+/// Applies a conv / pool / relu layer with the given implementation.
+fn apply(
+    layer: Layer,
+    x: &Tensor,
+    params: Option<(&Tensor, &Tensor)>,
+    imp: Impl,
+) -> Result<Tensor> {
+    Ok(match (layer, params, imp) {
+        (
+            Layer::Conv2d {
+                stride, padding, ..
+            },
+            Some((w, b)),
+            Impl::Stock,
+        ) => x
+            .conv2d(w, padding, stride, 1, 1)?
+            .broadcast_add(&b.reshape((1, (), 1, 1))?)?,
+        (
+            Layer::Conv2d {
+                stride, padding, ..
+            },
+            Some((w, b)),
+            _,
+        ) => ops::conv2d(x, w, Some(b), stride, padding)?,
+        (Layer::MaxPool2d { kernel, stride }, _, Impl::Stock) => {
+            x.max_pool2d_with_stride(kernel, stride)?
+        }
+        (Layer::MaxPool2d { kernel, stride }, _, _) => ops::max_pool2d(x, kernel, stride)?,
+        (Layer::AvgPool2d { kernel, stride }, _, Impl::Stock) => {
+            x.avg_pool2d_with_stride(kernel, stride)?
+        }
+        (Layer::AvgPool2d { kernel, stride }, _, _) => ops::avg_pool2d(x, kernel, stride)?,
+        (Layer::Dense { .. }, Some((w, b)), _) => x.matmul(&w.t()?)?.broadcast_add(b)?,
+        (Layer::Relu, _, _) => x.relu()?,
+        (Layer::Flatten, _, _) => x.flatten_from(1)?,
+        (Layer::Dropout { .. }, _, _) => x.clone(),
+        (Layer::Conv2d { .. } | Layer::Dense { .. }, None, _) => {
+            anyhow::bail!("{layer:?} without parameters")
+        }
+    })
+}
+
+fn ratio(stock: f64, ours: f64) -> String {
+    format!("{:.1}x", stock / ours)
+}
+
+fn profile_ops(reps: usize) -> Result<()> {
+    let imps = [Impl::Stock, Impl::Ours];
+    println!("## Per op, batch {BATCH} (median ms of {reps})\n");
+    println!(
+        "| op | impl | fwd ms | fwd speed-up | bwd ms | bwd speed-up |\n|---|---|---:|---:|---:|---:|"
+    );
+    for (i, case) in cases().into_iter().enumerate() {
+        let seed = 100 * i as u64;
+        let [c, h, w] = case.input;
+        let x = random(&[BATCH, c, h, w], seed)?;
+        let x = if case.track_x {
+            Var::from_tensor(&x)?.as_tensor().clone()
+        } else {
+            x
+        };
+        let params = match case.layer {
+            Layer::Conv2d { out_ch, kernel, .. } => Some((
+                Var::from_tensor(&random(&[out_ch, c, kernel, kernel], seed + 1)?)?,
+                Var::from_tensor(&random(&[out_ch], seed + 2)?)?,
+            )),
+            _ => None,
+        };
+        let params = params.as_ref().map(|(w, b)| (w.as_tensor(), b.as_tensor()));
+        // Forward.
+        let mut fwd: Vec<Job<'_>> = imps
+            .iter()
+            .map(|&imp| {
+                let x = x.clone();
+                Box::new(move || apply(case.layer, &x, params, imp).map(drop)) as Job<'_>
+            })
+            .collect();
+        let fwd_ms = medians(reps, &mut fwd)?;
+        // Backward from y (dy = 1).
+        let mut outputs = Vec::new();
+        for &imp in &imps {
+            outputs.push(apply(case.layer, &x, params, imp)?);
+        }
+        let mut bwd: Vec<Job<'_>> = imps
+            .iter()
+            .zip(&outputs)
+            .map(|(_, y)| Box::new(move || y.backward().map(drop).map_err(Into::into)) as Job<'_>)
+            .collect();
+        let bwd_ms = medians(reps, &mut bwd)?;
+        for (k, imp) in imps.iter().enumerate() {
+            println!(
+                "| {} | {} | {:.2} | {} | {:.2} | {} |",
+                case.name,
+                imp.label(),
+                fwd_ms[k],
+                if k == 0 {
+                    "".into()
+                } else {
+                    ratio(fwd_ms[0], fwd_ms[k])
+                },
+                bwd_ms[k],
+                if k == 0 {
+                    "".into()
+                } else {
+                    ratio(bwd_ms[0], bwd_ms[k])
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One network with its optimiser, computed with one implementation.
+struct Trainee {
+    net: Net,
+    adam: AdamW,
+    imp: Impl,
+}
+
+impl Trainee {
+    fn new(arch: &Arch, imp: Impl) -> Result<Self> {
+        let net = Net::new(arch, 1, &Device::Cpu)?;
+        let adam = AdamW::new(
+            net.vars(),
+            ParamsAdamW {
+                lr: 1e-3,
+                weight_decay: 0.0,
+                ..ParamsAdamW::default()
+            },
+        )?;
+        Ok(Self { net, adam, imp })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut cur = x.clone();
+        for (layer, p) in self.net.arch.layers.iter().zip(&self.net.params) {
+            let params = p
+                .as_ref()
+                .map(|p| (p.weight.as_tensor(), p.bias.as_tensor()));
+            cur = apply(*layer, &cur, params, self.imp)?;
+        }
+        Ok(cur)
+    }
+
+    fn step(&mut self, x: &Tensor, y: &Tensor) -> Result<()> {
+        let loss = candle_nn::loss::cross_entropy(&self.forward(x)?, y)?;
+        self.adam.backward_step(&loss)?;
+        Ok(())
+    }
+}
+
+fn profile_steps(reps: usize) -> Result<()> {
+    println!("\n## Training step, batch {BATCH} (median ms of {reps})\n");
+    println!(
+        "| model | impl | forward ms | speed-up | step ms | speed-up |\n|---|---|---:|---:|---:|---:|"
+    );
+    let x = random(&[BATCH, 1, 28, 28], 7)?;
+    let labels: Vec<u32> = (0..10u32).cycle().take(BATCH).collect();
+    let y = Tensor::new(labels.as_slice(), &Device::Cpu)?;
+    for arch in [arch::s5_cnn(), arch::s3_lenet_base()] {
+        let imps = [Impl::Stock, Impl::Ours];
+        let mut trainees = imps
+            .iter()
+            .map(|&imp| Trainee::new(&arch, imp))
+            .collect::<Result<Vec<_>>>()?;
+        // Same weights, same batch: the logits must agree.
+        let l0 = trainees[0].forward(&x)?;
+        let l1 = trainees[1].forward(&x)?;
+        let diff = (l0 - l1)?
+            .abs()?
+            .max(D::Minus1)?
+            .max(0)?
+            .to_scalar::<f32>()?;
+        anyhow::ensure!(diff < 1e-4, "{}: logits differ by {diff}", arch.id);
+        let (x, y) = (&x, &y);
+        let fwd_ms = {
+            let mut fs: Vec<Job<'_>> = trainees
+                .iter()
+                .map(|t| Box::new(move || t.forward(x).map(drop)) as Job<'_>)
+                .collect();
+            medians(reps, &mut fs)?
+        };
+        let step_ms = {
+            let mut fs: Vec<Job<'_>> = trainees
+                .iter_mut()
+                .map(|t| Box::new(move || t.step(x, y)) as Job<'_>)
+                .collect();
+            medians(reps, &mut fs)?
+        };
+        for (k, imp) in imps.iter().enumerate() {
+            println!(
+                "| {} | {} | {:.2} | {} | {:.2} | {} |",
+                arch.id,
+                imp.label(),
+                fwd_ms[k],
+                if k == 0 {
+                    "".into()
+                } else {
+                    ratio(fwd_ms[0], fwd_ms[k])
+                },
+                step_ms[k],
+                if k == 0 {
+                    "".into()
+                } else {
+                    ratio(step_ms[0], step_ms[k])
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let reps = match args.iter().position(|a| a == "--reps") {
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|s| s.parse().ok())
+            .filter(|&n: &usize| n > 0)
+            .ok_or_else(|| anyhow::anyhow!("--reps needs a positive integer"))?,
+        None => 9,
+    };
+    println!(
+        "candle threads: {}, DType {:?}\n",
+        candle_core::utils::get_num_threads(),
+        DType::F32
+    );
+    profile_ops(reps)?;
+    profile_steps(reps)?;
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! Fast CPU training ops as candle custom ops: convolution through `im2col` + candle's matmul,
+//! and max / average pooling with direct backward passes.
+//!
+//! Stock candle 0.11 computes a conv's input gradient with `conv_transpose2d` (a plain loop),
+//! its weight gradient with a conv over transposed tensors, and the max-pool gradient from an
+//! upsample, an equality mask and an average pool. The ops here replace those paths:
+//!
+//! - [`conv2d`]: `W·im2col(x) + b` as one custom op whose backward computes the weight and
+//!   input gradients with candle's multithreaded matmul (gemm) and a direct `col2im` loop,
+//!   skipping the input gradient of an untracked input (a network's first layer).
+//! - [`max_pool2d`]: each output gradient goes to the first maximum of its window (PyTorch's
+//!   rule); windows may overlap (`kernel != stride`).
+//! - [`avg_pool2d`]: each output gradient is spread as `g/(k·k)` over its window.
+//!
+//! Every op takes an `f32` NCHW tensor on the CPU (any strides: it is made contiguous first)
+//! and returns a contiguous one. The matmuls run on candle's gemm threads; our own loops
+//! (im2col, col2im, bias, pooling) are memory-bound, a few percent of a training step, and stay
+//! on the calling thread. Splitting them over two scoped threads was measured on this 2-core
+//! machine under background load: never faster, and up to 10x slower for the small ops (the
+//! step waits for whichever thread the scheduler runs last), e.g. LeNet conv1 forward 3.2 ms
+//! on two threads vs 0.33 ms on one, the whole `s5-cnn` step 130 ms vs 112 ms.
+//!
+//! `trainer/examples/op_profile.rs` times every op and whole training steps against stock
+//! candle.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, DType, Layout};
+
+mod conv;
+mod pool;
+
+pub use conv::conv2d;
+pub use pool::{avg_pool2d, max_pool2d};
+
+/// Why an op cannot run on the tensors it was given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpError {
+    /// The op only implements `f32`.
+    #[error("{op}: expected an f32 tensor, got {got:?}")]
+    DType {
+        /// The op.
+        op: &'static str,
+        /// The dtype it got.
+        got: DType,
+    },
+    /// An input's shape does not fit the op.
+    #[error("{op}: {problem}")]
+    Shape {
+        /// The op.
+        op: &'static str,
+        /// What is wrong, with the shapes involved.
+        problem: String,
+    },
+}
+
+impl OpError {
+    fn shape(op: &'static str, problem: String) -> candle_core::Error {
+        candle_core::Error::wrap(OpError::Shape { op, problem })
+    }
+}
+
+/// The contiguous `f32` data of a CPU storage.
+fn f32_data<'a>(
+    op: &'static str,
+    storage: &'a CpuStorage,
+    layout: &Layout,
+) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        return Err(candle_core::Error::wrap(OpError::DType {
+            op,
+            got: storage.dtype(),
+        }));
+    };
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| OpError::shape(op, "input is not contiguous".into()))?;
+    Ok(&data[start..end])
+}
+
+/// Output side of a window sweep: `(size + 2·padding − kernel) / stride + 1`.
+fn out_size(
+    op: &'static str,
+    size: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> candle_core::Result<usize> {
+    if kernel == 0 || stride == 0 || kernel > size + 2 * padding {
+        return Err(OpError::shape(
+            op,
+            format!("kernel {kernel}, stride {stride}, padding {padding} do not fit size {size}"),
+        ));
+    }
+    Ok((size + 2 * padding - kernel) / stride + 1)
+}
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    //! Seeded inputs and gradient checks shared by the op tests.
+
+    use candle_core::{Device, Tensor, Var, backprop::GradStore};
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// A tensor of uniform values in `[-1, 1)` from a seeded ChaCha8 generator.
+    pub fn random(shape: &[usize], seed: u64) -> Tensor {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    /// A variable with [`random`] values.
+    pub fn random_var(shape: &[usize], seed: u64) -> Var {
+        Var::from_tensor(&random(shape, seed)).unwrap()
+    }
+
+    /// Gradients of `sum(y · r)` for a random `r` of `y`'s shape.
+    pub fn grads_of(y: &Tensor, seed: u64) -> GradStore {
+        let r = random(y.dims(), seed);
+        y.mul(&r).unwrap().sum_all().unwrap().backward().unwrap()
+    }
+
+    /// Asserts `a ≈ b` elementwise within `tol` relative to the largest magnitude in `b`.
+    pub fn assert_close(a: &Tensor, b: &Tensor, tol: f32, what: &str) {
+        assert_eq!(a.dims(), b.dims(), "{what}: shapes");
+        let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
+        let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert!(
+                (x - y).abs() <= tol * scale,
+                "{what}: element {i}: {x} vs {y} (scale {scale})"
+            );
+        }
+    }
+}
