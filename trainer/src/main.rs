@@ -112,11 +112,9 @@ fn train_one(
     let history = train::train(&net, &train_split, &options, common.quiet)?;
     let pred = train::predict(&net, &dataset.test, 500)?;
     let test = Metrics::new(&dataset.test.labels, &pred, data::NUM_CLASSES);
-    eprintln!(
-        "{}: float test accuracy {:.2}%",
-        arch.id,
-        100.0 * test.accuracy
-    );
+    if !common.quiet {
+        eprintln!("{}: float test metrics\n{test}", arch.id);
+    }
     std::fs::create_dir_all(&common.out_dir)
         .with_context(|| format!("creating {}", common.out_dir.display()))?;
     let weights = common.out_dir.join(format!("{}.safetensors", arch.id));
@@ -163,6 +161,12 @@ fn export_one(
         100.0 * report.float.test.accuracy,
         100.0 * int8.agreement
     );
+    if !common.quiet {
+        eprintln!(
+            "{}: int8 test metrics (infer-core)\n{}",
+            net.arch.id, int8.test
+        );
+    }
     report.int8 = Some(int8);
     report.write(&report_path(common, net.arch.id))?;
     Ok(report)

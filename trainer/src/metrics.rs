@@ -70,6 +70,38 @@ impl Metrics {
     }
 }
 
+impl std::fmt::Display for Metrics {
+    /// Accuracy, macro precision/recall/F1, per-class accuracy and the confusion matrix
+    /// (rows: true class, columns: predicted).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "accuracy {:.2}%  macro precision {:.4}  recall {:.4}  F1 {:.4}  ({} images)",
+            100.0 * self.accuracy,
+            self.macro_precision,
+            self.macro_recall,
+            self.macro_f1,
+            self.count
+        )?;
+        writeln!(
+            f,
+            "{:>12} {:>7}  confusion (predicted ->)",
+            "class", "acc %"
+        )?;
+        for (c, (acc, row)) in self
+            .per_class_accuracy
+            .iter()
+            .zip(&self.confusion)
+            .enumerate()
+        {
+            let name = crate::data::CLASS_NAMES.get(c).copied().unwrap_or("?");
+            let cells: Vec<String> = row.iter().map(|n| format!("{n:>5}")).collect();
+            writeln!(f, "{name:>12} {:>7.2}  {}", 100.0 * acc, cells.join(""))?;
+        }
+        Ok(())
+    }
+}
+
 /// Fraction of positions where `a` and `b` agree.
 pub fn agreement(a: &[u8], b: &[u8]) -> f64 {
     let same = a.iter().zip(b).filter(|(x, y)| x == y).count();

@@ -791,6 +791,25 @@ mod tests {
     }
 
     #[test]
+    fn export_round_trip() {
+        // Quantise an untrained LeNet with made-up ranges, serialise, decode: the decoded
+        // definition equals the one written, and infer-core accepts the file.
+        let net = Net::new(&arch::s3_lenet_base(), 3, &Device::Cpu).unwrap();
+        let ranges: Vec<(f32, f32)> = (0..net.arch.layers.len())
+            .map(|i| (-1.0 - i as f32, 2.0 + i as f32))
+            .collect();
+        let q = quantize(&net, &ranges, None).unwrap();
+        let bytes = q.to_bytes().unwrap();
+        let payload = &bytes[infer_core::format::HEADER_LEN..];
+        let decoded: ModelDef<'_> = postcard::from_bytes(payload).unwrap();
+        assert_eq!(decoded, q.def().unwrap());
+        let model = infer_core::Model::from_bytes(&bytes).unwrap();
+        assert_eq!(model.id(), "s3-lenet-base");
+        assert_eq!(model.layers().len(), q.layers.len());
+        assert_eq!(model.macs(), 281_640);
+    }
+
+    #[test]
     fn top_two_finds_the_runner_up() {
         assert_eq!(top_two(&[1.0, 5.0, 3.0, 5.0]), (5.0, 5.0));
         assert_eq!(top_two(&[4.0, -1.0, 2.0]), (4.0, 2.0));
