@@ -69,9 +69,13 @@
 //! # Features
 //!
 //! - `defmt`: implements `defmt::Format` for the public types, for logging on firmware.
+//! - `alloc`: [`owned`], owned model types and their encoder, for writers (the trainer, tests).
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
 
 #[cfg(feature = "defmt")]
 mod defmt;
@@ -79,6 +83,8 @@ pub mod error;
 pub mod format;
 pub mod kernels;
 pub mod model;
+#[cfg(feature = "alloc")]
+pub mod owned;
 pub mod quant;
 
 pub use error::Error;

@@ -11,7 +11,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::data::{Dataset, NUM_CLASSES, PIXELS, Split};
 use crate::metrics::{Metrics, agreement};
 use crate::net::{Net, NetError};
-use crate::quantize::{self, ActivationStats, QModel, QuantizeError, RANGE_CANDIDATES};
+use infer_core::owned::OwnedModel;
+
+use crate::quantize::{self, ActivationStats, QuantizeError, RANGE_CANDIDATES};
 use crate::report::Int8Report;
 use crate::train;
 
@@ -97,7 +99,7 @@ pub fn predict_int8(
 #[derive(Debug, Clone, PartialEq)]
 pub struct Calibrated {
     /// The chosen model.
-    pub model: QModel,
+    pub model: OwnedModel,
     /// Name of the chosen range method.
     pub method: String,
     /// Every candidate with its agreement on the selection images.
@@ -114,7 +116,7 @@ pub fn quantize_best(
     selection: &Split,
 ) -> Result<Calibrated, ExportError> {
     let float_pred = train::predict(net, selection, 500)?;
-    let mut best: Option<(QModel, String, f64)> = None;
+    let mut best: Option<(OwnedModel, String, f64)> = None;
     let mut tried = Vec::new();
     let candidates = RANGE_CANDIDATES
         .iter()
@@ -122,7 +124,7 @@ pub fn quantize_best(
     for (method, correct) in candidates {
         let corrected = correct.then_some(stats);
         let qmodel = quantize::quantize(net, &stats.ranges(method), corrected)?;
-        let bytes = qmodel.to_bytes()?;
+        let bytes = qmodel.to_bytes().map_err(QuantizeError::from)?;
         let rejected = |error| ExportError::Rejected {
             id: net.arch.id.to_string(),
             error,
@@ -167,7 +169,7 @@ pub fn export(
     let (calib, selection) = split_alternate(&both);
     let stats = ActivationStats::collect(net, &calib, 250)?;
     let chosen = quantize_best(net, &stats, &selection)?;
-    let bytes = chosen.model.to_bytes()?;
+    let bytes = chosen.model.to_bytes().map_err(QuantizeError::from)?;
     let path = out_dir.join(format!("{id}.fmq"));
     std::fs::write(&path, &bytes).map_err(|source| ExportError::Io {
         path: path.clone(),

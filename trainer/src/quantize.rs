@@ -5,10 +5,8 @@
 //! [`infer_core::quant::channel_multiplier`] from the stored f32 scales.
 
 use candle_core::{Device, Tensor};
-use infer_core::format::{
-    Activation, ChannelQuant, Conv2dDef, DenseDef, Header, LayerDef, MAX_LAYERS, ModelDef,
-    Pool2dDef, QParams, Shape,
-};
+use infer_core::format::{Activation, Pool2dDef, QParams, Shape};
+use infer_core::owned::{EncodeError, OwnedChannelQuant, OwnedLayer, OwnedModel};
 
 use crate::arch::{Dims, Layer, PIXEL_ZERO, pixel_scale};
 use crate::data::Split;
@@ -47,7 +45,7 @@ pub enum QuantizeError {
     },
     /// Serialising the model failed.
     #[error("encoding the model: {0}")]
-    Encode(#[from] postcard::Error),
+    Encode(#[from] EncodeError),
     /// No calibration images were given.
     #[error("calibration needs at least one image")]
     NoCalibrationImages,
@@ -443,159 +441,6 @@ pub fn quantize_bias(bias: f32, input_scale: f32, weight_scale: f32) -> i32 {
     v
 }
 
-/// Owned per-channel quantisation data; borrowed as [`ChannelQuant`].
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct OwnedChannelQuant {
-    /// LE f32 scales.
-    pub weight_scales: Vec<u8>,
-    /// LE i32 biases.
-    pub bias: Vec<u8>,
-    /// LE i32 multipliers.
-    pub multipliers: Vec<u8>,
-    /// i8 shifts.
-    pub shifts: Vec<u8>,
-}
-
-impl OwnedChannelQuant {
-    fn view(&self) -> ChannelQuant<'_> {
-        ChannelQuant {
-            weight_scales: &self.weight_scales,
-            bias: &self.bias,
-            multipliers: &self.multipliers,
-            shifts: &self.shifts,
-        }
-    }
-}
-
-/// An owned quantised layer; borrowed as [`LayerDef`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum QLayer {
-    /// Convolution.
-    Conv2d {
-        /// Geometry (its slices are unused; see `weights` and `quant`).
-        in_ch: u16,
-        /// Output channels.
-        out_ch: u16,
-        /// Kernel side.
-        kernel: u8,
-        /// Stride.
-        stride: u8,
-        /// Padding.
-        padding: u8,
-        /// i8 weights as bytes.
-        weights: Vec<u8>,
-        /// Per-channel data.
-        quant: OwnedChannelQuant,
-        /// Output parameters.
-        output: QParams,
-        /// Fused activation.
-        activation: Activation,
-    },
-    /// Dense.
-    Dense {
-        /// Input features.
-        in_dim: u32,
-        /// Output features.
-        out_dim: u32,
-        /// i8 weights as bytes.
-        weights: Vec<u8>,
-        /// Per-channel data.
-        quant: OwnedChannelQuant,
-        /// Output parameters.
-        output: QParams,
-        /// Fused activation.
-        activation: Activation,
-    },
-    /// Max pooling.
-    MaxPool2d(Pool2dDef),
-    /// Average pooling.
-    AvgPool2d(Pool2dDef),
-    /// Flatten.
-    Flatten,
-}
-
-/// A whole owned quantised model.
-#[derive(Debug, Clone, PartialEq)]
-pub struct QModel {
-    /// Model id.
-    pub id: String,
-    /// Input shape.
-    pub input_shape: Shape,
-    /// Input quantisation.
-    pub input: QParams,
-    /// Layers.
-    pub layers: Vec<QLayer>,
-}
-
-impl QModel {
-    /// The borrowed format view the file is written from.
-    pub fn def(&self) -> Result<ModelDef<'_>, QuantizeError> {
-        let mut layers = heapless::Vec::<LayerDef<'_>, MAX_LAYERS>::new();
-        for l in &self.layers {
-            let def = match l {
-                QLayer::Conv2d {
-                    in_ch,
-                    out_ch,
-                    kernel,
-                    stride,
-                    padding,
-                    weights,
-                    quant,
-                    output,
-                    activation,
-                } => LayerDef::Conv2d(Conv2dDef {
-                    in_ch: *in_ch,
-                    out_ch: *out_ch,
-                    kernel_h: *kernel,
-                    kernel_w: *kernel,
-                    stride: *stride,
-                    padding: *padding,
-                    weights,
-                    quant: quant.view(),
-                    output: *output,
-                    activation: *activation,
-                }),
-                QLayer::Dense {
-                    in_dim,
-                    out_dim,
-                    weights,
-                    quant,
-                    output,
-                    activation,
-                } => LayerDef::Dense(DenseDef {
-                    in_dim: *in_dim,
-                    out_dim: *out_dim,
-                    weights,
-                    quant: quant.view(),
-                    output: *output,
-                    activation: *activation,
-                }),
-                QLayer::MaxPool2d(p) => LayerDef::MaxPool2d(*p),
-                QLayer::AvgPool2d(p) => LayerDef::AvgPool2d(*p),
-                QLayer::Flatten => LayerDef::Flatten,
-            };
-            layers
-                .push(def)
-                .map_err(|_| QuantizeError::TooLarge("layer count"))?;
-        }
-        Ok(ModelDef {
-            id: &self.id,
-            input_shape: self.input_shape,
-            input: self.input,
-            layers,
-        })
-    }
-
-    /// The complete `.fmq` file: header, then the postcard payload.
-    pub fn to_bytes(&self) -> Result<Vec<u8>, QuantizeError> {
-        let payload = postcard::to_allocvec(&self.def()?)?;
-        let header = Header::for_payload(&payload).ok_or(QuantizeError::TooLarge("payload"))?;
-        let mut out = header.to_bytes().to_vec();
-        out.extend_from_slice(&payload);
-        Ok(out)
-    }
-}
-
 fn shape_of(d: Dims) -> Result<Shape, QuantizeError> {
     let (c, h, w) = match d {
         Dims::Image { c, h, w } => (c, h, w),
@@ -620,7 +465,7 @@ pub fn quantize(
     net: &Net,
     ranges: &[(f32, f32)],
     stats: Option<&ActivationStats>,
-) -> Result<QModel, QuantizeError> {
+) -> Result<OwnedModel, QuantizeError> {
     let input = input_qparams();
     let mut cur = input;
     let mut layers = Vec::new();
@@ -653,12 +498,7 @@ pub fn quantize(
                         index: layers.len(),
                         channel,
                     })?;
-                    quant.weight_scales.extend(s.to_le_bytes());
-                    quant
-                        .bias
-                        .extend(quantize_bias(bias, cur.scale, s).to_le_bytes());
-                    quant.multipliers.extend(m.to_le_bytes());
-                    quant.shifts.extend(shift.to_le_bytes());
+                    quant.push(s, quantize_bias(bias, cur.scale, s), m, shift);
                 }
                 cur = output;
                 let in_dims = net.inputs[lowered.first];
@@ -675,10 +515,11 @@ pub fn quantize(
                         let u16_of = |v: usize| {
                             u16::try_from(v).map_err(|_| QuantizeError::TooLarge("channels"))
                         };
-                        QLayer::Conv2d {
+                        OwnedLayer::Conv2d {
                             in_ch: shape_of(in_dims)?.channels,
                             out_ch: u16_of(out_ch)?,
-                            kernel: u8_of(kernel)?,
+                            kernel_h: u8_of(kernel)?,
+                            kernel_w: u8_of(kernel)?,
                             stride: u8_of(stride)?,
                             padding: u8_of(padding)?,
                             weights,
@@ -691,7 +532,7 @@ pub fn quantize(
                         let u32_of = |v: usize| {
                             u32::try_from(v).map_err(|_| QuantizeError::TooLarge("features"))
                         };
-                        QLayer::Dense {
+                        OwnedLayer::Dense {
                             in_dim: u32_of(in_dims.len())?,
                             out_dim: u32_of(out_ch)?,
                             weights,
@@ -702,9 +543,9 @@ pub fn quantize(
                     }
                 }
             }
-            (LoweredOp::MaxPool(p), ..) => QLayer::MaxPool2d(p),
-            (LoweredOp::AvgPool(p), ..) => QLayer::AvgPool2d(p),
-            (LoweredOp::Flatten, ..) => QLayer::Flatten,
+            (LoweredOp::MaxPool(p), ..) => OwnedLayer::MaxPool2d(p),
+            (LoweredOp::AvgPool(p), ..) => OwnedLayer::AvgPool2d(p),
+            (LoweredOp::Flatten, ..) => OwnedLayer::Flatten,
             (LoweredOp::Linear(_), _, None) => {
                 return Err(QuantizeError::Unsupported {
                     index: lowered.first,
@@ -715,7 +556,7 @@ pub fn quantize(
         };
         layers.push(q);
     }
-    Ok(QModel {
+    Ok(OwnedModel {
         id: net.arch.id.to_string(),
         input_shape: shape_of(net.arch.input)?,
         input,
@@ -801,7 +642,7 @@ mod tests {
         let q = quantize(&net, &ranges, None).unwrap();
         let bytes = q.to_bytes().unwrap();
         let payload = &bytes[infer_core::format::HEADER_LEN..];
-        let decoded: ModelDef<'_> = postcard::from_bytes(payload).unwrap();
+        let decoded: infer_core::format::ModelDef<'_> = postcard::from_bytes(payload).unwrap();
         assert_eq!(decoded, q.def().unwrap());
         let model = infer_core::Model::from_bytes(&bytes).unwrap();
         assert_eq!(model.id(), "s3-lenet-base");
