@@ -2,6 +2,12 @@
 //!
 //! Criterion reports time per image and, as throughput, multiply-accumulates per second
 //! (`Model::macs` per image). Run: `cargo bench -p infer-core --bench models`.
+//!
+//! A model whose file is missing is replaced by one with the same shapes and random parameters
+//! (`tests/common`), benched as `<id>-synthetic`, so kernel work can be timed before training.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use std::hint::black_box;
 use std::io::Read;
@@ -41,15 +47,21 @@ fn bench_models(c: &mut Criterion) {
     let mut group = c.benchmark_group("predict");
     for id in ["s5-ann", "s5-cnn", "s3-lenet-base"] {
         let path = models.join(format!("{id}.fmq"));
-        let Ok(bytes) = std::fs::read(&path) else {
-            eprintln!("skipping {id}: {} not found", path.display());
-            continue;
+        let (name, bytes) = match std::fs::read(&path) {
+            Ok(bytes) => (id.to_owned(), bytes),
+            Err(_) => {
+                eprintln!(
+                    "{id}: {} not found, benching random parameters",
+                    path.display()
+                );
+                (format!("{id}-synthetic"), synthetic(id).to_bytes())
+            }
         };
-        let model = Model::from_bytes(&bytes).expect("committed model loads");
+        let model = Model::from_bytes(&bytes).expect("model loads");
         let mut scratch = vec![0i8; model.scratch_len()];
         group.throughput(Throughput::Elements(model.macs()));
         let mut next = 0;
-        group.bench_function(id, |b| {
+        group.bench_function(name, |b| {
             b.iter(|| {
                 next = (next + 1) % images.len();
                 black_box(
@@ -61,6 +73,15 @@ fn bench_models(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// A model with the shapes of `id` and random parameters.
+fn synthetic(id: &str) -> common::OwnedModel {
+    match id {
+        "s5-cnn" => common::cnn_model(),
+        "s3-lenet-base" => common::lenet_model(),
+        _ => panic!("no synthetic stand-in for {id}"),
+    }
 }
 
 criterion_group!(benches, bench_models);

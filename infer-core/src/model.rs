@@ -22,6 +22,16 @@
 //! between the start and the end. `scratch_len` is therefore the largest
 //! `input_len + output_len` over the layers (and at least the input length); `Flatten` moves
 //! nothing and needs nothing.
+//!
+//! The bytes between a layer's input and output (the scratch the largest layer needs but this
+//! one does not) are lent to its kernel as working space: [`conv2d_i8`] unrolls patches there
+//! (and [`dense_i8`] may widen its input there) when they fit, which makes those layers faster
+//! but never changes `scratch_len` or the results.
+//!
+//! A convolution directly followed by 2x2 max pooling with stride 2 runs as one kernel,
+//! [`conv2d_max_pool2d_i8`] (bit-exact with the two in turn), from the convolution's input
+//! straight into the pooling's output. `scratch_len` is still computed layer by layer, and it
+//! covers the fused step (its output is smaller than the convolution's).
 
 use core::fmt;
 
@@ -31,7 +41,8 @@ use crate::format::{
     ModelDef, Pool2dDef, QParams, Shape, VERSION,
 };
 use crate::kernels::{
-    Conv2dParams, Pool2dParams, QRequant, avg_pool2d_i8, conv2d_i8, dense_i8, le_i32, max_pool2d_i8,
+    Conv2dParams, Pool2dParams, QRequant, avg_pool2d_i8, conv2d_i8, conv2d_max_pool2d_i8, dense_i8,
+    le_i32, max_pool2d_i8,
 };
 use crate::quant::channel_multiplier;
 
@@ -201,8 +212,9 @@ impl QLayer<'_> {
         }
     }
 
-    /// Runs the layer from `input` into `output`, whose lengths the model's plan guarantees.
-    fn run(&self, input: &[i8], output: &mut [i8]) {
+    /// Runs the layer from `input` into `output`, whose lengths the model's plan guarantees;
+    /// `work` is the rest of the scratch buffer, which the kernel may use.
+    fn run(&self, input: &[i8], output: &mut [i8], work: &mut [i8]) {
         let zero_point = self.input_qparams.zero_point;
         match self.op {
             Op::Conv2d {
@@ -210,9 +222,11 @@ impl QLayer<'_> {
                 params,
                 weights,
                 requant,
-            } => conv2d_i8(input, shape, zero_point, weights, &params, &requant, output),
+            } => conv2d_i8(
+                input, shape, zero_point, weights, &params, &requant, output, work,
+            ),
             Op::Dense { weights, requant } => {
-                dense_i8(input, zero_point, weights, &requant, output)
+                dense_i8(input, zero_point, weights, &requant, output, work)
             }
             Op::MaxPool2d {
                 input: shape,
@@ -223,6 +237,34 @@ impl QLayer<'_> {
                 params,
             } => avg_pool2d_i8(input, shape, &params, output),
             Op::Flatten => {}
+        }
+    }
+
+    /// Whether this layer and `next` run as one kernel: a convolution followed by 2x2 max
+    /// pooling with stride 2 ([`conv2d_max_pool2d_i8`], bit-exact with the two in turn).
+    fn fuses_with(&self, next: Option<&Self>) -> bool {
+        let pool = Pool2dParams {
+            kernel: 2,
+            stride: 2,
+        };
+        matches!(self.op, Op::Conv2d { .. })
+            && next.is_some_and(|n| matches!(n.op, Op::MaxPool2d { params, .. } if params == pool))
+    }
+
+    /// Runs this convolution and the 2x2 max pooling after it ([`QLayer::fuses_with`]) from
+    /// `input` into `output` (the pooling's output).
+    fn run_fused(&self, input: &[i8], output: &mut [i8], work: &mut [i8]) {
+        if let Op::Conv2d {
+            input: shape,
+            params,
+            weights,
+            requant,
+        } = self.op
+        {
+            let zero_point = self.input_qparams.zero_point;
+            conv2d_max_pool2d_i8(
+                input, shape, zero_point, weights, &params, &requant, output, work,
+            );
         }
     }
 }
@@ -520,22 +562,35 @@ impl<'a> Model<'a> {
         // The current tensor is `len` elements at the start (or end) of the scratch.
         let mut at_start = true;
         let mut len = self.input_len;
-        for layer in &self.layers {
+        let mut layers = self.layers.iter().peekable();
+        while let Some(layer) = layers.next() {
             if matches!(layer.op, Op::Flatten) {
                 continue;
             }
-            let out_len = layer.output_shape.len();
-            // The plan guarantees len + out_len <= needed, so the two regions are disjoint.
-            if at_start {
+            // A convolution followed by 2x2 max pooling runs as one kernel, straight into the
+            // pooling's output (smaller than the convolution's, so the plan still holds).
+            let next = layers.peek().copied();
+            let fused = layer.fuses_with(next);
+            let out_len = match next {
+                Some(next) if fused => next.output_shape.len(),
+                _ => layer.output_shape.len(),
+            };
+            // The plan guarantees len + out_len <= needed, so the two regions are disjoint; the
+            // bytes between them are the kernel's to use.
+            let (input, output, work) = if at_start {
                 let (front, back) = scratch.split_at_mut(needed.saturating_sub(out_len));
-                let input = front.get(..len).unwrap_or_default();
-                layer.run(input, back);
+                let (input, work) = front.split_at_mut(len.min(front.len()));
+                (&*input, back, work)
             } else {
                 let (front, back) = scratch.split_at_mut(out_len.min(needed));
-                let input = back
-                    .get(back.len().saturating_sub(len)..)
-                    .unwrap_or_default();
-                layer.run(input, front);
+                let (work, input) = back.split_at_mut(back.len().saturating_sub(len));
+                (&*input, front, work)
+            };
+            if fused {
+                layer.run_fused(input, output, work);
+                layers.next();
+            } else {
+                layer.run(input, output, work);
             }
             at_start = !at_start;
             len = out_len;

@@ -4,8 +4,8 @@
 mod common;
 
 use common::{
-    Builder, Lcg, MNIST_SHAPE, OwnedLayer, OwnedModel, PIXEL_Q, file, q, reference_argmax,
-    reference_forward, standard_model, tiny_model,
+    Builder, Lcg, MNIST_SHAPE, OwnedLayer, OwnedModel, PIXEL_Q, cnn_model, file, lenet_model, q,
+    reference_argmax, reference_forward, standard_model, tiny_model,
 };
 use infer_core::error::Buffer;
 use infer_core::format::{Activation, HEADER_LEN, Pool2dDef, QParams, Shape};
@@ -523,6 +523,27 @@ fn predict_matches_reference() {
         classes.len() > 1,
         "degenerate test model: classes {classes:?}"
     );
+}
+
+#[test]
+fn predict_matches_reference_on_the_shapes_of_the_deployed_models() {
+    // The kernels' fast paths (im2col, tap rows, fused conv + max pooling, 4-row dense) on the
+    // layer shapes of s5-cnn and s3-lenet-base, with their scratch plans.
+    for owned in [cnn_model(), lenet_model()] {
+        let bytes = owned.to_bytes();
+        let model = load(&bytes).unwrap();
+        let mut scratch = vec![0x55_i8; model.scratch_len()];
+        let mut rng = Lcg::new(3);
+        let mut logits = std::collections::BTreeSet::new();
+        for _ in 0..4 {
+            let pixels: [u8; 784] = rng.pixels(784).try_into().unwrap();
+            let want = reference_forward(&owned, &pixels);
+            let p = model.predict(&pixels, &mut scratch).unwrap();
+            assert_eq!(p.logits, &want[..]);
+            logits.insert(want);
+        }
+        assert!(logits.len() > 1, "degenerate test model: {logits:?}");
+    }
 }
 
 #[test]

@@ -1,7 +1,29 @@
-//! 2-D convolution.
+//! 2-D convolution, alone or fused with the 2x2 max pooling that follows it (strategies: see
+//! the [`crate::kernels`] module docs).
 
-use super::QRequant;
+use super::{
+    Acc, CHUNK, ChannelRequant, LANES, QRequant, as_chunks, as_chunks_mut, clamp_i8, hsum,
+    mac_chunk, tail_chunk,
+};
 use crate::format::Shape;
+
+/// Smallest filter (`in_ch * kernel_h * kernel_w`) for which the im2col strategy is used.
+pub const IM2COL_MIN_TAPS: usize = 32;
+
+/// Patches each filter row is dotted with at once in the im2col strategy (and the size of a
+/// pooling window).
+const PATCHES: usize = 4;
+
+/// Most patches unrolled at once in the im2col strategy (their dot products are kept on the
+/// stack); a multiple of [`PATCHES`].
+const MAX_TILE: usize = 64;
+
+/// Filters whose dot products the im2col strategy computes per call (kept on the stack).
+const FILTERS: usize = 16;
+
+/// Output columns per row segment in the tap-rows and direct strategies (their `i32`
+/// accumulators are vector lanes on the stack).
+const COLS: usize = 32;
 
 /// Geometry of a 2-D convolution: kernel size, stride and symmetric zero padding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,14 +77,21 @@ fn in_bounds(start: usize, padding: usize, kernel: usize, input: usize) -> (usiz
 ///                         + output_zero_point, act_min, act_max)
 /// ```
 ///
-/// The accumulator is `i32` with wrapping addition. Positions outside the input are skipped
-/// (the same as padding with the input zero point).
+/// The accumulator is `i32` with wrapping addition (summed in any order: the result is the
+/// same). Positions outside the input are skipped (the same as padding with the input zero
+/// point).
+///
+/// `work` is scratch space the kernel may overwrite. Its length only affects speed (see the
+/// [`kernels`](crate::kernels) module docs): at least [`conv2d_work_len`] bytes give the
+/// fastest strategy for the layer. [`Model`](crate::Model) lends the part of its scratch
+/// buffer the layer does not use.
 ///
 /// Rounding: requantisation only, as in [`crate::quant::multiply_by_quantized_multiplier`].
 ///
 /// # Shapes
 ///
-/// - `input`: `[in_ch, height, width]` (`input_shape`), NCHW without the N
+/// - `input`: `[in_ch, height, width]` (`input_shape`), NCHW without the N, quantised with
+///   `input_zero_point` in `[-128, 127]`
 /// - `weights`: `[out_ch, in_ch, kernel_h, kernel_w]`
 /// - `requant`: `out_ch` channels
 /// - `output`: `[out_ch, out_h, out_w]` with `(out_h, out_w) =
@@ -87,9 +116,10 @@ fn in_bounds(start: usize, padding: usize, kernel: usize, input: usize) -> (usiz
 /// let params = Conv2dParams { kernel_h: 2, kernel_w: 2, stride: 1, padding: 1 };
 /// let shape = Shape { channels: 1, height: 2, width: 2 };
 /// let mut out = [0_i8; 9];
-/// conv2d_i8(&[1, 2, 3, 4], shape, 0, &[1, 1, 1, 1], &params, &requant, &mut out);
+/// conv2d_i8(&[1, 2, 3, 4], shape, 0, &[1, 1, 1, 1], &params, &requant, &mut out, &mut []);
 /// assert_eq!(out, [1, 3, 2, 4, 10, 6, 3, 7, 4]);
 /// ```
+#[allow(clippy::too_many_arguments)] // the operands of one convolution, as in TFLite
 pub fn conv2d_i8(
     input: &[i8],
     input_shape: Shape,
@@ -98,97 +128,807 @@ pub fn conv2d_i8(
     params: &Conv2dParams,
     requant: &QRequant<'_>,
     output: &mut [i8],
+    work: &mut [i8],
 ) {
-    let (in_ch, height, width) = (
-        usize::from(input_shape.channels),
-        usize::from(input_shape.height),
-        usize::from(input_shape.width),
-    );
-    let Conv2dParams {
-        kernel_h,
-        kernel_w,
-        stride,
-        padding,
-    } = *params;
-    let Some((out_h, out_w)) = params.output_size(height, width) else {
-        debug_assert!(false, "conv2d_i8: kernel larger than padded input");
-        return;
+    let op = Conv {
+        input_shape,
+        params,
+        pool: false,
+        im2col_min_taps: IM2COL_MIN_TAPS,
     };
-    let plane = height * width;
-    let kernel_plane = kernel_h * kernel_w;
-    debug_assert_eq!(input.len(), in_ch * plane);
-    debug_assert_eq!(output.len() % (out_h * out_w).max(1), 0);
-    debug_assert_eq!(
-        weights.len(),
-        output.len() / (out_h * out_w).max(1) * in_ch * kernel_plane
-    );
-    debug_assert_eq!(requant.channels(), output.len() / (out_h * out_w).max(1));
+    op.run(input, input_zero_point, weights, requant, output, work);
+}
 
-    let filters = weights.chunks_exact((in_ch * kernel_plane).max(1));
-    let out_planes = output.chunks_exact_mut((out_h * out_w).max(1));
-    for ((filter, out_plane), (bias, multiplier, shift)) in
-        filters.zip(out_planes).zip(requant.iter())
-    {
-        for (out_y, out_row) in out_plane.chunks_exact_mut(out_w.max(1)).enumerate() {
-            let y0 = out_y * stride; // window top, in padded coordinates
-            let (ky_lo, ky_hi) = in_bounds(y0, padding, kernel_h, height);
-            // A tile of output columns at a time, accumulating one kernel tap over the whole
-            // tile: the inner loop runs over contiguous inputs (stride 1) and vectorises.
-            for (tile, out_tile) in out_row.chunks_mut(TILE).enumerate() {
-                let x_first = tile * TILE;
-                let mut acc = [bias; TILE];
-                let acc = acc.get_mut(..out_tile.len()).unwrap_or_default();
-                let x_end = x_first + acc.len();
-                for kx in 0..kernel_w {
-                    // Output column x reads input column x * stride + kx - padding; keep the
-                    // columns of this tile for which that is inside the row.
-                    let x_lo = padding.saturating_sub(kx).div_ceil(stride).max(x_first);
-                    let x_hi = (width + padding)
-                        .saturating_sub(kx)
-                        .div_ceil(stride)
-                        .min(x_end);
-                    if x_lo >= x_hi {
-                        continue;
-                    }
-                    let acc = acc
-                        .get_mut(x_lo - x_first..x_hi - x_first)
-                        .unwrap_or_default();
-                    let in_start = x_lo * stride + kx - padding;
-                    let channels = input
-                        .chunks_exact(plane.max(1))
-                        .zip(filter.chunks_exact(kernel_plane.max(1)));
-                    for (in_plane, kernel) in channels {
-                        for ky in ky_lo..ky_hi {
-                            let in_y = y0 + ky - padding;
-                            let inputs =
-                                in_plane.get(in_y * width + in_start..).unwrap_or_default();
-                            let w = i32::from(kernel.get(ky * kernel_w + kx).copied().unwrap_or(0));
-                            if stride == 1 {
-                                tap(acc, inputs.iter(), w, input_zero_point);
-                            } else {
-                                tap(acc, inputs.iter().step_by(stride), w, input_zero_point);
-                            }
+/// [`conv2d_i8`] followed by 2x2 max pooling with stride 2 ([`super::max_pool2d_i8`] with
+/// `kernel = stride = 2`), without storing the convolution's output.
+///
+/// ```text
+/// output[o, y, x] = max_{dy, dx < 2} conv[o, 2y + dy, 2x + dx]
+/// ```
+///
+/// Bit-exact with the two kernels one after the other (see the [`kernels`](crate::kernels)
+/// module docs for why pooling the accumulators is exact), and faster: three requantisations
+/// in four are saved, and so is the pass over the convolution's output.
+///
+/// # Shapes
+///
+/// As [`conv2d_i8`], except `output`: `[out_ch, out_h / 2, out_w / 2]` (a trailing odd row or
+/// column of the convolution is dropped, as `VALID` pooling does).
+///
+/// # Example
+///
+/// ```
+/// use infer_core::format::Shape;
+/// use infer_core::kernels::{Conv2dParams, QRequant, conv2d_max_pool2d_i8};
+///
+/// // A 1x1 kernel of 1 (the identity) on a 2x4 input, pooled to 1x2, multiplier 1.0.
+/// let one = (1_i32 << 30).to_le_bytes();
+/// let requant = QRequant {
+///     bias: &[0; 4],
+///     multipliers: &one,
+///     shifts: &[1],
+///     output_zero_point: 0,
+///     act_min: -128,
+///     act_max: 127,
+/// };
+/// let params = Conv2dParams { kernel_h: 1, kernel_w: 1, stride: 1, padding: 0 };
+/// let shape = Shape { channels: 1, height: 2, width: 4 };
+/// let mut out = [0_i8; 2];
+/// let input = [1, -2, 3, 0, -5, 6, -7, 8];
+/// conv2d_max_pool2d_i8(&input, shape, 0, &[1], &params, &requant, &mut out, &mut []);
+/// assert_eq!(out, [6, 8]);
+/// ```
+#[allow(clippy::too_many_arguments)] // the operands of one convolution, as in TFLite
+pub fn conv2d_max_pool2d_i8(
+    input: &[i8],
+    input_shape: Shape,
+    input_zero_point: i32,
+    weights: &[i8],
+    params: &Conv2dParams,
+    requant: &QRequant<'_>,
+    output: &mut [i8],
+    work: &mut [i8],
+) {
+    let op = Conv {
+        input_shape,
+        params,
+        pool: true,
+        im2col_min_taps: IM2COL_MIN_TAPS,
+    };
+    op.run(input, input_zero_point, weights, requant, output, work);
+}
+
+/// Bytes of `work` with which [`conv2d_i8`] (or, with `pool`, [`conv2d_max_pool2d_i8`]) takes
+/// its fastest strategy for this layer at full speed: for a large filter, the widened and
+/// padded input and a tile of 64 patches; for a small one, the tap rows.
+pub fn conv2d_work_len(input_shape: Shape, params: &Conv2dParams, pool: bool) -> usize {
+    let in_ch = usize::from(input_shape.channels);
+    let taps = in_ch * params.kernel_h * params.kernel_w;
+    let padded = in_ch
+        * (usize::from(input_shape.height) + 2 * params.padding)
+        * (usize::from(input_shape.width) + 2 * params.padding);
+    let values = if taps >= IM2COL_MIN_TAPS {
+        (padded + 1).next_multiple_of(32) + MAX_TILE * taps.next_multiple_of(CHUNK)
+    } else {
+        taps * COLS * if pool { 2 } else { 1 }
+    };
+    // Plus up to 63 bytes skipped to align the buffer.
+    values * 2 + 63
+}
+
+/// One convolution call: the operation and how to run it.
+struct Conv<'p> {
+    input_shape: Shape,
+    params: &'p Conv2dParams,
+    /// Fused 2x2 max pooling with stride 2.
+    pool: bool,
+    /// Smallest filter for the im2col strategy (a parameter for tests).
+    im2col_min_taps: usize,
+}
+
+impl Conv<'_> {
+    fn run(
+        &self,
+        input: &[i8],
+        input_zero_point: i32,
+        weights: &[i8],
+        requant: &QRequant<'_>,
+        output: &mut [i8],
+        work: &mut [i8],
+    ) {
+        let Some(g) = Geometry::new(self.input_shape, self.params, self.pool) else {
+            debug_assert!(false, "conv2d_i8: kernel larger than padded input");
+            return;
+        };
+        let plane = g.rows * g.cols;
+        debug_assert_eq!(input.len(), g.in_ch * g.height * g.width);
+        if plane > 0 {
+            debug_assert_eq!(output.len() % plane, 0);
+            debug_assert_eq!(weights.len(), output.len() / plane * g.taps());
+            debug_assert_eq!(requant.channels(), output.len() / plane);
+        }
+        debug_assert!((-128..=127).contains(&input_zero_point));
+        let zero_point = i16::from(clamp_i8(input_zero_point, i8::MIN, i8::MAX));
+
+        let taps = g.taps();
+        let patch_len = taps.next_multiple_of(CHUNK);
+        let buf = align_64(bytemuck::pod_align_to_mut::<i8, i16>(work).1);
+        // Whole groups of patches that fit in `len` values, up to MAX_TILE.
+        let patches_in = |len: usize| {
+            let n = (len / patch_len.max(1)).min(MAX_TILE);
+            n - n % PATCHES
+        };
+        let padded_len = g.padded_len();
+        let rows_len = taps * COLS * if self.pool { 2 } else { 1 };
+        if taps >= self.im2col_min_taps && patches_in(buf.len().saturating_sub(padded_len)) > 0 {
+            let (padded, rest) = buf.split_at_mut(padded_len.min(buf.len()));
+            let patches = patches_in(rest.len());
+            let rest = rest.get_mut(..patches * patch_len).unwrap_or_default();
+            widen_padded(input, &g, zero_point, padded);
+            let source = Source::Padded(padded);
+            conv_im2col(&source, &g, weights, requant, output, rest);
+        } else if taps >= self.im2col_min_taps && patches_in(buf.len()) > 0 {
+            let patches = patches_in(buf.len());
+            let buf = buf.get_mut(..patches * patch_len).unwrap_or_default();
+            let source = Source::Input { input, zero_point };
+            conv_im2col(&source, &g, weights, requant, output, buf);
+        } else if buf.len() >= rows_len {
+            let buf = buf.get_mut(..rows_len).unwrap_or_default();
+            conv_rows(input, &g, zero_point, weights, requant, output, Some(buf));
+        } else {
+            conv_rows(input, &g, zero_point, weights, requant, output, None);
+        }
+    }
+}
+
+/// Where the im2col strategy reads its patches from.
+enum Source<'a> {
+    /// The input tensor, widened and bounds-checked cell by cell.
+    Input { input: &'a [i8], zero_point: i16 },
+    /// The input already widened, with its padding stored as zeros ([`widen_padded`]).
+    Padded(&'a [i16]),
+}
+
+/// Writes the input into `padded` as `i16` values `x - zero_point`, each plane surrounded by
+/// `padding` zeros: `[in_ch, height + 2 * padding, width + 2 * padding]`.
+#[inline(never)] // one call per layer (and its own entry in profiles)
+fn widen_padded(input: &[i8], g: &Geometry, zero_point: i16, padded: &mut [i16]) {
+    padded.fill(0);
+    let (padded_h, padded_w) = (g.height + 2 * g.padding, g.width + 2 * g.padding);
+    let planes = padded.chunks_exact_mut((padded_h * padded_w).max(1));
+    for (in_plane, plane) in input.chunks_exact((g.height * g.width).max(1)).zip(planes) {
+        let rows = plane
+            .chunks_exact_mut(padded_w.max(1))
+            .skip(g.padding)
+            .zip(in_plane.chunks_exact(g.width.max(1)));
+        for (row, in_row) in rows {
+            let row = row.get_mut(g.padding..).unwrap_or_default();
+            for (d, &x) in row.iter_mut().zip(in_row) {
+                *d = i16::from(x) - zero_point;
+            }
+        }
+    }
+}
+
+/// The part of `buf` from its first 64-byte-aligned element on (vector loads from patches
+/// then never straddle two cache lines).
+pub(crate) fn align_64(buf: &mut [i16]) -> &mut [i16] {
+    let misalignment = buf.as_ptr().addr() % 64;
+    let skip = (64 - misalignment) % 64 / 2;
+    let len = buf.len();
+    buf.get_mut(skip.min(len)..).unwrap_or_default()
+}
+
+/// The dimensions of one convolution call.
+struct Geometry {
+    in_ch: usize,
+    height: usize,
+    width: usize,
+    kernel_h: usize,
+    kernel_w: usize,
+    stride: usize,
+    padding: usize,
+    /// Columns of the convolution's output.
+    out_w: usize,
+    /// Fused 2x2 max pooling.
+    pool: bool,
+    /// Rows and columns of the kernel's output (pooled if `pool`).
+    rows: usize,
+    cols: usize,
+}
+
+impl Geometry {
+    fn new(input: Shape, params: &Conv2dParams, pool: bool) -> Option<Self> {
+        let (height, width) = (usize::from(input.height), usize::from(input.width));
+        let (out_h, out_w) = params.output_size(height, width)?;
+        let (rows, cols) = if pool {
+            (out_h / 2, out_w / 2)
+        } else {
+            (out_h, out_w)
+        };
+        Some(Self {
+            in_ch: usize::from(input.channels),
+            height,
+            width,
+            kernel_h: params.kernel_h,
+            kernel_w: params.kernel_w,
+            stride: params.stride,
+            padding: params.padding,
+            out_w,
+            pool,
+            rows,
+            cols,
+        })
+    }
+
+    /// Values of the widened, padded copy of the input ([`widen_padded`]), rounded up to 64
+    /// bytes (so that the patches after it stay aligned).
+    fn padded_len(&self) -> usize {
+        let (h, w) = (
+            self.height + 2 * self.padding,
+            self.width + 2 * self.padding,
+        );
+        (self.in_ch * h * w).next_multiple_of(32)
+    }
+
+    /// Weights per filter: `in_ch * kernel_h * kernel_w`.
+    fn taps(&self) -> usize {
+        self.in_ch * self.kernel_h * self.kernel_w
+    }
+
+    /// Largest `|Σ w * (x - zero_point)|` of one output: `taps * 128 * 255`.
+    fn dot_bound(&self) -> u64 {
+        u64::try_from(self.taps())
+            .unwrap_or(u64::MAX)
+            .saturating_mul(128 * 255)
+    }
+
+    /// The convolution output position `(y, x)` of patch `i` in the im2col strategy: row-major
+    /// over the output, or pooling window by window (four patches each, row-major within).
+    #[inline]
+    fn position(&self, i: usize) -> (usize, usize) {
+        if self.pool {
+            let (window, q) = (i / 4, i % 4);
+            let (wy, wx) = (window / self.cols.max(1), window % self.cols.max(1));
+            (2 * wy + q / 2, 2 * wx + q % 2)
+        } else {
+            (i / self.out_w.max(1), i % self.out_w.max(1))
+        }
+    }
+}
+
+/// Requantises `dots` into `output`, taking the maximum of each group of four first when
+/// pooling.
+#[inline]
+fn finish_outputs(
+    channel: &ChannelRequant,
+    pool: bool,
+    dot_bound: u64,
+    dots: &[i32],
+    output: &mut [i8],
+) {
+    if !pool {
+        channel.output_row(dots, output);
+    } else if channel.is_monotone(dot_bound) {
+        let mut maxima = [0_i32; MAX_TILE / 4];
+        let windows = as_chunks::<_, 4>(dots).0;
+        for (m, &[a, b, c, d]) in maxima.iter_mut().zip(windows) {
+            *m = a.max(b).max(c.max(d));
+        }
+        channel.output_row(maxima.get(..windows.len()).unwrap_or_default(), output);
+    } else {
+        for (o, w) in output.iter_mut().zip(as_chunks::<_, 4>(dots).0) {
+            *o = w
+                .map(|d| channel.output(d))
+                .into_iter()
+                .max()
+                .unwrap_or(i8::MIN);
+        }
+    }
+}
+
+/// The im2col strategy; `patches` holds a whole number of patches, a multiple of [`PATCHES`].
+#[inline(never)] // one call per layer (and its own entry in profiles)
+fn conv_im2col(
+    source: &Source<'_>,
+    g: &Geometry,
+    weights: &[i8],
+    requant: &QRequant<'_>,
+    output: &mut [i8],
+    patches: &mut [i16],
+) {
+    let taps = g.taps();
+    let patch_len = taps.next_multiple_of(CHUNK);
+    let plane = g.rows * g.cols;
+    let group = if g.pool { 4 } else { 1 };
+    let positions = plane * group;
+    // Past the filter's length a patch is zero, so the zero-padded last weight chunk adds
+    // nothing there; set once, the tiles below only write the first `taps` values.
+    for patch in patches.chunks_exact_mut(patch_len.max(1)) {
+        patch.get_mut(taps..).unwrap_or_default().fill(0);
+    }
+    let tile = patches.len() / patch_len.max(1);
+    let dot_bound = g.dot_bound();
+    let mut first = 0;
+    while first < positions {
+        let count = tile.min(positions - first);
+        let patches = patches.get_mut(..count * patch_len).unwrap_or_default();
+        im2col(source, g, first, patches);
+        let patches = as_chunks::<_, CHUNK>(patches).0;
+        let mut channels = requant.channel_iter();
+        let blocks = weights.chunks(taps.max(1) * FILTERS);
+        for (block_index, block) in blocks.enumerate() {
+            let block_channels: [Option<ChannelRequant>; FILTERS] =
+                core::array::from_fn(|_| channels.next());
+            let mut patch_groups = patches.chunks_exact(patch_len / CHUNK * PATCHES);
+            // Output element `index` of filter `f` of the block.
+            let mut store = |f: usize, index: usize, value: i8| {
+                let at = (block_index * FILTERS + f) * plane + index;
+                if let Some(out) = output.get_mut(at) {
+                    *out = value;
+                }
+            };
+            let mut dots = [[0_i32; PATCHES]; FILTERS];
+            let mut position = first;
+            for x in &mut patch_groups {
+                let mut x = x.chunks_exact(patch_len / CHUNK);
+                let x: [&[[i16; CHUNK]]; PATCHES] =
+                    core::array::from_fn(|_| x.next().unwrap_or_default());
+                dot_filters(block, taps, x, &mut dots);
+                for (f, (dots, channel)) in dots.iter().zip(&block_channels).enumerate() {
+                    let Some(channel) = channel else { break };
+                    if g.pool {
+                        let mut out = [0_i8];
+                        finish_outputs(channel, true, dot_bound, dots, &mut out);
+                        store(f, position / 4, out[0]);
+                    } else {
+                        let mut out = [0_i8; PATCHES];
+                        channel.output_row(dots, &mut out);
+                        for (p, &o) in out.iter().enumerate() {
+                            store(f, position + p, o);
                         }
                     }
                 }
-                for (out, &a) in out_tile.iter_mut().zip(acc.iter()) {
-                    *out = requant.output(a, multiplier, shift);
+                position += PATCHES;
+            }
+            // Left-over patches (only without pooling, where groups of four need not divide
+            // the output), one at a time.
+            let rest = patch_groups.remainder().chunks_exact(patch_len / CHUNK);
+            for (p, x) in rest.enumerate() {
+                let mut dots = [[0_i32; 1]; FILTERS];
+                dot_filters(block, taps, [x], &mut dots);
+                for (f, (dots, channel)) in dots.iter().zip(&block_channels).enumerate() {
+                    if let Some(channel) = channel {
+                        store(f, position + p, channel.output(dots[0]));
+                    }
+                }
+            }
+        }
+        first += count;
+    }
+}
+
+/// `dots[f][p] = Σ_i filter_f[i] * x[p][i]` for each filter of `filters` (`taps` weights
+/// each, at most `dots.len()` of them) and `N` (1 or [`PATCHES`]) patches, each weight chunk
+/// loaded and widened once for all the patches.
+#[inline(never)] // one call per group of patches (and its own entry in profiles)
+fn dot_filters<const N: usize>(
+    filters: &[i8],
+    taps: usize,
+    x: [&[[i16; CHUNK]]; N],
+    dots: &mut [[i32; N]],
+) {
+    let full = taps / CHUNK;
+    let x_full = x.map(|p| p.get(..full).unwrap_or_default());
+    let x_tail = x.map(|p| p.get(full..).unwrap_or_default());
+    for (filter, dots) in filters.chunks_exact(taps.max(1)).zip(dots) {
+        let (w, tail) = as_chunks::<_, CHUNK>(filter);
+        *dots = dot_patches(w, x_full);
+        if !tail.is_empty() {
+            let tail = dot_patches(&[tail_chunk(filter)], x_tail);
+            for (d, t) in dots.iter_mut().zip(tail) {
+                *d = d.wrapping_add(t);
+            }
+        }
+    }
+}
+
+/// Writes the patches `first..` (in [`Geometry::position`] order), one per
+/// `patches.chunks_exact(patch_len)`: `[in_ch, kernel_h, kernel_w]` values `x - zero_point`,
+/// 0 where the window is outside the input.
+#[inline(never)] // one call per tile (and its own entry in profiles)
+fn im2col(source: &Source<'_>, g: &Geometry, first: usize, patches: &mut [i16]) {
+    // Window rows of a known width are copied as fixed-size arrays.
+    match (source, g.kernel_w) {
+        (Source::Padded(padded), 3) => im2col_padded::<3>(padded, g, first, patches),
+        (Source::Padded(padded), 5) => im2col_padded::<5>(padded, g, first, patches),
+        (Source::Padded(padded), _) => im2col_padded::<0>(padded, g, first, patches),
+        (&Source::Input { input, zero_point }, 3) => {
+            im2col_rows::<3>(input, g, zero_point, first, patches);
+        }
+        (&Source::Input { input, zero_point }, 5) => {
+            im2col_rows::<5>(input, g, zero_point, first, patches);
+        }
+        (&Source::Input { input, zero_point }, _) => {
+            im2col_rows::<0>(input, g, zero_point, first, patches);
+        }
+    }
+}
+
+/// [`im2col`] from the widened, padded input (no bounds to check: every window row is
+/// `kernel_w` contiguous values), for `kernel_w == KW` (any width if `KW == 0`).
+#[inline(always)]
+fn im2col_padded<const KW: usize>(padded: &[i16], g: &Geometry, first: usize, patches: &mut [i16]) {
+    let taps = g.taps();
+    let patch_len = taps.next_multiple_of(CHUNK);
+    let (padded_h, padded_w) = (g.height + 2 * g.padding, g.width + 2 * g.padding);
+    let plane = padded_h * padded_w;
+    let kernel_w = if KW == 0 { g.kernel_w } else { KW };
+    let count = patches.len() / patch_len.max(1);
+    // Each patch's window corner in the padded plane.
+    let mut corners = [0_usize; MAX_TILE];
+    for (i, corner) in (first..).zip(corners.iter_mut().take(count)) {
+        let (out_y, out_x) = g.position(i);
+        *corner = out_y * g.stride * padded_w + out_x * g.stride;
+    }
+    let corners = corners.get(..count).unwrap_or_default();
+    // Window row by window row (channel-major, as in the filters), for every patch.
+    let rows = g.in_ch * g.kernel_h;
+    for row in 0..rows {
+        let (c, ky) = (row / g.kernel_h.max(1), row % g.kernel_h.max(1));
+        let base = c * plane + ky * padded_w; // in the padded input, from the corner
+        let at = row * kernel_w; // in the patch
+        // Four values at once for 3 wide windows (one 8-byte move): the fourth is
+        // overwritten by the next window row. Not for the last row, which would spill into
+        // the next patch; the padded input has a spare value at its end for the reads.
+        let wide = KW == 3 && row + 1 < rows;
+        for (patch, &corner) in patches.chunks_exact_mut(patch_len.max(1)).zip(corners) {
+            let start = base + corner;
+            if wide {
+                let src = padded
+                    .get(start..start + 4)
+                    .and_then(|s| s.first_chunk::<4>());
+                let dst = patch
+                    .get_mut(at..at + 4)
+                    .and_then(|d| d.first_chunk_mut::<4>());
+                if let (Some(dst), Some(src)) = (dst, src) {
+                    *dst = *src;
+                }
+            } else if let (Some(dst), Some(src)) = (
+                patch.get_mut(at..at + kernel_w),
+                padded.get(start..start + kernel_w),
+            ) {
+                dst.copy_from_slice(src);
+            }
+        }
+    }
+}
+
+/// [`im2col`] for `kernel_w == KW` (any width if `KW == 0`).
+#[inline(always)]
+fn im2col_rows<const KW: usize>(
+    input: &[i8],
+    g: &Geometry,
+    zero_point: i16,
+    first: usize,
+    patches: &mut [i16],
+) {
+    let taps = g.taps();
+    let patch_len = taps.next_multiple_of(CHUNK);
+    let plane = g.height * g.width;
+    let kernel_w = if KW == 0 { g.kernel_w } else { KW };
+    let window_len = (g.kernel_h * kernel_w).max(1);
+    for (i, patch) in (first..).zip(patches.chunks_exact_mut(patch_len.max(1))) {
+        let (out_y, out_x) = g.position(i);
+        let (y0, x0) = (out_y * g.stride, out_x * g.stride); // window corner, padded coordinates
+        let (ky_lo, ky_hi) = in_bounds(y0, g.padding, g.kernel_h, g.height);
+        let (kx_lo, kx_hi) = in_bounds(x0, g.padding, kernel_w, g.width);
+        let patch = patch.get_mut(..taps).unwrap_or_default();
+        let channels = input
+            .chunks_exact(plane.max(1))
+            .zip(patch.chunks_exact_mut(window_len));
+        if KW > 0 && ky_lo == 0 && ky_hi == g.kernel_h && kx_lo == 0 && kx_hi == KW {
+            // The whole window is inside the input: copy its rows as arrays.
+            let corner = (y0 - g.padding) * g.width + x0 - g.padding;
+            for (in_plane, window) in channels {
+                let src = in_plane.get(corner..).unwrap_or_default();
+                let rows = window.chunks_exact_mut(KW);
+                for (row, src) in rows.zip(src.chunks(g.width.max(1))) {
+                    if let (Some(row), Some(src)) =
+                        (row.first_chunk_mut::<KW>(), src.first_chunk::<KW>())
+                    {
+                        *row = src.map(|s| i16::from(s) - zero_point);
+                    }
+                }
+            }
+            continue;
+        }
+        for (in_plane, window) in channels {
+            for (ky, row) in window.chunks_exact_mut(kernel_w.max(1)).enumerate() {
+                if ky < ky_lo || ky >= ky_hi || kx_lo >= kx_hi {
+                    for d in row.iter_mut() {
+                        *d = 0;
+                    }
+                    continue;
+                }
+                // The in-bounds part of the window row starts at input column
+                // x0 + kx_lo - padding.
+                let start = (y0 + ky - g.padding) * g.width + x0 + kx_lo - g.padding;
+                let mut src = in_plane.get(start..).unwrap_or_default().iter();
+                for (kx, d) in row.iter_mut().enumerate() {
+                    // In-bounds taps are contiguous from kx_lo: `src` starts at that column.
+                    *d = if kx >= kx_lo && kx < kx_hi {
+                        src.next().map_or(0, |&s| i16::from(s) - zero_point)
+                    } else {
+                        0
+                    };
                 }
             }
         }
     }
 }
 
-/// Output columns per tile in [`conv2d_i8`] (its `i32` accumulators live on the stack).
-const TILE: usize = 32;
+/// `Σ w[i] * x[p][i]` over `w.len()` chunks for `N` (1 or [`PATCHES`]) patches at least as
+/// long (a shorter one gives 0s), each weight chunk widened once for all of them.
+#[inline(always)]
+fn dot_patches<const N: usize>(w: &[[i8; CHUNK]], x: [&[[i16; CHUNK]]; N]) -> [i32; N] {
+    let mut acc: [Acc; N] = [[0; LANES]; N];
+    match (x.as_slice(), acc.as_mut_slice()) {
+        ([x0, x1, x2, x3], [a0, a1, a2, a3]) => {
+            for ((((w, x0), x1), x2), x3) in w.iter().zip(*x0).zip(*x1).zip(*x2).zip(*x3) {
+                mac_chunk(a0, w, x0);
+                mac_chunk(a1, w, x1);
+                mac_chunk(a2, w, x2);
+                mac_chunk(a3, w, x3);
+            }
+        }
+        ([x0], [a0]) => {
+            for (w, x) in w.iter().zip(*x0) {
+                mac_chunk(a0, w, x);
+            }
+        }
+        _ => debug_assert!(false, "dot_patches: unsupported block size"),
+    }
+    acc.map(|a| hsum(&a))
+}
 
-/// `acc[j] += w * (inputs[j] - zero_point)` for each accumulator, wrapping (no overflow is
-/// possible in the product with `zero_point` in `[-128, 127]`; wrapping operations keep overflow
-/// checks from blocking vectorisation).
+/// The tap-rows strategy (with `rows`: room for `taps * COLS` values, twice when pooling) and
+/// the direct one (without): per row segment of up to [`COLS`] output columns, each filter
+/// accumulates tap by tap with the columns in vector lanes, one or (pooling) two output rows.
+#[inline(never)] // one call per layer (and its own entry in profiles)
+fn conv_rows(
+    input: &[i8],
+    g: &Geometry,
+    zero_point: i16,
+    weights: &[i8],
+    requant: &QRequant<'_>,
+    output: &mut [i8],
+    mut rows: Option<&mut [i16]>,
+) {
+    let taps = g.taps();
+    let plane = g.rows * g.cols;
+    let span = if g.pool { 2 } else { 1 }; // convolution rows and columns per output
+    let dot_bound = g.dot_bound();
+    for out_y in 0..g.rows {
+        let mut x_first = 0; // first convolution column of the segment
+        while x_first < g.cols * span {
+            let n = COLS.min(g.cols * span - x_first);
+            if let Some(rows) = rows.as_deref_mut() {
+                let rows = as_chunks_mut::<_, COLS>(rows);
+                for (r, rows) in rows.chunks_exact_mut(taps.max(1)).take(span).enumerate() {
+                    tap_rows(input, g, zero_point, out_y * span + r, x_first, rows);
+                }
+            }
+            let filters = weights.chunks_exact(taps.max(1));
+            let planes = output.chunks_exact_mut(plane.max(1));
+            for ((filter, out_plane), channel) in filters.zip(planes).zip(requant.channel_iter()) {
+                let mut acc = [[0_i32; COLS]; 2];
+                for (r, acc) in acc.iter_mut().take(span).enumerate() {
+                    match rows.as_deref() {
+                        Some(rows) => {
+                            let rows = as_chunks::<_, COLS>(rows).0;
+                            let rows = rows.get(r * taps..(r + 1) * taps).unwrap_or_default();
+                            dot_tap_rows(filter, rows, acc);
+                        }
+                        None => {
+                            direct_row(input, g, zero_point, filter, out_y * span + r, x_first, acc)
+                        }
+                    }
+                }
+                let out_start = out_y * g.cols + x_first / span;
+                let out = out_plane
+                    .get_mut(out_start..out_start + n / span)
+                    .unwrap_or_default();
+                if g.pool && channel.is_monotone(dot_bound) {
+                    // Pool the accumulators, then requantise once per window.
+                    let [top, bottom] = &acc;
+                    let mut maxima = [0_i32; COLS / 2];
+                    let pairs = as_chunks::<_, 2>(top)
+                        .0
+                        .iter()
+                        .zip(as_chunks::<_, 2>(bottom).0);
+                    for (m, (&[a, b], &[c, d])) in maxima.iter_mut().zip(pairs) {
+                        *m = a.max(b).max(c.max(d));
+                    }
+                    channel.output_row(maxima.get(..n / 2).unwrap_or_default(), out);
+                } else if g.pool {
+                    let [top, bottom] = &acc;
+                    let pairs = as_chunks::<_, 2>(top)
+                        .0
+                        .iter()
+                        .zip(as_chunks::<_, 2>(bottom).0);
+                    for (o, (&[a, b], &[c, d])) in out.iter_mut().zip(pairs) {
+                        let [a, b, c, d] = [a, b, c, d].map(|v| channel.output(v));
+                        *o = a.max(b).max(c.max(d));
+                    }
+                } else {
+                    finish_outputs(
+                        &channel,
+                        false,
+                        dot_bound,
+                        acc[0].get(..n).unwrap_or_default(),
+                        out,
+                    );
+                }
+            }
+            x_first += n;
+        }
+    }
+}
+
+/// Fills `rows[t][j]` with the input under tap `t` of the filter for convolution output
+/// `(y, x_first + j)`, as `x - zero_point` (0 outside the input or past the row's end).
+#[inline(never)] // one call per row segment (and its own entry in profiles)
+fn tap_rows(
+    input: &[i8],
+    g: &Geometry,
+    zero_point: i16,
+    y: usize,
+    x_first: usize,
+    rows: &mut [[i16; COLS]],
+) {
+    let plane = g.height * g.width;
+    let y0 = y * g.stride; // window top, in padded coordinates
+    let (ky_lo, ky_hi) = in_bounds(y0, g.padding, g.kernel_h, g.height);
+    let x_end = (x_first + COLS).min(g.out_w);
+    let windows = rows.chunks_exact_mut((g.kernel_h * g.kernel_w).max(1));
+    for (in_plane, window) in input.chunks_exact(plane.max(1)).zip(windows) {
+        for (tap, row) in window.iter_mut().enumerate() {
+            let (ky, kx) = (tap / g.kernel_w.max(1), tap % g.kernel_w.max(1));
+            *row = [0; COLS];
+            if ky < ky_lo || ky >= ky_hi {
+                continue;
+            }
+            let (x_lo, x_hi) = column_range(g, kx, x_first, x_end);
+            if x_lo >= x_hi {
+                continue;
+            }
+            let in_row = (y0 + ky - g.padding) * g.width;
+            let src = in_plane.get(in_row..in_row + g.width).unwrap_or_default();
+            let src = src
+                .get(x_lo * g.stride + kx - g.padding..)
+                .unwrap_or_default();
+            let dst = row
+                .get_mut(x_lo - x_first..x_hi - x_first)
+                .unwrap_or_default();
+            if g.stride == 1 {
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d = i16::from(s) - zero_point;
+                }
+            } else {
+                for (d, &s) in dst.iter_mut().zip(src.iter().step_by(g.stride)) {
+                    *d = i16::from(s) - zero_point;
+                }
+            }
+        }
+    }
+}
+
+/// Output columns `[x_lo, x_hi)` within `[x_first, x_end)` whose input column
+/// `x * stride + kx - padding` is inside the row.
 #[inline]
-fn tap<'x>(acc: &mut [i32], inputs: impl Iterator<Item = &'x i8>, w: i32, zero_point: i32) {
+fn column_range(g: &Geometry, kx: usize, x_first: usize, x_end: usize) -> (usize, usize) {
+    let x_lo = g
+        .padding
+        .saturating_sub(kx)
+        .div_ceil(g.stride.max(1))
+        .max(x_first);
+    let x_hi = (g.width + g.padding)
+        .saturating_sub(kx)
+        .div_ceil(g.stride.max(1))
+        .min(x_end);
+    (x_lo, x_hi)
+}
+
+/// `acc[j] = Σ_t filter[t] * rows[t][j]` (both factors fit in 16 bits, so on x86 the products
+/// are `pmaddwd`s).
+///
+/// Common filter sizes (3x3 and 5x5 on one channel) get a fixed number of taps: with the tap
+/// loop unrolled, the compiler vectorises each tap over the columns, where for an unknown count
+/// it would rather vectorise across taps (with gathers, much slower).
+#[inline(never)] // kept small and out of line so that it vectorises
+fn dot_tap_rows(filter: &[i8], rows: &[[i16; COLS]], acc: &mut [i32; COLS]) {
+    if let (Ok(filter), Ok(rows)) = (<&[_; 9]>::try_from(filter), <&[_; 9]>::try_from(rows)) {
+        return dot_taps(filter, rows, acc);
+    }
+    if let (Ok(filter), Ok(rows)) = (<&[_; 25]>::try_from(filter), <&[_; 25]>::try_from(rows)) {
+        return dot_taps(filter, rows, acc);
+    }
+    for (&w, row) in filter.iter().zip(rows) {
+        dot_tap(acc, w, row);
+    }
+}
+
+/// [`dot_tap_rows`] for `N` taps.
+#[inline(always)]
+fn dot_taps<const N: usize>(filter: &[i8; N], rows: &[[i16; COLS]; N], acc: &mut [i32; COLS]) {
+    for (&w, row) in filter.iter().zip(rows) {
+        dot_tap(acc, w, row);
+    }
+}
+
+/// `acc[j] += w * row[j]`.
+#[inline(always)]
+fn dot_tap(acc: &mut [i32; COLS], w: i8, row: &[i16; COLS]) {
+    let w = i32::from(w);
+    for (a, &x) in acc.iter_mut().zip(row) {
+        *a = a.wrapping_add(w.wrapping_mul(i32::from(x)));
+    }
+}
+
+/// [`dot_tap_rows`] for convolution output row `y`, columns `x_first..`, reading the input
+/// directly.
+#[allow(clippy::too_many_arguments)]
+fn direct_row(
+    input: &[i8],
+    g: &Geometry,
+    zero_point: i16,
+    filter: &[i8],
+    y: usize,
+    x_first: usize,
+    acc: &mut [i32; COLS],
+) {
+    let kernel_plane = g.kernel_h * g.kernel_w;
+    let plane = g.height * g.width;
+    let y0 = y * g.stride; // window top, in padded coordinates
+    let (ky_lo, ky_hi) = in_bounds(y0, g.padding, g.kernel_h, g.height);
+    let x_end = (x_first + COLS).min(g.out_w);
+    for kx in 0..g.kernel_w {
+        let (x_lo, x_hi) = column_range(g, kx, x_first, x_end);
+        if x_lo >= x_hi {
+            continue;
+        }
+        let acc = acc
+            .get_mut(x_lo - x_first..x_hi - x_first)
+            .unwrap_or_default();
+        let in_start = x_lo * g.stride + kx - g.padding;
+        let channels = input
+            .chunks_exact(plane.max(1))
+            .zip(filter.chunks_exact(kernel_plane.max(1)));
+        for (in_plane, kernel) in channels {
+            for ky in ky_lo..ky_hi {
+                let in_y = y0 + ky - g.padding;
+                let inputs = in_plane
+                    .get(in_y * g.width + in_start..)
+                    .unwrap_or_default();
+                let w = i16::from(kernel.get(ky * g.kernel_w + kx).copied().unwrap_or(0));
+                if g.stride == 1 {
+                    tap(acc, inputs.iter(), w, zero_point);
+                } else {
+                    tap(acc, inputs.iter().step_by(g.stride), w, zero_point);
+                }
+            }
+        }
+    }
+}
+
+/// `acc[j] += w * (inputs[j] - zero_point)` for each accumulator. The product is exact in
+/// `i16` (`|w| <= 128`, `|x - zero_point| <= 255`), so it vectorises as a 16-bit multiply
+/// (an `i32` product here would be emulated with 32-bit multiplies on SSE2, twice as slow).
+#[inline]
+fn tap<'x>(acc: &mut [i32], inputs: impl Iterator<Item = &'x i8>, w: i16, zero_point: i16) {
     for (a, &x) in acc.iter_mut().zip(inputs) {
-        *a = a.wrapping_add(w.wrapping_mul(i32::from(x).wrapping_sub(zero_point)));
+        *a = a.wrapping_add(i32::from(w.wrapping_mul(i16::from(x) - zero_point)));
     }
 }
 
@@ -255,7 +995,7 @@ mod tests {
             width: 3,
         };
         let mut out = [0_i8; 4];
-        conv2d_i8(&input, shape, 1, &kernel, &params, &rq, &mut out);
+        conv2d_i8(&input, shape, 1, &kernel, &params, &rq, &mut out, &mut []);
         assert_eq!(out, [4, 16, -8, 28]);
     }
 
@@ -291,7 +1031,7 @@ mod tests {
             width: 2,
         };
         let mut out = [0_i8; 8];
-        conv2d_i8(&input, shape, 0, &weights, &params, &rq, &mut out);
+        conv2d_i8(&input, shape, 0, &weights, &params, &rq, &mut out, &mut []);
         // out0 acc = [1, 2, 3, 4] * 0.5 = [0.5, 1, 1.5, 2] -> [1, 1, 2, 2], + 5
         // out1 acc = 1 + [-3, -6, -9, -12] = [-2, -5, -8, -11] * 0.5
         //   = [-1, -2.5, -4, -5.5] -> [-1, -2, -4, -5] (negative ties toward zero), + 5
@@ -382,6 +1122,20 @@ mod tests {
             })
     }
 
+    /// 2x2 max pooling with stride 2 of `[channels, h, w]` values, the obvious way.
+    fn naive_max_pool(conv: &[i8], channels: usize, h: usize, w: usize) -> Vec<i8> {
+        let mut out = Vec::new();
+        for c in 0..channels {
+            for y in 0..h / 2 {
+                for x in 0..w / 2 {
+                    let at = |dy: usize, dx: usize| conv[(c * h + 2 * y + dy) * w + 2 * x + dx];
+                    out.push(at(0, 0).max(at(0, 1)).max(at(1, 0)).max(at(1, 1)));
+                }
+            }
+        }
+        out
+    }
+
     fn check_case((dims, geo, input, weights, rq): Case, zp: i32) -> Result<(), TestCaseError> {
         let (c, h, w) = dims;
         let (kh, kw, stride, padding) = geo;
@@ -397,18 +1151,52 @@ mod tests {
             padding,
         };
         let (oh, ow) = params.output_size(h, w).unwrap();
-        let mut out = vec![0_i8; rq.bias.len() * oh * ow];
-        conv2d_i8(
-            &input,
-            shape,
-            zp,
-            &weights,
-            &params,
-            &rq.as_requant(),
-            &mut out,
-        );
+        let out_ch = rq.bias.len();
         let want = naive_conv(&input, dims, zp, &weights, geo, &rq);
-        prop_assert_eq!(out, want);
+        let want_pooled = naive_max_pool(&want, out_ch, oh, ow);
+        let taps = c * kh * kw;
+        let patch_bytes = 2 * taps.next_multiple_of(CHUNK);
+        let padded_len = Geometry::new(shape, &params, false).unwrap().padded_len();
+        // (work bytes, smallest filter for im2col): direct; tap rows (for one and two rows);
+        // im2col with one group of patches, with 5 (a group and a remainder, or one pooling
+        // window and a spare patch), with more than MAX_TILE; the same from a misaligned buffer.
+        let runs = [
+            (0, usize::MAX),
+            (2 * taps * COLS, usize::MAX),
+            (4 * taps * COLS + 1, usize::MAX),
+            (4 * patch_bytes, 0),
+            (5 * patch_bytes + 1, 0),
+            (2 * padded_len + 4 * patch_bytes + 64, 0),
+            (100_000, 0),
+            (100_001, 0),
+        ];
+        for pool in [false, true] {
+            for (work_len, im2col_min_taps) in runs {
+                let (want, len) = if pool {
+                    (&want_pooled, out_ch * (oh / 2) * (ow / 2))
+                } else {
+                    (&want, out_ch * oh * ow)
+                };
+                let mut out = vec![0_i8; len];
+                let mut work = vec![0x55_i8; work_len];
+                let work = work.get_mut(work_len % 2..).unwrap();
+                let conv = Conv {
+                    input_shape: shape,
+                    params: &params,
+                    pool,
+                    im2col_min_taps,
+                };
+                conv.run(&input, zp, &weights, &rq.as_requant(), &mut out, work);
+                prop_assert_eq!(
+                    &out,
+                    want,
+                    "pool {} work {} min_taps {}",
+                    pool,
+                    work_len,
+                    im2col_min_taps
+                );
+            }
+        }
         Ok(())
     }
 

@@ -10,16 +10,61 @@
 //! two's complement behaviour; no real model comes near it), then requantise each output
 //! channel with [`crate::quant::multiply_by_quantized_multiplier`], add the output zero point and
 //! clamp to the fused activation range ([`QRequant`]).
+//!
+//! # How the kernels are fast without `unsafe` or intrinsics
+//!
+//! The hot loops are written so that the compiler's auto-vectoriser finds the int8 idioms of
+//! each target (`pmaddwd` on x86, `smlal`/`sdot`-like sequences elsewhere) in portable code:
+//!
+//! - Dot products run over fixed-size chunks (`&[i8; 32]` weights against `&[i16; 32]` or
+//!   `&[i8; 32]` inputs) into an array of 16 `i32` partial sums that is only added up at
+//!   the end. The sum is the same in any order: `i32` addition
+//!   wraps, and wrapping addition is associative and commutative, so the partial sums give
+//!   exactly the accumulator of the sequential reference loop.
+//! - Each loaded input chunk is reused across several outputs (weight rows in `dense_i8`,
+//!   patches in `conv2d_i8`).
+//! - `x - input_zero_point` is formed once per input element in `i16` (it lies in
+//!   `[-255, 255]`) rather than once per multiply-accumulate.
+//! - Requantisation constants are decoded once per channel, and requantisation runs on rows of
+//!   outputs of one channel, in a form the compiler vectorises.
+//!
+//! # Convolution strategies
+//!
+//! Three strategies, chosen per call from the filter size and the working space the caller
+//! lends, with identical results:
+//!
+//! - **im2col + dot products** for large filters (`in_ch * kernel_h * kernel_w >=`
+//!   [`IM2COL_MIN_TAPS`]) when `work` holds at least four patches: a tile of output
+//!   positions is unrolled into patches (`i16` values `x - input_zero_point`, 0 at padded
+//!   cells, each the filter's length rounded up to whole chunks), then each filter row is dotted
+//!   with four patches at a time, so each weight chunk is loaded and widened once for
+//!   several outputs. Fused with pooling, the patches are ordered window by
+//!   window, so each group of four is one pooling window.
+//! - **Tap rows** for small filters (such as a single-channel first layer) when `work` holds
+//!   them: for a row segment of 32 output columns, each filter tap's inputs are widened once
+//!   into a row of `i16`, shared by every filter; a filter then accumulates tap by tap with the
+//!   output columns in vector lanes.
+//! - **Direct**, the same with the inputs read from the input tensor, when there is no room.
+//!
+//! Fusing the max pooling saves the requantisation of three outputs in four: requantisation
+//! is monotone (non-decreasing) in the accumulator when the multiplier is non-negative and
+//! neither the bias addition nor the left shift can wrap for any accumulator the layer can
+//! produce (checked per channel: `(|bias| + taps * 128 * 255) << left_shift < 2^31`), so the
+//! maximum of the requantised outputs is the requantisation of the maximum accumulator.
+//! Channels that fail the check requantise all four and take the maximum.
+//!
+//! The idle part of [`crate::Model`]'s scratch buffer is lent as `work`; with the widened,
+//! padded input also stored there, im2col copies whole window rows without bounds tests.
 
 mod conv2d;
 mod dense;
 mod pool;
 
-pub use conv2d::{Conv2dParams, conv2d_i8};
+use conv2d::align_64;
+
+pub use conv2d::{Conv2dParams, IM2COL_MIN_TAPS, conv2d_i8, conv2d_max_pool2d_i8, conv2d_work_len};
 pub use dense::dense_i8;
 pub use pool::{Pool2dParams, avg_pool2d_i8, max_pool2d_i8};
-
-use crate::quant::multiply_by_quantized_multiplier;
 
 /// Per-output-channel requantisation of a conv or dense layer, read in place from a model file.
 ///
@@ -35,7 +80,7 @@ pub struct QRequant<'a> {
     pub multipliers: &'a [u8],
     /// Shifts (positive = left), one per channel.
     pub shifts: &'a [i8],
-    /// Zero point of the output tensor.
+    /// Zero point of the output tensor, in `[-128, 127]`.
     pub output_zero_point: i32,
     /// Lower clamp (the fused activation's minimum).
     pub act_min: i8,
@@ -51,6 +96,12 @@ impl QRequant<'_> {
             .min(self.shifts.len())
     }
 
+    /// The decoded requantisation of each channel in order.
+    pub(crate) fn channel_iter(&self) -> impl Iterator<Item = ChannelRequant> + '_ {
+        self.iter()
+            .map(|(bias, multiplier, shift)| ChannelRequant::new(self, bias, multiplier, shift))
+    }
+
     /// `(bias, multiplier, shift)` of each channel in order.
     fn iter(&self) -> impl Iterator<Item = (i32, i32, i32)> + '_ {
         self.bias
@@ -61,10 +112,10 @@ impl QRequant<'_> {
     }
 
     /// The output value for accumulator `acc` (bias already added) with a channel's multiplier
-    /// and shift.
-    #[inline]
+    /// and shift, the plain way (the reference for [`ChannelRequant`]).
+    #[cfg(test)]
     fn output(&self, acc: i32, multiplier: i32, shift: i32) -> i8 {
-        let out = multiply_by_quantized_multiplier(acc, multiplier, shift)
+        let out = crate::quant::multiply_by_quantized_multiplier(acc, multiplier, shift)
             .saturating_add(self.output_zero_point);
         clamp_i8(out, self.act_min, self.act_max)
     }
@@ -87,22 +138,206 @@ pub(crate) fn clamp_i8(x: i32, lo: i8, hi: i8) -> i8 {
     x.max(i32::from(lo)).min(i32::from(hi)) as i8
 }
 
-/// `Σ w * (x - zero_point)` over two equally long rows, wrapping on overflow.
-///
-/// A plain zipped reduction so the compiler can vectorise it. With `zero_point` in
-/// `[-128, 127]` neither the subtraction nor the product can overflow; they are written as
-/// wrapping operations so that overflow checks (on in test builds) do not block vectorisation.
+/// Whether the target has integer SIMD the compiler can use for the dot products.
+const SIMD: bool = cfg!(any(
+    all(
+        any(target_arch = "x86", target_arch = "x86_64"),
+        target_feature = "sse2"
+    ),
+    all(target_arch = "aarch64", target_feature = "neon"),
+    all(target_arch = "arm", target_feature = "neon"),
+    all(target_arch = "wasm32", target_feature = "simd128"),
+));
+
+/// Elements per chunk of the dot-product inner loops: 32 `i8` values (two 128-bit vectors or
+/// one 256-bit one; with 16 the compiler vectorises badly for AVX2) with SIMD, 4 on scalar
+/// targets such as the Cortex-M4 (a chunk's weights then stay in registers while they are
+/// used for several outputs).
+pub(crate) const CHUNK: usize = if SIMD { 32 } else { 4 };
+
+/// Number of `i32` partial sums a dot product keeps: 16 with SIMD (the partial sums live in
+/// vector registers and the compiler turns the loop into widening multiply-adds: `pmaddwd` on
+/// x86), one on scalar targets (where more accumulators would spill to the stack).
+pub(crate) const LANES: usize = if SIMD { 16 } else { 1 };
+
+/// The partial sums of one dot product.
+pub(crate) type Acc = [i32; LANES];
+
+/// `acc += w * x` element-wise over one chunk, folding the [`CHUNK`] products into the
+/// [`LANES`] partial sums. `|w * x| <= 128 * 32768`, so only the additions can wrap; they do so
+/// explicitly.
+#[inline(always)]
+pub(crate) fn mac_chunk<X: Copy + Into<i32>>(acc: &mut Acc, w: &[i8; CHUNK], x: &[X; CHUNK]) {
+    for (j, (&w, &x)) in w.iter().zip(x).enumerate() {
+        let lane = &mut acc[j % LANES];
+        *lane = lane.wrapping_add(i32::from(w).wrapping_mul(x.into()));
+    }
+}
+
+/// The total of the partial sums (wrapping).
+#[inline(always)]
+pub(crate) fn hsum(acc: &Acc) -> i32 {
+    acc.iter().fold(0_i32, |s, &a| s.wrapping_add(a))
+}
+
+/// `slice` as whole arrays of `N` and the remainder (`<[T]>::as_chunks`, stable only from
+/// Rust 1.88, after our MSRV).
+#[inline(always)]
+pub(crate) fn as_chunks<T: bytemuck::Pod, const N: usize>(slice: &[T]) -> (&[[T; N]], &[T])
+where
+    [T; N]: bytemuck::Pod,
+{
+    let (head, tail) = slice.split_at(slice.len() - slice.len() % N.max(1));
+    (bytemuck::try_cast_slice(head).unwrap_or_default(), tail)
+}
+
+/// The whole arrays of `N` at the start of `slice` (`<[T]>::as_chunks_mut().0`).
+#[inline(always)]
+pub(crate) fn as_chunks_mut<T: bytemuck::Pod, const N: usize>(slice: &mut [T]) -> &mut [[T; N]]
+where
+    [T; N]: bytemuck::Pod,
+{
+    let whole = slice.len() - slice.len() % N.max(1);
+    let head = slice.get_mut(..whole).unwrap_or_default();
+    bytemuck::try_cast_slice_mut(head).unwrap_or_default()
+}
+
+/// A weight row's last `len % CHUNK` values, zero-padded to a full chunk (all zeros if the
+/// row is a whole number of chunks).
 #[inline]
-fn dot_i8(weights: &[i8], input: &[i8], zero_point: i32) -> i32 {
-    weights.iter().zip(input).fold(0_i32, |acc, (&w, &x)| {
-        acc.wrapping_add(i32::from(w).wrapping_mul(i32::from(x).wrapping_sub(zero_point)))
-    })
+pub(crate) fn tail_chunk(row: &[i8]) -> [i8; CHUNK] {
+    let mut tail = [0_i8; CHUNK];
+    let rest = as_chunks::<i8, CHUNK>(row).1;
+    for (t, &w) in tail.iter_mut().zip(rest) {
+        *t = w;
+    }
+    tail
+}
+
+/// The requantisation of one output channel with its constants decoded: bit-exact with
+/// `clamp(multiply_by_quantized_multiplier(bias + dot, multiplier, shift) + output_zero_point,
+/// act_min, act_max)`, in fewer operations, and in a form the compiler vectorises over a row of
+/// outputs of the channel ([`ChannelRequant::output_row`]).
+///
+/// With `a = (bias + dot) << left_shift` (wrapping) and a multiplier `m >= 0` (every valid model;
+/// a negative one takes a plain 64-bit path):
+///
+/// - gemmlowp's `SaturatingRoundingDoublingHighMul(a, m)` adds `2^30` to the 64-bit product for
+///   a non-negative product and `1 - 2^30` for a negative one, then divides by `2^31`
+///   truncating toward zero. For a negative product `p`, `trunc((p + 1 - 2^30) / 2^31)` is
+///   `ceil(...)`, which is `floor((p + 1 - 2^30 + 2^31 - 1) / 2^31) = floor((p + 2^30) / 2^31)`,
+///   the same as the non-negative case: so it is `(p + 2^30) >> 31` (arithmetic shift) for
+///   every product but the saturating `i32::MIN * i32::MIN`.
+/// - That product is formed unsigned, as `u32 x u32 -> u64` (one `pmuludq` on x86):
+///   `a * m = (a as u32) * m - 2^32 * m * [a < 0]`, so
+///   `(a * m + 2^30) >> 31 = (((a as u32) * m + 2^30) >> 31) - 2 * m * [a < 0]`, exact in
+///   wrapping `u32` arithmetic because the result fits in `i32`.
+/// - `RoundingDivideByPOT` is gemmlowp's mask-and-threshold form, which cannot overflow.
+/// - The result is saturated to `i16` before the output zero point is added (saturating, in
+///   `i16`) and the clamp: anything outside `i16` is clamped to `act_min` or `act_max` either
+///   way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChannelRequant {
+    /// The channel's bias.
+    pub bias: i32,
+    multiplier: i32,
+    left_shift: u32,
+    right_shift: u32,
+    /// `2^right_shift - 1`.
+    mask: i32,
+    zero_point: i16,
+    act_min: i16,
+    act_max: i16,
+}
+
+impl ChannelRequant {
+    /// The constants of one channel (`shift` is clamped to `[-31, 31]`, as in
+    /// [`crate::quant::multiply_by_quantized_multiplier`]).
+    #[inline]
+    pub(crate) fn new(requant: &QRequant<'_>, bias: i32, multiplier: i32, shift: i32) -> Self {
+        let right_shift = (-shift).clamp(0, 31).unsigned_abs();
+        Self {
+            bias,
+            multiplier,
+            left_shift: shift.clamp(0, 31).unsigned_abs(),
+            right_shift,
+            mask: i32::MAX >> (31 - right_shift),
+            // In [-128, 127] for a valid model (outside, the outputs are unspecified).
+            zero_point: i16::try_from(requant.output_zero_point.clamp(-32768, 32767)).unwrap_or(0),
+            act_min: i16::from(requant.act_min),
+            act_max: i16::from(requant.act_max),
+        }
+    }
+
+    /// The output for a dot product `dot` (the bias is added here, wrapping).
+    #[inline(always)]
+    pub(crate) fn output(&self, dot: i32) -> i8 {
+        let a = self.bias.wrapping_add(dot).wrapping_shl(self.left_shift);
+        let high = if self.multiplier >= 0 {
+            self.high_mul(a)
+        } else {
+            let t = (i64::from(a) * i64::from(self.multiplier) + (1 << 30)) >> 31;
+            i32::try_from(t).unwrap_or(i32::MAX)
+        };
+        self.finish(high)
+    }
+
+    /// `output[i] = self.output(dots[i])` for the shorter of the two slices, vectorised.
+    #[inline(always)]
+    pub(crate) fn output_row(&self, dots: &[i32], output: &mut [i8]) {
+        if self.multiplier >= 0 {
+            for (o, &dot) in output.iter_mut().zip(dots) {
+                let a = self.bias.wrapping_add(dot).wrapping_shl(self.left_shift);
+                *o = self.finish(self.high_mul(a));
+            }
+        } else {
+            for (o, &dot) in output.iter_mut().zip(dots) {
+                *o = self.output(dot);
+            }
+        }
+    }
+
+    /// Whether [`ChannelRequant::output`] is monotone (non-decreasing) over dot products in
+    /// `[-dot_bound, dot_bound]`: the multiplier is non-negative and neither the bias addition
+    /// nor the left shift can wrap there. Then `max(output(a), output(b)) = output(max(a, b))`.
+    pub(crate) fn is_monotone(&self, dot_bound: u64) -> bool {
+        let reach = u64::from(self.bias.unsigned_abs()).saturating_add(dot_bound);
+        self.multiplier >= 0 && reach <= (i32::MAX.unsigned_abs() >> self.left_shift).into()
+    }
+
+    /// `SaturatingRoundingDoublingHighMul(a, multiplier)` for a non-negative multiplier.
+    #[inline(always)]
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_possible_wrap,
+        clippy::cast_sign_loss
+    )] // mod 2^32 on purpose
+    fn high_mul(&self, a: i32) -> i32 {
+        let m = self.multiplier.unsigned_abs();
+        let p = u64::from(a as u32) * u64::from(m);
+        let correction = if a < 0 { m.wrapping_shl(1) } else { 0 };
+        (((p + (1 << 30)) >> 31) as u32).wrapping_sub(correction) as i32
+    }
+
+    /// `RoundingDivideByPOT`, the zero point and the clamp.
+    #[inline(always)]
+    #[allow(clippy::cast_possible_truncation)] // clamped to the i16 / i8 range first: exact
+    fn finish(&self, high: i32) -> i8 {
+        let remainder = high & self.mask;
+        let threshold = (self.mask >> 1) + i32::from(high < 0);
+        let rounded = (high >> self.right_shift) + i32::from(remainder > threshold);
+        let narrow = rounded.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16;
+        // As `clamp_i8`: `act_max` wins if the range is inverted.
+        narrow
+            .saturating_add(self.zero_point)
+            .max(self.act_min)
+            .min(self.act_max) as i8
+    }
 }
 
 /// Helpers shared by the kernels' property tests.
 #[cfg(test)]
 pub(crate) mod test_util {
-    use crate::quant::multiply_by_quantized_multiplier;
     use proptest::prelude::*;
 
     /// Owned per-channel requantisation data for tests, decoded and as file bytes.
@@ -162,7 +397,8 @@ pub(crate) mod test_util {
 
     /// Requantise one accumulator the plain way: widen, add the zero point, clamp.
     pub fn naive_requant(acc: i32, multiplier: i32, shift: i8, out_zp: i32, act: (i8, i8)) -> i8 {
-        let scaled = multiply_by_quantized_multiplier(acc, multiplier, i32::from(shift));
+        let scaled =
+            crate::quant::multiply_by_quantized_multiplier(acc, multiplier, i32::from(shift));
         let v = (i64::from(scaled) + i64::from(out_zp)).clamp(i64::from(act.0), i64::from(act.1));
         i8::try_from(v).unwrap()
     }
@@ -189,8 +425,103 @@ mod tests {
     }
 
     #[test]
-    fn dot_subtracts_zero_point() {
-        // 1*(3-1) + -2*(-1-1) + 127*(127-1) = 2 + 4 + 16002
-        assert_eq!(dot_i8(&[1, -2, 127], &[3, -1, 127], 1), 16_008);
+    fn lane_sums_add_up() {
+        let w: [i8; CHUNK] = core::array::from_fn(|j| i8::try_from(j).unwrap() - 8);
+        let x: [i16; CHUNK] = core::array::from_fn(|j| 255 - 30 * i16::try_from(j).unwrap());
+        let mut acc = [0; LANES];
+        mac_chunk(&mut acc, &w, &x);
+        mac_chunk(&mut acc, &w, &x);
+        let want: i32 = w
+            .iter()
+            .zip(&x)
+            .map(|(&w, &x)| 2 * i32::from(w) * i32::from(x))
+            .sum();
+        assert_eq!(hsum(&acc), want);
+        assert_eq!(tail_chunk(&[1, 2, 3]), {
+            let mut t = [0; CHUNK];
+            t[..3].copy_from_slice(&[1, 2, 3]);
+            t
+        });
+        assert_eq!(tail_chunk(&[1; CHUNK]), [0; CHUNK]);
+    }
+
+    #[test]
+    fn channel_requant_edge_cases() {
+        // (dot, multiplier, shift) around the rounding boundaries and the extremes.
+        let cases = [
+            (0, 1 << 30, 0),
+            (-3, 1 << 30, 0),  // -1.5: SRDHM ties toward zero
+            (3, 1 << 30, 0),   // 1.5 -> 2
+            (-3, 1 << 30, -1), // RDBPOT ties away from zero
+            (-5, 1 << 30, -2),
+            (5, 1 << 30, -2),
+            (i32::MIN, i32::MAX, 0),
+            (i32::MAX, i32::MAX, 0),
+            (i32::MIN, i32::MAX, -31),
+            (i32::MAX, i32::MAX, -31),
+            (-(1 << 30), i32::MAX, -31),
+            (1 << 30, i32::MAX, -31),
+            (i32::MIN, i32::MIN, 0), // the saturating product
+            (i32::MIN, i32::MIN, -31),
+            (i32::MAX, 1 << 30, 31),
+            (12_345, 0, 5),
+        ];
+        for zp in [-128, -3, 0, 127] {
+            for (dot, m, shift) in cases {
+                let rq = QRequant {
+                    bias: &[],
+                    multipliers: &[],
+                    shifts: &[],
+                    output_zero_point: zp,
+                    act_min: -128,
+                    act_max: 127,
+                };
+                let ch = ChannelRequant::new(&rq, 0, m, shift);
+                let want = clamp_i8(
+                    crate::quant::multiply_by_quantized_multiplier(dot, m, shift)
+                        .saturating_add(zp),
+                    -128,
+                    127,
+                );
+                assert_eq!(
+                    ch.output(dot),
+                    want,
+                    "dot {dot} m {m} shift {shift} zp {zp}"
+                );
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn channel_requant_matches_reference(
+            bias in proptest::prelude::any::<i32>(),
+            dot in proptest::prop_oneof![
+                proptest::prelude::any::<i32>(),
+                -100_000_i32..100_000,
+            ],
+            multiplier in proptest::prop_oneof![
+                (1_i32 << 30)..=i32::MAX,
+                proptest::prelude::any::<i32>(),
+            ],
+            shift in -40_i32..40,
+            zp in -128_i32..=127,
+            (a, b) in (proptest::prelude::any::<i8>(), proptest::prelude::any::<i8>()),
+        ) {
+            let rq = QRequant {
+                bias: &[],
+                multipliers: &[],
+                shifts: &[],
+                output_zero_point: zp,
+                act_min: a.min(b),
+                act_max: a.max(b),
+            };
+            let ch = ChannelRequant::new(&rq, bias, multiplier, shift);
+            let want = rq.output(bias.wrapping_add(dot), multiplier, shift);
+            proptest::prop_assert_eq!(ch.output(dot), want);
+            let mut row = [0_i8; 7];
+            ch.output_row(&[dot; 7], &mut row);
+            proptest::prop_assert_eq!(row, [want; 7]);
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! 2-D max and average pooling (no padding).
 
-use super::clamp_i8;
+use super::{as_chunks, clamp_i8};
 use crate::format::Shape;
 
 /// Geometry of a square 2-D pooling window without padding.
@@ -95,6 +95,44 @@ fn pool_windows(
     }
 }
 
+/// 2x2 windows with stride 2, the common case, as straight loops over pairs of input rows
+/// that the compiler vectorises: `reduce(top_left, top_right, bottom_left, bottom_right)`.
+#[inline(always)]
+fn pool_2x2(
+    input: &[i8],
+    input_shape: Shape,
+    output: &mut [i8],
+    reduce: impl Fn(i8, i8, i8, i8) -> i8,
+) {
+    let (height, width) = (
+        usize::from(input_shape.height),
+        usize::from(input_shape.width),
+    );
+    let (out_h, out_w) = (height / 2, width / 2);
+    debug_assert_eq!(
+        input.len(),
+        usize::from(input_shape.channels) * height * width
+    );
+    debug_assert_eq!(
+        output.len(),
+        usize::from(input_shape.channels) * out_h * out_w
+    );
+    let in_planes = input.chunks_exact((height * width).max(1));
+    let out_planes = output.chunks_exact_mut((out_h * out_w).max(1));
+    for (in_plane, out_plane) in in_planes.zip(out_planes) {
+        // Pairs of input rows (a trailing odd row is dropped).
+        let row_pairs = in_plane.chunks_exact((2 * width).max(1));
+        for (rows, out_row) in row_pairs.zip(out_plane.chunks_exact_mut(out_w.max(1))) {
+            let (top, bottom) = rows.split_at(width);
+            let top = as_chunks::<_, 2>(top).0;
+            let bottom = as_chunks::<_, 2>(bottom).0;
+            for (o, (&[a, b], &[c, d])) in out_row.iter_mut().zip(top.iter().zip(bottom)) {
+                *o = reduce(a, b, c, d);
+            }
+        }
+    }
+}
+
 /// 2-D max pooling, int8 (TFLite's `MaxPool` with `VALID` padding and no fused activation).
 ///
 /// ```text
@@ -122,6 +160,12 @@ fn pool_windows(
 /// assert_eq!(out, [6, 8, 14, 15]);
 /// ```
 pub fn max_pool2d_i8(input: &[i8], input_shape: Shape, params: &Pool2dParams, output: &mut [i8]) {
+    if params.kernel == 2 && params.stride == 2 {
+        pool_2x2(input, input_shape, output, |a, b, c, d| {
+            a.max(b).max(c.max(d))
+        });
+        return;
+    }
     pool_windows(input, input_shape, params, output, |rows| {
         rows.fold(i8::MIN, |m, row| row.iter().fold(m, |m, &v| m.max(v)))
     });
@@ -160,6 +204,15 @@ pub fn max_pool2d_i8(input: &[i8], input_shape: Shape, params: &Pool2dParams, ou
 /// assert_eq!(out, [3, -3, 1, -1]);
 /// ```
 pub fn avg_pool2d_i8(input: &[i8], input_shape: Shape, params: &Pool2dParams, output: &mut [i8]) {
+    if params.kernel == 2 && params.stride == 2 {
+        pool_2x2(input, input_shape, output, |a, b, c, d| {
+            // Round half away from zero: (sum + 2) / 4 or (sum - 2) / 4, truncating.
+            let sum = i16::from(a) + i16::from(b) + i16::from(c) + i16::from(d);
+            let avg = (sum + if sum > 0 { 2 } else { -2 }) / 4;
+            clamp_i8(i32::from(avg), i8::MIN, i8::MAX)
+        });
+        return;
+    }
     // kernel <= u16::MAX in any valid call (it is at most the input height).
     let count = i32::try_from(params.kernel.saturating_mul(params.kernel))
         .unwrap_or(i32::MAX)
@@ -343,6 +396,32 @@ mod tests {
     }
 
     proptest! {
+        /// The 2x2, stride 2 fast path, on odd and even sizes.
+        #[test]
+        fn two_by_two_matches_naive(
+            (dims, input) in (1_usize..4, 2_usize..12, 2_usize..12).prop_flat_map(|(c, h, w)| {
+                (Just((c, h, w)), proptest::collection::vec(any::<i8>(), c * h * w))
+            }),
+        ) {
+            let (c, h, w) = dims;
+            let shape = Shape {
+                channels: u16::try_from(c).unwrap(),
+                height: u16::try_from(h).unwrap(),
+                width: u16::try_from(w).unwrap(),
+            };
+            let params = Pool2dParams { kernel: 2, stride: 2 };
+            for avg in [false, true] {
+                let want = naive_pool(&input, dims, 2, 2, avg);
+                let mut out = vec![0_i8; want.len()];
+                if avg {
+                    avg_pool2d_i8(&input, shape, &params, &mut out);
+                } else {
+                    max_pool2d_i8(&input, shape, &params, &mut out);
+                }
+                prop_assert_eq!(out, want);
+            }
+        }
+
         #[test]
         fn max_matches_naive((dims, k, s, input) in arb_case()) {
             let (c, h, w) = dims;

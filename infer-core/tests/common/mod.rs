@@ -447,6 +447,37 @@ pub fn tiny_model() -> OwnedModel {
         .build()
 }
 
+/// The shapes of `s5-cnn` with random parameters: 1x28x28 -> conv 3x3 pad 1 (32, ReLU) ->
+/// maxpool 2 -> conv 3x3 pad 1 (64, ReLU) -> maxpool 2 -> flatten (3136) -> dense 128 (ReLU) ->
+/// dense 10. For benches and whole-model tests until (and besides) the trained file.
+pub fn cnn_model() -> OwnedModel {
+    Builder::new(MNIST_SHAPE, PIXEL_Q, 23)
+        .conv(32, (3, 1, 1), q(0.05, -128), Activation::Relu)
+        .max_pool(2, 2)
+        .conv(64, (3, 1, 1), q(0.3, -128), Activation::Relu)
+        .max_pool(2, 2)
+        .flatten()
+        .dense(128, q(0.5, -128), Activation::Relu)
+        .dense(10, q(0.5, 4), Activation::None)
+        .build()
+}
+
+/// The shapes of `s3-lenet-base` with random parameters: 1x28x28 -> conv 5x5 (6, ReLU) ->
+/// avgpool 2 -> conv 5x5 (16, ReLU) -> avgpool 2 -> flatten (256) -> dense 120 (ReLU) ->
+/// dense 84 (ReLU) -> dense 10.
+pub fn lenet_model() -> OwnedModel {
+    Builder::new(MNIST_SHAPE, PIXEL_Q, 29)
+        .conv(6, (5, 1, 0), q(0.05, -128), Activation::Relu)
+        .avg_pool(2, 2)
+        .conv(16, (5, 1, 0), q(0.2, -128), Activation::Relu)
+        .avg_pool(2, 2)
+        .flatten()
+        .dense(120, q(0.3, -128), Activation::Relu)
+        .dense(84, q(0.3, -128), Activation::Relu)
+        .dense(10, q(0.3, 2), Activation::None)
+        .build()
+}
+
 // ----------------------------------------------------------------------------------------------
 // Reference implementation: plain loops over the owned model, written from the spec.
 
