@@ -9,6 +9,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::arch::{Arch, ArchError, Dims, Layer};
+use crate::ops::Pooling;
 
 /// Errors building, running or loading a network.
 #[derive(Debug, thiserror::Error)]
@@ -106,45 +107,80 @@ impl Net {
     }
 
     /// Logits `[batch, classes]` for a batch `[batch, c, h, w]` of normalised images.
-    pub fn forward(&self, x: &Tensor, mode: Mode<'_>) -> Result<Tensor, NetError> {
-        let mut outs = self.forward_trace(x, mode)?;
-        Ok(outs.pop().unwrap_or_else(|| x.clone()))
+    ///
+    /// Every conv layer followed by ReLU (and then, if so, by a pooling layer) runs as one
+    /// fused [`crate::ops::conv_block`]; the values are those of [`Net::forward_trace`]'s last
+    /// output, bit for bit.
+    pub fn forward(&self, x: &Tensor, mut mode: Mode<'_>) -> Result<Tensor, NetError> {
+        let layers = &self.arch.layers;
+        let mut cur = x.clone();
+        let mut i = 0;
+        while let Some(&layer) = layers.get(i) {
+            if let (
+                Layer::Conv2d {
+                    stride, padding, ..
+                },
+                Some(Layer::Relu),
+                Some(p),
+            ) = (layer, layers.get(i + 1), &self.params[i])
+            {
+                let pool = match layers.get(i + 2) {
+                    Some(&Layer::MaxPool2d { kernel, stride }) => {
+                        Some(Pooling::Max { kernel, stride })
+                    }
+                    Some(&Layer::AvgPool2d { kernel, stride }) => {
+                        Some(Pooling::Avg { kernel, stride })
+                    }
+                    _ => None,
+                };
+                cur = crate::ops::conv_block(&cur, &p.weight, &p.bias, stride, padding, pool)?;
+                i += if pool.is_some() { 3 } else { 2 };
+                continue;
+            }
+            cur = self.layer(i, &cur, &mut mode)?;
+            i += 1;
+        }
+        Ok(cur)
     }
 
-    /// The output of every layer, in order (the last one is the logits).
+    /// The output of every layer, in order (the last one is the logits), each layer run on its
+    /// own (no fusion), for calibration and inspection.
     pub fn forward_trace(&self, x: &Tensor, mut mode: Mode<'_>) -> Result<Vec<Tensor>, NetError> {
-        let mut outs = Vec::with_capacity(self.arch.layers.len());
-        let mut cur = x.clone();
-        for (layer, params) in self.arch.layers.iter().zip(&self.params) {
-            cur = match (*layer, params) {
-                (
-                    Layer::Conv2d {
-                        stride, padding, ..
-                    },
-                    Some(p),
-                ) => crate::ops::conv2d(&cur, &p.weight, Some(&p.bias), stride, padding)?,
-                (Layer::Dense { .. }, Some(p)) => {
-                    cur.matmul(&p.weight.t()?)?.broadcast_add(&p.bias)?
-                }
-                (Layer::Relu, _) => cur.relu()?,
-                (Layer::MaxPool2d { kernel, stride }, _) => {
-                    crate::ops::max_pool2d(&cur, kernel, stride)?
-                }
-                (Layer::AvgPool2d { kernel, stride }, _) => {
-                    crate::ops::avg_pool2d(&cur, kernel, stride)?
-                }
-                (Layer::Flatten, _) => cur.flatten_from(1)?,
-                (Layer::Dropout { p }, _) => match &mut mode {
-                    Mode::Train(rng) => dropout(&cur, p, rng)?,
-                    Mode::Eval => cur,
-                },
-                (Layer::Conv2d { .. } | Layer::Dense { .. }, None) => {
-                    unreachable!("Net::new gives every conv and dense layer its parameters")
-                }
-            };
-            outs.push(cur.clone());
+        let mut outs: Vec<Tensor> = Vec::with_capacity(self.arch.layers.len());
+        for i in 0..self.arch.layers.len() {
+            let next = self.layer(i, outs.last().unwrap_or(x), &mut mode)?;
+            outs.push(next);
         }
         Ok(outs)
+    }
+
+    /// Layer `i` applied to `cur`.
+    fn layer(&self, i: usize, cur: &Tensor, mode: &mut Mode<'_>) -> Result<Tensor, NetError> {
+        let layer = self.arch.layers[i];
+        Ok(match (layer, &self.params[i]) {
+            (
+                Layer::Conv2d {
+                    stride, padding, ..
+                },
+                Some(p),
+            ) => crate::ops::conv2d(cur, &p.weight, Some(&p.bias), stride, padding)?,
+            (Layer::Dense { .. }, Some(p)) => cur.matmul(&p.weight.t()?)?.broadcast_add(&p.bias)?,
+            (Layer::Relu, _) => cur.relu()?,
+            (Layer::MaxPool2d { kernel, stride }, _) => {
+                crate::ops::max_pool2d(cur, kernel, stride)?
+            }
+            (Layer::AvgPool2d { kernel, stride }, _) => {
+                crate::ops::avg_pool2d(cur, kernel, stride)?
+            }
+            (Layer::Flatten, _) => cur.flatten_from(1)?,
+            (Layer::Dropout { p }, _) => match mode {
+                Mode::Train(rng) => dropout(cur, p, rng)?,
+                Mode::Eval => cur.clone(),
+            },
+            (Layer::Conv2d { .. } | Layer::Dense { .. }, None) => {
+                unreachable!("Net::new gives every conv and dense layer its parameters")
+            }
+        })
     }
 
     /// Saves the float weights as safetensors (`layer{i}.weight`, `layer{i}.bias`).
@@ -251,6 +287,39 @@ mod tests {
             let mut rng = ChaCha8Rng::seed_from_u64(0);
             let y = net.forward(&x, Mode::Train(&mut rng)).unwrap();
             assert_eq!(y.dims(), &[3, 10], "{}", arch.id);
+        }
+    }
+
+    #[test]
+    fn fused_forward_equals_the_layer_by_layer_trace() {
+        // `forward` fuses conv + ReLU + pool; `forward_trace` runs each layer alone. Same
+        // logits, bit for bit, in both modes (the same dropout masks from the same seed).
+        let dev = Device::Cpu;
+        for arch in arch::deployable() {
+            let net = Net::new(&arch, 5, &dev).unwrap();
+            let mut rng = ChaCha8Rng::seed_from_u64(6);
+            let v: Vec<f32> = (0..4 * 784)
+                .map(|_| rng.random_range(-1.0f32..3.0))
+                .collect();
+            let x = Tensor::from_vec(v, (4, 1, 28, 28), &dev).unwrap();
+            let flat = |t: &Tensor| -> Vec<f32> { t.flatten_all().unwrap().to_vec1().unwrap() };
+            let fused = net.forward(&x, Mode::Eval).unwrap();
+            let trace = net.forward_trace(&x, Mode::Eval).unwrap();
+            assert_eq!(
+                flat(&fused),
+                flat(trace.last().unwrap()),
+                "{} eval",
+                arch.id
+            );
+            let (mut r1, mut r2) = (ChaCha8Rng::seed_from_u64(7), ChaCha8Rng::seed_from_u64(7));
+            let fused = net.forward(&x, Mode::Train(&mut r1)).unwrap();
+            let trace = net.forward_trace(&x, Mode::Train(&mut r2)).unwrap();
+            assert_eq!(
+                flat(&fused),
+                flat(trace.last().unwrap()),
+                "{} train",
+                arch.id
+            );
         }
     }
 

@@ -14,16 +14,16 @@ use super::{OpError, f32_data, out_size};
 
 /// Geometry of a convolution over a `[batch, in_ch, h, w]` input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Geom {
-    batch: usize,
+pub(super) struct Geom {
+    pub(super) batch: usize,
     in_ch: usize,
     h: usize,
     w: usize,
     kernel: usize,
     stride: usize,
     padding: usize,
-    oh: usize,
-    ow: usize,
+    pub(super) oh: usize,
+    pub(super) ow: usize,
 }
 
 impl Geom {
@@ -53,7 +53,7 @@ impl Geom {
     }
 
     /// Output positions per image: `oh·ow`.
-    fn positions(&self) -> usize {
+    pub(super) fn positions(&self) -> usize {
         self.oh * self.ow
     }
 
@@ -192,7 +192,7 @@ fn sum(v: &[f32]) -> f32 {
 }
 
 /// The data of a contiguous `f32` argument with its dims, checked to have `rank` dims.
-fn arg<'a>(
+pub(super) fn arg<'a>(
     op: &'static str,
     what: &str,
     storage: &'a CpuStorage,
@@ -211,15 +211,15 @@ fn arg<'a>(
 
 /// The convolution forward: `(x, weight, bias) → y`. Backward: [`ChannelMajor`] on `dy`, then
 /// [`ConvWeightGrad`], [`ConvInputGrad`] and a row sum for the bias.
-struct Conv {
-    stride: usize,
-    padding: usize,
+pub(super) struct Conv {
+    pub(super) stride: usize,
+    pub(super) padding: usize,
 }
 
 impl Conv {
-    const NAME: &'static str = "conv2d";
+    pub(super) const NAME: &'static str = "conv2d";
 
-    fn geom(&self, x: &[usize], w: &[usize]) -> Result<Geom> {
+    pub(super) fn geom(&self, x: &[usize], w: &[usize]) -> Result<Geom> {
         if x.len() != 4 || w.len() != 4 || w[1] != x[1] || w[2] != w[3] {
             return Err(OpError::shape(
                 Self::NAME,
@@ -262,15 +262,8 @@ impl CustomOp3 for Conv {
                 format!("bias {bd:?}, expected [{out_ch}]"),
             ));
         }
-        let (k, n, bn) = (g.rows(), g.positions(), g.batch * g.positions());
-        let cols = CpuStorage::F32(im2col_cpu(&g, x));
-        let w_l = Layout::contiguous_with_offset((out_ch, k), wl.start_offset());
-        let yt = gemm(
-            op,
-            (ws, &w_l),
-            (&cols, &Layout::contiguous((k, bn))),
-            (out_ch, bn, k),
-        )?;
+        let n = g.positions();
+        let yt = forward_channel_major(op, &g, x, (ws, wl), out_ch)?;
         // [out_ch, batch·n] → [batch, out_ch, n], plus bias (built by `extend`: no zeroing).
         let mut y = Vec::with_capacity(yt.len());
         for b in 0..g.batch {
@@ -292,23 +285,55 @@ impl CustomOp3 for Conv {
         let geom = self.geom(x.dims(), w.dims())?;
         // dy as [out_ch, batch·n], shared by all three gradients.
         let g = grad_res.contiguous()?.apply_op1_no_bwd(&ChannelMajor)?;
-        let dx = if x.track_op() {
-            Some(w.apply_op2_no_bwd(&g, &ConvInputGrad { geom })?)
-        } else {
-            None
-        };
-        let dw = if w.track_op() {
-            Some(x.apply_op2_no_bwd(&g, &ConvWeightGrad { geom })?)
-        } else {
-            None
-        };
-        let db = if b.track_op() {
-            Some(g.apply_op1_no_bwd(&RowSum)?)
-        } else {
-            None
-        };
-        Ok((dx, dw, db))
+        grads(geom, x, w, b, &g)
     }
+}
+
+/// `W · im2col(x)` as `[out_ch, batch·oh·ow]` (no bias): the forward product of [`conv2d`] and
+/// of the fused block.
+pub(super) fn forward_channel_major(
+    op: &'static str,
+    g: &Geom,
+    x: &[f32],
+    (ws, wl): (&CpuStorage, &Layout),
+    out_ch: usize,
+) -> Result<Vec<f32>> {
+    let (k, bn) = (g.rows(), g.batch * g.positions());
+    let cols = CpuStorage::F32(im2col_cpu(g, x));
+    let w_l = Layout::contiguous_with_offset((out_ch, k), wl.start_offset());
+    gemm(
+        op,
+        (ws, &w_l),
+        (&cols, &Layout::contiguous((k, bn))),
+        (out_ch, bn, k),
+    )
+}
+
+/// The gradients of a convolution's input, weight and bias from its channel-major output
+/// gradient `g` (`[out_ch, batch·oh·ow]`), each only for a tracked argument.
+pub(super) fn grads(
+    geom: Geom,
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    g: &Tensor,
+) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    let dx = if x.track_op() {
+        Some(w.apply_op2_no_bwd(g, &ConvInputGrad { geom })?)
+    } else {
+        None
+    };
+    let dw = if w.track_op() {
+        Some(x.apply_op2_no_bwd(g, &ConvWeightGrad { geom })?)
+    } else {
+        None
+    };
+    let db = if b.track_op() {
+        Some(g.apply_op1_no_bwd(&RowSum)?)
+    } else {
+        None
+    };
+    Ok((dx, dw, db))
 }
 
 /// `[batch, out_ch, oh, ow] → [out_ch, batch·oh·ow]`.

@@ -11,6 +11,8 @@
 //! - [`max_pool2d`]: each output gradient goes to the first maximum of its window (PyTorch's
 //!   rule); windows may overlap (`kernel != stride`).
 //! - [`avg_pool2d`]: each output gradient is spread as `g/(k·k)` over its window.
+//! - [`conv_block`]: `pool(relu(conv2d(x)))` fused into one op with one backward pass, which
+//!   the networks use for every conv layer followed by ReLU (see `block.rs` for what it saves).
 //!
 //! Every op takes an `f32` NCHW tensor on the CPU (any strides: it is made contiguous first)
 //! and returns a contiguous one. The matmuls run on candle's gemm threads; our own loops
@@ -26,9 +28,11 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, DType, Layout};
 
+mod block;
 mod conv;
 mod pool;
 
+pub use block::{Pooling, conv_block};
 pub use conv::conv2d;
 pub use pool::{avg_pool2d, max_pool2d};
 

@@ -6,7 +6,7 @@ use super::{OpError, f32_data, out_size};
 
 /// Geometry of a pooling sweep over `planes` planes of `h × w`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Geom {
+pub(super) struct Geom {
     dims: (usize, usize, usize, usize),
     kernel: usize,
     stride: usize,
@@ -16,7 +16,16 @@ struct Geom {
 
 impl Geom {
     fn new(op: &'static str, layout: &Layout, kernel: usize, stride: usize) -> Result<Self> {
-        let dims = layout.shape().dims4()?;
+        Self::from_dims(op, layout.shape().dims4()?, kernel, stride)
+    }
+
+    /// The sweep of `kernel × kernel` windows, `stride` apart, over `[batch, ch, h, w]`.
+    pub(super) fn from_dims(
+        op: &'static str,
+        dims: (usize, usize, usize, usize),
+        kernel: usize,
+        stride: usize,
+    ) -> Result<Self> {
         Ok(Self {
             dims,
             kernel,
@@ -26,19 +35,19 @@ impl Geom {
         })
     }
 
-    fn planes(&self) -> usize {
+    pub(super) fn planes(&self) -> usize {
         self.dims.0 * self.dims.1
     }
 
-    fn in_plane(&self) -> usize {
+    pub(super) fn in_plane(&self) -> usize {
         self.dims.2 * self.dims.3
     }
 
-    fn out_plane(&self) -> usize {
+    pub(super) fn out_plane(&self) -> usize {
         self.oh * self.ow
     }
 
-    fn out_shape(&self) -> Shape {
+    pub(super) fn out_shape(&self) -> Shape {
         (self.dims.0, self.dims.1, self.oh, self.ow).into()
     }
 
@@ -50,7 +59,7 @@ impl Geom {
 
     /// `out = max over each window` for one plane, scanning the taps of all windows of an output
     /// row together; NaN wins, as in PyTorch.
-    fn max_plane(&self, plane: &[f32], out: &mut [f32]) {
+    pub(super) fn max_plane(&self, plane: &[f32], out: &mut [f32]) {
         let w = self.dims.3;
         if self.kernel == 2 && self.stride == 2 {
             for (i, orow) in out.chunks_exact_mut(self.ow).enumerate() {
@@ -81,7 +90,7 @@ impl Geom {
 
     /// Adds each output gradient to the first maximum of its window (row-major scan; a NaN
     /// replaces the maximum, as in PyTorch's CPU kernel).
-    fn max_plane_bwd(&self, plane: &[f32], grad: &[f32], dplane: &mut [f32]) {
+    pub(super) fn max_plane_bwd(&self, plane: &[f32], grad: &[f32], dplane: &mut [f32]) {
         let (w, s) = (self.dims.3, self.stride);
         if self.kernel == 2 && s == 2 {
             // Windows do not overlap, so every input cell is written exactly once. Two
@@ -142,7 +151,7 @@ impl Geom {
     }
 
     /// `out = mean over each window` for one plane.
-    fn avg_plane(&self, plane: &[f32], out: &mut [f32]) {
+    pub(super) fn avg_plane(&self, plane: &[f32], out: &mut [f32]) {
         let inv = 1.0 / (self.kernel * self.kernel) as f32;
         if self.kernel == 2 && self.stride == 2 {
             let w = self.dims.3;
@@ -174,7 +183,7 @@ impl Geom {
     }
 
     /// Spreads each output gradient as `g/kernel²` over its window.
-    fn avg_plane_bwd(&self, grad: &[f32], dplane: &mut [f32]) {
+    pub(super) fn avg_plane_bwd(&self, grad: &[f32], dplane: &mut [f32]) {
         let (w, s) = (self.dims.3, self.stride);
         let inv = 1.0 / (self.kernel * self.kernel) as f32;
         if self.kernel == 2 && s == 2 {
