@@ -1,6 +1,8 @@
 //! Times `trainer::ops` against stock candle at the real shapes of `s5-cnn` and
-//! `s3-lenet-base` (batch 64): forward and backward of every conv and pool layer, then a whole
-//! training step (forward, cross-entropy, backward, AdamW update).
+//! `s3-lenet-base` (batch 64): forward and backward of every conv and pool layer, of every
+//! conv block (conv + ReLU + pool) unfused and fused, then a whole training step (forward,
+//! cross-entropy, backward, AdamW update) with stock ops, our unfused ops, and the fused blocks
+//! the trainer uses (`Net::forward`). Runs with the trainer's allocator (mimalloc).
 //!
 //! ```text
 //! cargo run --release -p trainer --example op_profile [-- --reps 9]
@@ -20,8 +22,11 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use trainer::arch::{self, Arch, Layer};
-use trainer::net::Net;
-use trainer::ops;
+use trainer::net::{Mode, Net};
+use trainer::ops::{self, Pooling};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const BATCH: usize = 64;
 
@@ -63,8 +68,10 @@ fn medians(reps: usize, fs: &mut [Job<'_>]) -> Result<Vec<f64>> {
 enum Impl {
     /// candle's own ops.
     Stock,
-    /// `trainer::ops` as shipped.
+    /// `trainer::ops`, one op per layer.
     Ours,
+    /// `trainer::ops::conv_block` for conv + ReLU (+ pool), as `Net::forward` runs them.
+    Fused,
 }
 
 impl Impl {
@@ -72,6 +79,7 @@ impl Impl {
         match self {
             Impl::Stock => "stock",
             Impl::Ours => "ours",
+            Impl::Fused => "fused",
         }
     }
 }
@@ -266,6 +274,137 @@ fn profile_ops(reps: usize) -> Result<()> {
     Ok(())
 }
 
+/// A conv block `(name, input [c, h, w], out_ch, kernel, padding, pooling, track_x)`.
+type BlockCase = (&'static str, [usize; 3], usize, usize, usize, Pooling, bool);
+
+/// `pool(relu(conv(x)))` computed with one implementation.
+fn block(
+    x: &Tensor,
+    (w, b): (&Tensor, &Tensor),
+    padding: usize,
+    pool: Pooling,
+    imp: Impl,
+) -> Result<Tensor> {
+    let layer = match pool {
+        Pooling::Max { kernel, stride } => Layer::MaxPool2d { kernel, stride },
+        Pooling::Avg { kernel, stride } => Layer::AvgPool2d { kernel, stride },
+    };
+    if imp == Impl::Fused {
+        return Ok(ops::conv_block(x, w, b, 1, padding, Some(pool))?);
+    }
+    let conv = Layer::Conv2d {
+        out_ch: w.dim(0)?,
+        kernel: w.dim(2)?,
+        stride: 1,
+        padding,
+    };
+    let y = apply(conv, x, Some((w, b)), imp)?.relu()?;
+    apply(layer, &y, None, imp)
+}
+
+fn profile_blocks(reps: usize) -> Result<()> {
+    let max2 = Pooling::Max {
+        kernel: 2,
+        stride: 2,
+    };
+    let avg2 = Pooling::Avg {
+        kernel: 2,
+        stride: 2,
+    };
+    let cases: [BlockCase; 4] = [
+        (
+            "cnn block1 conv1+relu+maxpool",
+            [1, 28, 28],
+            32,
+            3,
+            1,
+            max2,
+            false,
+        ),
+        (
+            "cnn block2 conv2+relu+maxpool",
+            [32, 14, 14],
+            64,
+            3,
+            1,
+            max2,
+            true,
+        ),
+        (
+            "lenet block1 conv1+relu+avgpool",
+            [1, 28, 28],
+            6,
+            5,
+            0,
+            avg2,
+            false,
+        ),
+        (
+            "lenet block2 conv2+relu+avgpool",
+            [6, 12, 12],
+            16,
+            5,
+            0,
+            avg2,
+            true,
+        ),
+    ];
+    let imps = [Impl::Stock, Impl::Ours, Impl::Fused];
+    println!("\n## Conv blocks, batch {BATCH} (median ms of {reps})\n");
+    println!(
+        "| block | impl | fwd ms | fwd speed-up | bwd ms | bwd speed-up |\n|---|---|---:|---:|---:|---:|"
+    );
+    for (i, (name, [c, h, w], out_ch, kernel, padding, pool, track_x)) in
+        cases.into_iter().enumerate()
+    {
+        let seed = 1000 + 10 * i as u64;
+        let x = random(&[BATCH, c, h, w], seed)?;
+        let x = if track_x {
+            Var::from_tensor(&x)?.as_tensor().clone()
+        } else {
+            x
+        };
+        let wt = Var::from_tensor(&random(&[out_ch, c, kernel, kernel], seed + 1)?)?;
+        let bias = Var::from_tensor(&random(&[out_ch], seed + 2)?)?;
+        let params = (wt.as_tensor(), bias.as_tensor());
+        let mut fwd: Vec<Job<'_>> = imps
+            .iter()
+            .map(|&imp| {
+                let x = x.clone();
+                Box::new(move || block(&x, params, padding, pool, imp).map(drop)) as Job<'_>
+            })
+            .collect();
+        let fwd_ms = medians(reps, &mut fwd)?;
+        let outputs = imps
+            .iter()
+            .map(|&imp| block(&x, params, padding, pool, imp))
+            .collect::<Result<Vec<_>>>()?;
+        let mut bwd: Vec<Job<'_>> = outputs
+            .iter()
+            .map(|y| Box::new(move || y.backward().map(drop).map_err(Into::into)) as Job<'_>)
+            .collect();
+        let bwd_ms = medians(reps, &mut bwd)?;
+        for (k, imp) in imps.iter().enumerate() {
+            let speedup = |ms: &[f64]| {
+                if k == 0 {
+                    String::new()
+                } else {
+                    ratio(ms[0], ms[k])
+                }
+            };
+            println!(
+                "| {name} | {} | {:.2} | {} | {:.2} | {} |",
+                imp.label(),
+                fwd_ms[k],
+                speedup(&fwd_ms),
+                bwd_ms[k],
+                speedup(&bwd_ms),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// One network with its optimiser, computed with one implementation.
 struct Trainee {
     net: Net,
@@ -288,6 +427,9 @@ impl Trainee {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.imp == Impl::Fused {
+            return Ok(self.net.forward(x, Mode::Eval)?);
+        }
         let mut cur = x.clone();
         for (layer, p) in self.net.arch.layers.iter().zip(&self.net.params) {
             let params = p
@@ -314,20 +456,21 @@ fn profile_steps(reps: usize) -> Result<()> {
     let labels: Vec<u32> = (0..10u32).cycle().take(BATCH).collect();
     let y = Tensor::new(labels.as_slice(), &Device::Cpu)?;
     for arch in [arch::s5_cnn(), arch::s3_lenet_base()] {
-        let imps = [Impl::Stock, Impl::Ours];
+        let imps = [Impl::Stock, Impl::Ours, Impl::Fused];
         let mut trainees = imps
             .iter()
             .map(|&imp| Trainee::new(&arch, imp))
             .collect::<Result<Vec<_>>>()?;
         // Same weights, same batch: the logits must agree.
         let l0 = trainees[0].forward(&x)?;
-        let l1 = trainees[1].forward(&x)?;
-        let diff = (l0 - l1)?
-            .abs()?
-            .max(D::Minus1)?
-            .max(0)?
-            .to_scalar::<f32>()?;
-        anyhow::ensure!(diff < 1e-4, "{}: logits differ by {diff}", arch.id);
+        for t in &trainees[1..] {
+            let diff = (&l0 - t.forward(&x)?)?
+                .abs()?
+                .max(D::Minus1)?
+                .max(0)?
+                .to_scalar::<f32>()?;
+            anyhow::ensure!(diff < 1e-4, "{}: logits differ by {diff}", arch.id);
+        }
         let (x, y) = (&x, &y);
         let fwd_ms = {
             let mut fs: Vec<Job<'_>> = trainees
@@ -382,6 +525,7 @@ fn main() -> Result<()> {
         DType::F32
     );
     profile_ops(reps)?;
+    profile_blocks(reps)?;
     profile_steps(reps)?;
     Ok(())
 }
