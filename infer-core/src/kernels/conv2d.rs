@@ -2,7 +2,7 @@
 //! the [`crate::kernels`] module docs).
 
 use super::{
-    Acc, CHUNK, ChannelRequant, LANES, QRequant, as_chunks, as_chunks_mut, clamp_i8, hsum,
+    Acc, CHUNK, ChannelRequant, LANES, QRequant, SIMD, as_chunks, as_chunks_mut, clamp_i8, hsum,
     mac_chunk, tail_chunk,
 };
 use crate::format::Shape;
@@ -21,9 +21,16 @@ const MAX_TILE: usize = 64;
 /// Filters whose dot products the im2col strategy computes per call (kept on the stack).
 const FILTERS: usize = 16;
 
-/// Output columns per row segment in the tap-rows and direct strategies (their `i32`
+/// Output columns per row segment in the pair-rows, tap-rows and direct strategies (their `i32`
 /// accumulators are vector lanes on the stack).
 const COLS: usize = 32;
+
+/// Most tap pairs per filter in the pair-rows strategy (their offsets are kept on the stack).
+const MAX_PAIRS: usize = 32;
+
+/// Values of the stack buffer the pair-rows strategy uses when `work` is too small (enough
+/// for a 5x5 single-channel first layer with 40 filters).
+const PAIRS_ON_STACK: usize = 1024;
 
 /// Geometry of a 2-D convolution: kernel size, stride and symmetric zero padding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +142,7 @@ pub fn conv2d_i8(
         params,
         pool: false,
         im2col_min_taps: IM2COL_MIN_TAPS,
+        pair_rows: SIMD,
     };
     op.run(input, input_zero_point, weights, requant, output, work);
 }
@@ -194,6 +202,7 @@ pub fn conv2d_max_pool2d_i8(
         params,
         pool: true,
         im2col_min_taps: IM2COL_MIN_TAPS,
+        pair_rows: SIMD,
     };
     op.run(input, input_zero_point, weights, requant, output, work);
 }
@@ -224,6 +233,8 @@ struct Conv<'p> {
     pool: bool,
     /// Smallest filter for the im2col strategy (a parameter for tests).
     im2col_min_taps: usize,
+    /// Whether the pair-rows strategy may be used (otherwise tap rows; a parameter for tests).
+    pair_rows: bool,
 }
 
 impl Conv<'_> {
@@ -260,6 +271,8 @@ impl Conv<'_> {
         };
         let padded_len = g.padded_len();
         let rows_len = taps * COLS * if self.pool { 2 } else { 1 };
+        let out_ch = weights.len() / taps.max(1);
+        let pairs_len = g.pair_rows_len(out_ch).filter(|_| self.pair_rows);
         if taps >= self.im2col_min_taps && patches_in(buf.len().saturating_sub(padded_len)) > 0 {
             let (padded, rest) = buf.split_at_mut(padded_len.min(buf.len()));
             let patches = patches_in(rest.len());
@@ -272,11 +285,24 @@ impl Conv<'_> {
             let buf = buf.get_mut(..patches * patch_len).unwrap_or_default();
             let source = Source::Input { input, zero_point };
             conv_im2col(&source, &g, weights, requant, output, buf);
+        } else if let Some(len) = pairs_len.filter(|&len| len <= buf.len()) {
+            let rows = Rows::Pairs(buf.get_mut(..len).unwrap_or_default());
+            conv_rows(input, &g, zero_point, weights, requant, output, rows);
+        } else if pairs_len.is_some_and(|len| len <= PAIRS_ON_STACK) {
+            conv_pair_rows_on_stack(input, &g, zero_point, weights, requant, output);
         } else if buf.len() >= rows_len {
-            let buf = buf.get_mut(..rows_len).unwrap_or_default();
-            conv_rows(input, &g, zero_point, weights, requant, output, Some(buf));
+            let rows = Rows::Taps(buf.get_mut(..rows_len).unwrap_or_default());
+            conv_rows(input, &g, zero_point, weights, requant, output, rows);
         } else {
-            conv_rows(input, &g, zero_point, weights, requant, output, None);
+            conv_rows(
+                input,
+                &g,
+                zero_point,
+                weights,
+                requant,
+                output,
+                Rows::Direct,
+            );
         }
     }
 }
@@ -369,6 +395,28 @@ impl Geometry {
             self.width + 2 * self.padding,
         );
         (self.in_ch * h * w).next_multiple_of(32)
+    }
+
+    /// Pairs of horizontally adjacent taps per filter in the pair-rows strategy:
+    /// `in_ch * kernel_h * ceil(kernel_w / 2)` (an odd row's last tap pairs with a zero weight).
+    fn tap_pairs(&self) -> usize {
+        self.in_ch * self.kernel_h * self.kernel_w.div_ceil(2)
+    }
+
+    /// Values of one interleaved input row of the pair-rows strategy ([`pair_rows`]).
+    fn pair_row_len(&self) -> usize {
+        2 * (COLS + self.kernel_w)
+    }
+
+    /// Values of `work` the pair-rows strategy needs for `out_ch` filters: one interleaved row
+    /// per input channel and input row under the window of one (or, pooling, two) convolution
+    /// rows, then the filters' weight pairs. `None` where the strategy does not apply (stride
+    /// other than 1, or more than [`MAX_PAIRS`] pairs).
+    fn pair_rows_len(&self, out_ch: usize) -> Option<usize> {
+        let span = if self.pool { 2 } else { 1 };
+        let rows = self.in_ch * (self.kernel_h + span - 1) * self.pair_row_len();
+        (self.stride == 1 && self.tap_pairs() <= MAX_PAIRS)
+            .then(|| rows + 2 * out_ch * self.tap_pairs())
     }
 
     /// Weights per filter: `in_ch * kernel_h * kernel_w`.
@@ -692,9 +740,20 @@ fn dot_patches<const N: usize>(w: &[[i8; CHUNK]], x: [&[[i16; CHUNK]]; N]) -> [i
     acc.map(|a| hsum(&a))
 }
 
-/// The tap-rows strategy (with `rows`: room for `taps * COLS` values, twice when pooling) and
-/// the direct one (without): per row segment of up to [`COLS`] output columns, each filter
-/// accumulates tap by tap with the columns in vector lanes, one or (pooling) two output rows.
+/// Where the row strategies ([`conv_rows`]) take their inputs from.
+enum Rows<'a> {
+    /// Room for interleaved input rows ([`pair_rows`]).
+    Pairs(&'a mut [i16]),
+    /// Room for one widened row per tap ([`tap_rows`]): `taps * COLS` values, twice when
+    /// pooling.
+    Taps(&'a mut [i16]),
+    /// No room: the inputs are read from the input tensor.
+    Direct,
+}
+
+/// The pair-rows strategy, the tap-rows strategy and the direct one: per row segment of up to
+/// [`COLS`] output columns, each filter accumulates with the columns in vector lanes, one or
+/// (pooling) two convolution rows at a time.
 #[inline(never)] // one call per layer (and its own entry in profiles)
 fn conv_rows(
     input: &[i8],
@@ -703,34 +762,76 @@ fn conv_rows(
     weights: &[i8],
     requant: &QRequant<'_>,
     output: &mut [i8],
-    mut rows: Option<&mut [i16]>,
+    rows: Rows<'_>,
 ) {
     let taps = g.taps();
     let plane = g.rows * g.cols;
     let span = if g.pool { 2 } else { 1 }; // convolution rows and columns per output
     let dot_bound = g.dot_bound();
+    let tap_pairs = g.tap_pairs();
+    let (mut rows, pair_weights) = match rows {
+        Rows::Pairs(buf) => {
+            let rows_len = g.in_ch * (g.kernel_h + span - 1) * g.pair_row_len();
+            let (rows, pairs) = buf.split_at_mut(rows_len.min(buf.len()));
+            let pairs = as_chunks_mut::<_, 2>(pairs);
+            for (filter, pairs) in weights
+                .chunks_exact(taps.max(1))
+                .zip(pairs.chunks_exact_mut(tap_pairs.max(1)))
+            {
+                weight_pairs(filter, g.kernel_w, pairs);
+            }
+            (Rows::Pairs(rows), &*pairs)
+        }
+        rows => (rows, &[][..]),
+    };
+    // Pair rows: where each tap pair's inputs start, for the first convolution row of a
+    // segment (one interleaved row further down for the second).
+    let row_len = g.pair_row_len();
+    let mut offsets = [0_usize; MAX_PAIRS];
+    let pair_offsets = (0..g.in_ch)
+        .flat_map(|c| (0..g.kernel_h).map(move |ky| c * (g.kernel_h + span - 1) + ky))
+        .flat_map(|row| (0..g.kernel_w.div_ceil(2)).map(move |q| row * row_len + 4 * q));
+    for (o, at) in offsets.iter_mut().zip(pair_offsets) {
+        *o = at;
+    }
+    let offsets = offsets.get(..g.tap_pairs()).unwrap_or_default();
     for out_y in 0..g.rows {
         let mut x_first = 0; // first convolution column of the segment
         while x_first < g.cols * span {
             let n = COLS.min(g.cols * span - x_first);
-            if let Some(rows) = rows.as_deref_mut() {
-                let rows = as_chunks_mut::<_, COLS>(rows);
-                for (r, rows) in rows.chunks_exact_mut(taps.max(1)).take(span).enumerate() {
-                    tap_rows(input, g, zero_point, out_y * span + r, x_first, rows);
+            match rows {
+                Rows::Pairs(ref mut rows) => {
+                    pair_rows(input, g, zero_point, out_y * span, x_first, rows)
                 }
+                Rows::Taps(ref mut rows) => {
+                    let rows = as_chunks_mut::<_, COLS>(rows);
+                    for (r, rows) in rows.chunks_exact_mut(taps.max(1)).take(span).enumerate() {
+                        tap_rows(input, g, zero_point, out_y * span + r, x_first, rows);
+                    }
+                }
+                Rows::Direct => {}
             }
             let filters = weights.chunks_exact(taps.max(1));
             let planes = output.chunks_exact_mut(plane.max(1));
-            for ((filter, out_plane), channel) in filters.zip(planes).zip(requant.channel_iter()) {
+            for (f, ((filter, out_plane), channel)) in
+                filters.zip(planes).zip(requant.channel_iter()).enumerate()
+            {
                 let mut acc = [[0_i32; COLS]; 2];
                 for (r, acc) in acc.iter_mut().take(span).enumerate() {
-                    match rows.as_deref() {
-                        Some(rows) => {
+                    match rows {
+                        Rows::Pairs(ref rows) => {
+                            let rows = rows.get(r * row_len..).unwrap_or_default();
+                            let pairs = pair_weights
+                                .get(f * tap_pairs..(f + 1) * tap_pairs)
+                                .unwrap_or_default();
+                            dot_pair_rows(pairs, offsets, rows, acc);
+                        }
+                        Rows::Taps(ref rows) => {
                             let rows = as_chunks::<_, COLS>(rows).0;
                             let rows = rows.get(r * taps..(r + 1) * taps).unwrap_or_default();
                             dot_tap_rows(filter, rows, acc);
                         }
-                        None => {
+                        Rows::Direct => {
                             direct_row(input, g, zero_point, filter, out_y * span + r, x_first, acc)
                         }
                     }
@@ -772,6 +873,117 @@ fn conv_rows(
                 }
             }
             x_first += n;
+        }
+    }
+}
+
+/// Fills `rows` with one interleaved row per input channel `c` and input row `r` under the
+/// window of convolution rows `y..y + span` (stride 1), `row_len` values each, for the row
+/// segment from column `x_first`: with `v[j] = x[c, y + r - padding, x_first + j - padding]
+/// - zero_point` (0 outside the input), `row[2j] = v[j]` and `row[2j + 1] = v[j + 1]`.
+///
+/// The pair of taps `(ky, 2q)` and `(ky, 2q + 1)` then reads its inputs for the segment's
+/// columns `j` as the adjacent values `row[4q + 2j]`, `row[4q + 2j + 1]` of row `r = ky`.
+#[inline(never)] // one call per row segment (and its own entry in profiles)
+fn pair_rows(
+    input: &[i8],
+    g: &Geometry,
+    zero_point: i16,
+    y: usize,
+    x_first: usize,
+    rows: &mut [i16],
+) {
+    let plane = g.height * g.width;
+    let row_len = g.pair_row_len();
+    let window_rows = rows.len() / (g.in_ch * row_len).max(1);
+    // Columns j of v inside the input: x_first + j - padding in [0, width).
+    let j_lo = g.padding.saturating_sub(x_first);
+    let j_hi = (g.width + g.padding)
+        .saturating_sub(x_first)
+        .min(row_len / 2);
+    let channels = input.chunks_exact(plane.max(1));
+    for (in_plane, rows) in channels.zip(rows.chunks_exact_mut((window_rows * row_len).max(1))) {
+        for (r, row) in rows.chunks_exact_mut(row_len.max(1)).enumerate() {
+            row.fill(0);
+            let Some(in_y) = (y + r)
+                .checked_sub(g.padding)
+                .filter(|&in_y| in_y < g.height)
+            else {
+                continue;
+            };
+            if j_lo >= j_hi {
+                continue;
+            }
+            let start = in_y * g.width + x_first + j_lo - g.padding;
+            let src = in_plane
+                .get(start..start + (j_hi - j_lo))
+                .unwrap_or_default();
+            let pairs = as_chunks_mut::<_, 2>(row);
+            for (d, &s) in pairs.iter_mut().skip(j_lo).zip(src) {
+                d[0] = i16::from(s) - zero_point;
+            }
+            for j in 1..pairs.len() {
+                pairs[j - 1][1] = pairs[j][0];
+            }
+        }
+    }
+}
+
+/// Writes the weights of `filter` into `pairs` as the tap pairs of [`pair_rows`]: channel by
+/// channel, row by row, two adjacent taps at a time (an odd row's last tap with a zero).
+fn weight_pairs(filter: &[i8], kernel_w: usize, pairs: &mut [[i16; 2]]) {
+    let taps = filter
+        .chunks_exact(kernel_w.max(1))
+        .flat_map(|row| row.chunks(2));
+    for (p, taps) in pairs.iter_mut().zip(taps) {
+        *p = [0, 1].map(|i| i16::from(taps.get(i).copied().unwrap_or(0)));
+    }
+}
+
+/// [`conv_rows`] with the pair-rows strategy in a buffer on the stack.
+#[inline(never)] // the buffer is only on the stack while this runs
+fn conv_pair_rows_on_stack(
+    input: &[i8],
+    g: &Geometry,
+    zero_point: i16,
+    weights: &[i8],
+    requant: &QRequant<'_>,
+    output: &mut [i8],
+) {
+    let mut buf = [0_i16; PAIRS_ON_STACK];
+    let len = g
+        .pair_rows_len(weights.len() / g.taps().max(1))
+        .unwrap_or(0);
+    let rows = Rows::Pairs(buf.get_mut(..len).unwrap_or_default());
+    conv_rows(input, g, zero_point, weights, requant, output, rows);
+}
+
+/// `acc[j] += Σ_p w_p[0] * rows[o_p + 2j] + w_p[1] * rows[o_p + 2j + 1]` for each pair `p` of
+/// `weights` ([`weight_pairs`]) and `offsets`: one `pmaddwd` per four columns
+/// on x86.
+///
+/// The two products of a pair are summed on their own, then added to the accumulator: written
+/// as one sum, the compiler reassociates the accumulator between the two products and no
+/// longer finds the multiply-add of adjacent pairs.
+#[inline(never)] // kept small and out of line so that it vectorises
+fn dot_pair_rows(weights: &[[i16; 2]], offsets: &[usize], rows: &[i16], acc: &mut [i32; COLS]) {
+    for (&w, &at) in weights.iter().zip(offsets) {
+        let w: [i16; 2 * COLS] = bytemuck::cast([bytemuck::cast::<_, u32>(w); COLS]);
+        let x = rows
+            .get(at..)
+            .and_then(|x| x.first_chunk::<{ 2 * COLS }>())
+            .unwrap_or(&[0; 2 * COLS]);
+        let mut sums = [0_i32; COLS];
+        for ((s, x), w) in sums
+            .iter_mut()
+            .zip(as_chunks::<_, 2>(x).0)
+            .zip(as_chunks::<_, 2>(&w).0)
+        {
+            // The odd product first: the other order gives extra shuffles on x86.
+            *s = i32::from(x[1]) * i32::from(w[1]) + i32::from(x[0]) * i32::from(w[0]);
+        }
+        for (a, &s) in acc.iter_mut().zip(&sums) {
+            *a = a.wrapping_add(s);
         }
     }
 }
@@ -1170,8 +1382,24 @@ mod tests {
             (100_000, 0),
             (100_001, 0),
         ];
+        let runs = runs
+            .into_iter()
+            .map(|(len, min_taps)| (len, min_taps, false));
+        // Pair rows (where they apply): in `work` (exactly, and misaligned), on the stack.
+        let pairs_len = |pool| {
+            let g = Geometry::new(shape, &params, pool).unwrap();
+            2 * g.pair_rows_len(out_ch).unwrap_or(0)
+        };
+        let pair_runs = [false, true].map(|pool| (pairs_len(pool), usize::MAX, true));
+        let pair_runs = [
+            (0, usize::MAX, true),
+            pair_runs[0],
+            pair_runs[1],
+            (pair_runs[1].0 + 65, usize::MAX, true),
+        ];
+        let runs: Vec<_> = runs.chain(pair_runs).collect();
         for pool in [false, true] {
-            for (work_len, im2col_min_taps) in runs {
+            for &(work_len, im2col_min_taps, pair_rows) in &runs {
                 let (want, len) = if pool {
                     (&want_pooled, out_ch * (oh / 2) * (ow / 2))
                 } else {
@@ -1185,15 +1413,17 @@ mod tests {
                     params: &params,
                     pool,
                     im2col_min_taps,
+                    pair_rows,
                 };
                 conv.run(&input, zp, &weights, &rq.as_requant(), &mut out, work);
                 prop_assert_eq!(
                     &out,
                     want,
-                    "pool {} work {} min_taps {}",
+                    "pool {} work {} min_taps {} pair rows {}",
                     pool,
                     work_len,
-                    im2col_min_taps
+                    im2col_min_taps,
+                    pair_rows
                 );
             }
         }
