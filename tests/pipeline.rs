@@ -48,6 +48,7 @@ fn one_epoch_on_a_subset_lowers_the_loss_and_exports() {
                 safetensors_bytes: 0,
             },
             int8: Some(int8.clone()),
+            firmware: None,
         };
         report
             .write(&out.path().join(format!("{}.json", arch.id)))

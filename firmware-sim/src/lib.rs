@@ -1,6 +1,9 @@
 //! Runs exported `.fmq` models through infer-core exactly as firmware would: the model bytes
 //! are validated once by [`infer_core::Model::from_bytes`], and every image is classified with
 //! one fixed-size scratch buffer ([`SCRATCH_CAPACITY`] bytes) shared by all models.
+//!
+//! [`device`] does the same on the Cortex-M4 itself: it builds `firmware/` for a model, runs it
+//! under QEMU and checks its logits against these.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -12,6 +15,8 @@ use trainer::data::{NUM_CLASSES, Split};
 use trainer::export::predict_int8;
 use trainer::metrics::Metrics;
 use trainer::report::ModelReport;
+
+pub mod device;
 
 /// Size of the one static scratch buffer, as a firmware image would reserve it.
 pub const SCRATCH_CAPACITY: usize = 64 * 1024;

@@ -1,17 +1,23 @@
-//! `firmware-sim`: every `.fmq` in a folder through infer-core over the 10k test set.
+//! `firmware-sim`: every `.fmq` in a folder through infer-core over the 10k test set, or, with
+//! `device`, through the Cortex-M4 firmware under QEMU.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::Result;
-use clap::Parser;
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use firmware_sim::device::{self, DeviceOptions};
 use firmware_sim::{SCRATCH_CAPACITY, describe, model_files, run_model};
+use trainer::report::ModelReport;
 
 /// Run exported models through infer-core as firmware would, over the full test set, and check
 /// their int8 accuracy against the float accuracy the trainer recorded.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Folder holding `<id>.fmq` and `<id>.json` files.
     #[arg(default_value = "models")]
     models: PathBuf,
@@ -23,18 +29,61 @@ struct Cli {
     json: bool,
 }
 
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build `firmware/` for each model, run it on the Cortex-M4 under QEMU (mps2-an386), check
+    /// its logits against infer-core on the host, and report flash, RAM and instructions.
+    Device(DeviceCli),
+}
+
+#[derive(Debug, Args)]
+struct DeviceCli {
+    /// Folder holding `<id>.fmq` and `<id>.json` (inside the repository with `firmware/`).
+    #[arg(long, default_value = "models")]
+    models: PathBuf,
+    /// Model id to run (repeatable); every `.fmq` in the folder by default.
+    #[arg(short, long = "model")]
+    model: Vec<String>,
+    /// Test images to embed and run (the first ones of the test set).
+    #[arg(long, default_value_t = device::DEFAULT_IMAGES)]
+    images: usize,
+    /// Folder with the Fashion-MNIST IDX gzip files.
+    #[arg(long, env = "FASHION_MNIST_DIR")]
+    data_dir: Option<PathBuf>,
+    /// QEMU time limit per model, in seconds.
+    #[arg(long, default_value_t = device::DEFAULT_TIMEOUT.as_secs())]
+    timeout: u64,
+    /// Also count instructions exactly with this QEMU plugin (a build of
+    /// `../shared/tools/qemu-insn-count.c`).
+    #[arg(long)]
+    plugin: Option<PathBuf>,
+    /// Write the measurements into `models/<id>.json` (`firmware`).
+    #[arg(long)]
+    update_json: bool,
+    /// Regenerate the firmware section of this README from `models/*.json`.
+    #[arg(long)]
+    update_readme: Option<PathBuf>,
+}
+
 fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
-    let test = trainer::data::load_test(cli.data_dir.as_deref())?;
+    match cli.command {
+        Some(Command::Device(args)) => device_main(&args),
+        None => sim_main(&cli.models, cli.data_dir.as_deref(), cli.json),
+    }
+}
+
+fn sim_main(models: &Path, data_dir: Option<&Path>, json: bool) -> Result<ExitCode> {
+    let test = trainer::data::load_test(data_dir)?;
     // One fixed-size buffer for every model, as a firmware image would reserve statically.
     let mut scratch = [0i8; SCRATCH_CAPACITY];
     let mut runs = Vec::new();
     let mut failed = false;
-    for path in model_files(&cli.models)? {
+    for path in model_files(models)? {
         match run_model(&path, &test, &mut scratch) {
             Ok(run) => {
                 failed |= !run.passes();
-                if !cli.json {
+                if !json {
                     println!("{}", describe(&run));
                 }
                 runs.push(run);
@@ -45,7 +94,7 @@ fn main() -> Result<ExitCode> {
             }
         }
     }
-    if cli.json {
+    if json {
         println!("{}", serde_json::json!({ "models": runs }));
     }
     Ok(if failed {
@@ -53,4 +102,131 @@ fn main() -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn device_main(args: &DeviceCli) -> Result<ExitCode> {
+    let models = args
+        .models
+        .canonicalize()
+        .with_context(|| format!("model folder {}", args.models.display()))?;
+    let root = models
+        .parent()
+        .filter(|r| r.join("firmware").join("Cargo.toml").is_file())
+        .with_context(|| format!("no firmware/ beside {}", models.display()))?
+        .to_path_buf();
+    let ids: Vec<String> = if args.model.is_empty() {
+        model_files(&models)?
+            .iter()
+            .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .collect()
+    } else {
+        args.model.clone()
+    };
+    let test = trainer::data::load_test(args.data_dir.as_deref())?;
+    let mut failed = false;
+    for id in &ids {
+        let opts = DeviceOptions {
+            images: args.images,
+            data_dir: args.data_dir.clone(),
+            timeout: Duration::from_secs(args.timeout),
+            plugin: args.plugin.clone(),
+            ..DeviceOptions::new(&root, id)
+        };
+        let run = device::run(&opts).with_context(|| format!("{id} on the Cortex-M4"))?;
+        let host = device::host_predictions(&models.join(format!("{id}.fmq")), &test, args.images)?;
+        let mismatches = device::mismatches(&run, &host);
+        let report = run.report();
+        println!(
+            "{id}: {n} images, accuracy {acc:.2}%, logits identical to the host: {same}\n  \
+             flash: code {code} B + model {model} B = {flash:.1} KiB (test images {img} B not \
+             counted)\n  RAM: static {stat} B + scratch {scratch} B + peak stack {peak} B = \
+             {ram:.1} KiB (stack: load {load} B, inference {inf} B, run {runs} B)\n  \
+             instructions/inference (SysTick): mean {mean}, min {min}, max {max}",
+            n = report.images,
+            acc = 100.0 * report.accuracy,
+            same = if mismatches.is_empty() {
+                "yes".to_string()
+            } else {
+                format!("NO, {} images differ", mismatches.len())
+            },
+            code = report.flash_code_bytes,
+            model = report.flash_model_bytes,
+            flash = (report.flash_code_bytes + report.flash_model_bytes) as f64 / 1024.0,
+            img = run.sizes.flash_images,
+            stat = report.ram_static_bytes,
+            scratch = report.scratch_bytes,
+            peak = report.peak_stack_bytes,
+            ram = report.ram_total_bytes as f64 / 1024.0,
+            load = run.stack.load,
+            inf = run.stack.inference,
+            runs = run.stack.run,
+            mean = report.instructions.mean,
+            min = report.instructions.min,
+            max = report.instructions.max,
+        );
+        if let Some(exact) = run.plugin_instruction_counts() {
+            println!(
+                "  instructions/inference (plugin, exact): mean {}, min {}, max {}",
+                exact.mean, exact.min, exact.max
+            );
+        }
+        println!(
+            "  build {:.1} s, QEMU {:.1} s",
+            run.build_time.as_secs_f64(),
+            run.run_time.as_secs_f64()
+        );
+        if !mismatches.is_empty() {
+            failed = true;
+            for (i, d, h) in mismatches.iter().take(5) {
+                eprintln!(
+                    "  image {i}: device {:?} {:?}, host {h:?}",
+                    d.class, d.logits
+                );
+            }
+        }
+        if args.update_json {
+            let path = models.join(format!("{id}.json"));
+            ModelReport::read(&path)?; // a valid report
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let new = device::set_firmware_record(&text, &report)
+                .with_context(|| format!("{}: not a pretty-printed report", path.display()))?;
+            std::fs::write(&path, new).with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    if let Some(readme) = &args.update_readme {
+        let reports = read_reports(&models)?;
+        let text = std::fs::read_to_string(readme)
+            .with_context(|| format!("reading {}", readme.display()))?;
+        let section = device::readme_section(&reports);
+        let Some(new) =
+            device::replace_section(&text, device::README_BEGIN, device::README_END, &section)
+        else {
+            bail!(
+                "{}: no {} ... {} section",
+                readme.display(),
+                device::README_BEGIN,
+                device::README_END
+            );
+        };
+        std::fs::write(readme, new).with_context(|| format!("writing {}", readme.display()))?;
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Every `<id>.json` report in `dir`, sorted by id.
+fn read_reports(dir: &Path) -> Result<Vec<ModelReport>> {
+    let mut reports = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            reports.push(ModelReport::read(&path)?);
+        }
+    }
+    reports.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(reports)
 }

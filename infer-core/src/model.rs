@@ -357,6 +357,104 @@ pub struct Model<'a> {
     scratch_len: usize,
 }
 
+/// [`Model`] under construction: the layers validated so far and the running shape,
+/// quantisation and scratch length (shared by [`Model::from_bytes`] and [`Model::from_def`]).
+struct Plan<'a> {
+    shape: TensorShape,
+    qparams: QParams,
+    input_len: usize,
+    scratch_len: usize,
+    layers: heapless::Vec<QLayer<'a>, MAX_LAYERS>,
+}
+
+impl<'a> Plan<'a> {
+    /// Checks the model-level fields of a model with `layer_count` layers.
+    fn start(layer_count: usize, input_shape: Shape, input: QParams) -> Result<Self, Error> {
+        if layer_count == 0 {
+            return Err(Error::NoLayers);
+        }
+        let input_len = input_shape
+            .checked_len()
+            .filter(|&n| n > 0 && u32::try_from(n).is_ok())
+            .ok_or(Error::InputShape)?;
+        if !valid_qparams(input) {
+            return Err(Error::InputQuantParams);
+        }
+        Ok(Self {
+            shape: TensorShape::Image(input_shape),
+            qparams: input,
+            input_len,
+            scratch_len: input_len,
+            layers: heapless::Vec::new(),
+        })
+    }
+
+    /// Validates layer `index` against the current shape and quantisation, and appends it.
+    fn push(&mut self, index: usize, layer: &LayerDef<'a>) -> Result<(), Error> {
+        let (shape, qparams) = (self.shape, self.qparams);
+        let (op, output_shape, output_qparams) = match *layer {
+            LayerDef::Conv2d(ref conv) => conv_layer(index, conv, shape, qparams)?,
+            LayerDef::Dense(ref dense) => dense_layer(index, dense, shape, qparams)?,
+            LayerDef::MaxPool2d(pool) => {
+                let (input, params, output) = pool_layer(index, pool, shape)?;
+                (Op::MaxPool2d { input, params }, output, qparams)
+            }
+            LayerDef::AvgPool2d(pool) => {
+                let (input, params, output) = pool_layer(index, pool, shape)?;
+                (Op::AvgPool2d { input, params }, output, qparams)
+            }
+            LayerDef::Flatten => {
+                // Every shape built here has at most u32::MAX elements.
+                let len = u32::try_from(shape.len())
+                    .map_err(|_| Error::UnsupportedLayer { layer: index })?;
+                (Op::Flatten, TensorShape::Flat(len), qparams)
+            }
+        };
+        if !matches!(op, Op::Flatten) {
+            let needed = shape
+                .len()
+                .checked_add(output_shape.len())
+                .ok_or(Error::UnsupportedLayer { layer: index })?;
+            self.scratch_len = self.scratch_len.max(needed);
+        }
+        let layer = QLayer {
+            op,
+            input_shape: shape,
+            output_shape,
+            input_qparams: qparams,
+            output_qparams,
+        };
+        self.layers.push(layer).map_err(|_| Error::TooManyLayers)?;
+        self.shape = output_shape;
+        self.qparams = output_qparams;
+        Ok(())
+    }
+
+    /// Checks the output and returns the model.
+    fn finish(self, id: &'a str, input_shape: Shape, input: QParams) -> Result<Model<'a>, Error> {
+        let output_len = match self.shape {
+            TensorShape::Flat(_) if (1..=MAX_CLASSES).contains(&self.shape.len()) => {
+                self.shape.len()
+            }
+            _ => {
+                return Err(Error::OutputShape {
+                    len: self.shape.len(),
+                });
+            }
+        };
+        Ok(Model {
+            id,
+            input_shape,
+            input_qparams: input,
+            output_qparams: self.qparams,
+            layers: self.layers,
+            input_len: self.input_len,
+            output_len,
+            scratch_len: self.scratch_len,
+        })
+    }
+}
+
 impl<'a> Model<'a> {
     /// Validates a model file (header, CRC, postcard payload, then every layer as in
     /// [`Model::from_def`]) and returns a view borrowing from `bytes`.
@@ -371,8 +469,26 @@ impl<'a> Model<'a> {
     /// then any error of [`Model::from_def`].
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, Error> {
         let payload = check_header(bytes)?;
-        let def = decode(payload)?;
-        Self::from_def(&def)
+        // The payload is a `ModelDef`, decoded layer by layer rather than whole: a `ModelDef`
+        // holds `MAX_LAYERS` layer slots, and decoding one through serde moves it several times,
+        // which cost a Cortex-M4 over 15 KB of stack. The first pass only decodes, so decoding
+        // errors still come before validation errors, as for a whole `ModelDef`.
+        let (header, layers) = decode_prefix(payload)?;
+        let mut rest = layers;
+        for _ in 0..header.count {
+            rest = decode_layer(rest)?.1;
+        }
+        if !rest.is_empty() {
+            return Err(Error::TrailingBytes(rest.len()));
+        }
+        let mut plan = Plan::start(header.count, header.input_shape, header.input)?;
+        let mut rest = layers;
+        for index in 0..header.count {
+            let (layer, next) = decode_layer(rest)?;
+            plan.push(index, &layer)?;
+            rest = next;
+        }
+        plan.finish(header.id, header.input_shape, header.input)
     }
 
     /// Validates an already decoded model definition (what [`Model::from_bytes`] does after
@@ -388,74 +504,11 @@ impl<'a> Model<'a> {
     /// [`Error::BufferLength`], [`Error::BadQuantParams`], [`Error::MultiplierMismatch`],
     /// [`Error::UnsupportedLayer`], [`Error::OutputShape`].
     pub fn from_def(def: &ModelDef<'a>) -> Result<Self, Error> {
-        if def.layers.is_empty() {
-            return Err(Error::NoLayers);
-        }
-        let input_len = def
-            .input_shape
-            .checked_len()
-            .filter(|&n| n > 0 && u32::try_from(n).is_ok())
-            .ok_or(Error::InputShape)?;
-        if !valid_qparams(def.input) {
-            return Err(Error::InputQuantParams);
-        }
-
-        let mut shape = TensorShape::Image(def.input_shape);
-        let mut qparams = def.input;
-        let mut scratch_len = input_len;
-        let mut layers = heapless::Vec::new();
+        let mut plan = Plan::start(def.layers.len(), def.input_shape, def.input)?;
         for (index, layer) in def.layers.iter().enumerate() {
-            let (op, output_shape, output_qparams) = match *layer {
-                LayerDef::Conv2d(ref conv) => conv_layer(index, conv, shape, qparams)?,
-                LayerDef::Dense(ref dense) => dense_layer(index, dense, shape, qparams)?,
-                LayerDef::MaxPool2d(pool) => {
-                    let (input, params, output) = pool_layer(index, pool, shape)?;
-                    (Op::MaxPool2d { input, params }, output, qparams)
-                }
-                LayerDef::AvgPool2d(pool) => {
-                    let (input, params, output) = pool_layer(index, pool, shape)?;
-                    (Op::AvgPool2d { input, params }, output, qparams)
-                }
-                LayerDef::Flatten => {
-                    // Every shape built here has at most u32::MAX elements.
-                    let len = u32::try_from(shape.len())
-                        .map_err(|_| Error::UnsupportedLayer { layer: index })?;
-                    (Op::Flatten, TensorShape::Flat(len), qparams)
-                }
-            };
-            if !matches!(op, Op::Flatten) {
-                let needed = shape
-                    .len()
-                    .checked_add(output_shape.len())
-                    .ok_or(Error::UnsupportedLayer { layer: index })?;
-                scratch_len = scratch_len.max(needed);
-            }
-            let layer = QLayer {
-                op,
-                input_shape: shape,
-                output_shape,
-                input_qparams: qparams,
-                output_qparams,
-            };
-            layers.push(layer).map_err(|_| Error::TooManyLayers)?;
-            shape = output_shape;
-            qparams = output_qparams;
+            plan.push(index, layer)?;
         }
-
-        let output_len = match shape {
-            TensorShape::Flat(_) if (1..=MAX_CLASSES).contains(&shape.len()) => shape.len(),
-            _ => return Err(Error::OutputShape { len: shape.len() }),
-        };
-        Ok(Self {
-            id: def.id,
-            input_shape: def.input_shape,
-            input_qparams: def.input,
-            output_qparams: qparams,
-            layers,
-            input_len,
-            output_len,
-            scratch_len,
-        })
+        plan.finish(def.id, def.input_shape, def.input)
     }
 
     /// The model id, e.g. `s5-cnn`.
@@ -670,8 +723,6 @@ fn check_header(bytes: &[u8]) -> Result<&[u8], Error> {
     Ok(payload)
 }
 
-const MAX_LAYERS_U64: u64 = MAX_LAYERS as u64;
-
 /// The little-endian `f32` in a 4-byte chunk (NaN for any other length, which cannot happen with
 /// `chunks_exact(4)`).
 fn le_f32(chunk: &[u8]) -> f32 {
@@ -681,21 +732,38 @@ fn le_f32(chunk: &[u8]) -> f32 {
     }
 }
 
-/// Decodes the postcard payload, which must be used up exactly.
-fn decode(payload: &[u8]) -> Result<ModelDef<'_>, Error> {
-    match postcard::take_from_bytes::<ModelDef<'_>>(payload) {
-        Ok((def, [])) => Ok(def),
-        Ok((_, rest)) => Err(Error::TrailingBytes(rest.len())),
-        Err(_) => {
-            // Tell "too many layers" apart from other failures: the fields before the layer
-            // list, then the list's length (a varint, like a u64).
-            type Prefix<'p> = (&'p str, Shape, QParams, u64);
-            match postcard::take_from_bytes::<Prefix<'_>>(payload) {
-                Ok(((_, _, _, count), _)) if count > MAX_LAYERS_U64 => Err(Error::TooManyLayers),
-                _ => Err(Error::Decode),
-            }
-        }
-    }
+/// The fields of a `ModelDef` payload before its layers.
+struct PayloadHeader<'a> {
+    id: &'a str,
+    input_shape: Shape,
+    input: QParams,
+    /// Number of layers that follow (at most [`MAX_LAYERS`]).
+    count: usize,
+}
+
+/// Decodes the fields before the layer list (postcard writes a struct as its fields in order,
+/// and the list as a varint length, read here like a `u64`, then its elements); returns them
+/// with the bytes of the layers.
+fn decode_prefix(payload: &[u8]) -> Result<(PayloadHeader<'_>, &[u8]), Error> {
+    type Prefix<'p> = (&'p str, Shape, QParams, u64);
+    let ((id, input_shape, input, count), rest) =
+        postcard::take_from_bytes::<Prefix<'_>>(payload).map_err(|_| Error::Decode)?;
+    let count = usize::try_from(count)
+        .ok()
+        .filter(|&n| n <= MAX_LAYERS)
+        .ok_or(Error::TooManyLayers)?;
+    let header = PayloadHeader {
+        id,
+        input_shape,
+        input,
+        count,
+    };
+    Ok((header, rest))
+}
+
+/// Decodes one layer from the front of `bytes`; returns it with the bytes after it.
+fn decode_layer(bytes: &[u8]) -> Result<(LayerDef<'_>, &[u8]), Error> {
+    postcard::take_from_bytes::<LayerDef<'_>>(bytes).map_err(|_| Error::Decode)
 }
 
 /// A tensor's quantisation is usable: finite positive scale, zero point in `[-128, 127]`.

@@ -12,6 +12,7 @@ use crate::format::{
 
 /// Why an [`OwnedModel`] cannot be encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum EncodeError {
     /// More than [`MAX_LAYERS`] layers.
@@ -36,6 +37,7 @@ impl core::error::Error for EncodeError {}
 
 /// Owned [`ChannelQuant`]: little-endian per-output-channel arrays.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct OwnedChannelQuant {
     /// `f32` weight scales, 4 bytes each.
     pub weight_scales: Vec<u8>,
@@ -69,6 +71,7 @@ impl OwnedChannelQuant {
 
 /// Owned [`LayerDef`].
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum OwnedLayer {
     /// See [`Conv2dDef`]; `weights` are `i8` as bytes.
     Conv2d {
@@ -167,6 +170,7 @@ impl OwnedLayer {
 
 /// Owned [`ModelDef`].
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct OwnedModel {
     /// Model id.
     pub id: String,

@@ -70,6 +70,51 @@ pub struct Int8Report {
     pub golden_logits: Vec<Vec<i8>>,
 }
 
+/// Instructions per inference over a batch of images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstructionCounts {
+    /// Mean over the images, rounded to the nearest instruction.
+    pub mean: u64,
+    /// Fewest for one image.
+    pub min: u64,
+    /// Most for one image.
+    pub max: u64,
+}
+
+/// What the Cortex-M4 firmware (`firmware/`) measured for this model under QEMU, written by
+/// `firmware-sim device --update-json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FirmwareReport {
+    /// Rust target of the firmware.
+    pub target: String,
+    /// The emulated board and CPU.
+    pub machine: String,
+    /// Cargo profile the firmware was built with.
+    pub profile: String,
+    /// Test images run (the first ones of the test set).
+    pub images: usize,
+    /// Accuracy on those images, as a fraction.
+    pub accuracy: f64,
+    /// Flash for code, read-only data and `.data` initialisers, without model and test images.
+    pub flash_code_bytes: u64,
+    /// Flash for the embedded `.fmq` model.
+    pub flash_model_bytes: u64,
+    /// RAM for static data (`.data`, `.bss`, `.uninit`) other than the scratch buffer.
+    pub ram_static_bytes: u64,
+    /// The statically reserved scratch buffer (`Model::scratch_len`).
+    pub scratch_bytes: u64,
+    /// Peak stack of the whole run (model loading, inference, reporting), by stack painting.
+    pub peak_stack_bytes: u64,
+    /// Peak stack during one inference alone (from the top of the stack).
+    pub inference_stack_bytes: u64,
+    /// `ram_static_bytes + scratch_bytes + peak_stack_bytes`.
+    pub ram_total_bytes: u64,
+    /// Instructions per inference.
+    pub instructions: InstructionCounts,
+    /// How instructions were counted.
+    pub counting: String,
+}
+
 /// The whole report of one model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelReport {
@@ -83,6 +128,9 @@ pub struct ModelReport {
     pub float: FloatReport,
     /// Quantisation record, once exported.
     pub int8: Option<Int8Report>,
+    /// Cortex-M4 firmware measurements, once run on the device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware: Option<FirmwareReport>,
 }
 
 impl ModelReport {
