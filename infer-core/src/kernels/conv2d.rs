@@ -209,7 +209,8 @@ pub fn conv2d_max_pool2d_i8(
 
 /// Bytes of `work` with which [`conv2d_i8`] (or, with `pool`, [`conv2d_max_pool2d_i8`]) takes
 /// its fastest strategy for this layer at full speed: for a large filter, the widened and
-/// padded input and a tile of 64 patches; for a small one, the tap rows.
+/// padded input and a tile of 64 patches; for a small one, the tap rows (with SIMD, the pair
+/// rows usually need less, and fall back to a stack buffer without it).
 pub fn conv2d_work_len(input_shape: Shape, params: &Conv2dParams, pool: bool) -> usize {
     let in_ch = usize::from(input_shape.channels);
     let taps = in_ch * params.kernel_h * params.kernel_w;

@@ -30,7 +30,7 @@
 //!
 //! # Convolution strategies
 //!
-//! Three strategies, chosen per call from the filter size and the working space the caller
+//! Four strategies, chosen per call from the filter size and the working space the caller
 //! lends, with identical results:
 //!
 //! - **im2col + dot products** for large filters (`in_ch * kernel_h * kernel_w >=`
@@ -40,7 +40,15 @@
 //!   with four patches at a time, so each weight chunk is loaded and widened once for
 //!   several outputs. Fused with pooling, the patches are ordered window by
 //!   window, so each group of four is one pooling window.
-//! - **Tap rows** for small filters (such as a single-channel first layer) when `work` holds
+//! - **Pair rows** for small filters with stride 1 on targets with SIMD: for a row segment of
+//!   32 output columns, each input row under the window is widened once into an interleaved
+//!   `i16` row (`v[j], v[j + 1]` side by side), in `work` or, if it is too short, a 2 KB stack
+//!   buffer. Two horizontally adjacent taps of a filter then multiply-add adjacent values
+//!   (`pmaddwd` on x86: four output columns per instruction) with the output columns in
+//!   vector lanes; an odd kernel row's last tap pairs with a zero weight. The pair sums are
+//!   formed before they are added to the accumulator, the order in which the compiler finds
+//!   the instruction.
+//! - **Tap rows** for small filters elsewhere (such as on the Cortex-M4) when `work` holds
 //!   them: for a row segment of 32 output columns, each filter tap's inputs are widened once
 //!   into a row of `i16`, shared by every filter; a filter then accumulates tap by tap with the
 //!   output columns in vector lanes.
