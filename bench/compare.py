@@ -4,17 +4,21 @@
     bash bench/setup.sh                    # once: bench/.venv with PyTorch (CPU)
     python3 bench/compare.py [--epochs 3] [--models s5-ann s5-cnn s3-lenet-base]
 
-Training: for each model, PyTorch (bench/torch_models.py in bench/.venv) and then our trainer
-(`trainer train -m <id> --epochs N -q`), back to back, so both see the same background load.
-Seconds per epoch are the median over the N epochs of each side; the ratio is
-trainer / PyTorch (above 1: our trainer is slower). Test accuracy is over the 10,000 test images
-after those N epochs. PyTorch runs with OMP_WAIT_POLICY=PASSIVE unless --omp-wait-policy says
+Training: for each model and each seed (--seeds, default 1 2 3 4 5), PyTorch
+(bench/torch_models.py in bench/.venv) and then our trainer (`trainer train -m <id> --epochs N
+--seed S -q`), back to back, so both see the same background load. Seconds per epoch are the
+median over all epochs of all seeds of each side; the ratio is trainer / PyTorch (above 1: our
+trainer is slower). Test accuracy is over the 10,000 test images after those N epochs, averaged
+over the seeds (each framework draws its own initial weights, batch order and dropout masks from
+the seed, so one run per side would compare two random draws, not the two trainers). PyTorch runs with OMP_WAIT_POLICY=PASSIVE unless --omp-wait-policy says
 otherwise: with libgomp's default, 2-thread training on a 2-core machine that another process
 is using ran 5-20x slower than with PASSIVE or with 1 thread (measured while writing this).
 
 Batch-1 inference: after training, `trainer export` quantises the trained models to int8 and
 `firmware-sim --json` times infer-core on the 10,000 test images (one thread, one image at a
-time). PyTorch float32 inference (eval, inference_mode, one thread, one image at a time,
+time), twice: built for any x86-64 (SSE2, what `cargo build` gives) and built with
+`-C target-cpu=native` (the vector units PyTorch also uses: it picks its kernels for the CPU at
+run time, AVX-512 here). PyTorch float32 inference (eval, inference_mode, one thread, one image at a time,
 --torch-infer-images test images after a warm-up) runs in alternation with it for --infer-rounds
 rounds; images/s is the median over the rounds; the ratio is infer-core / PyTorch (above 1:
 infer-core is faster).
@@ -43,6 +47,8 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 VENV_PY = BENCH / ".venv" / "bin" / "python"
 MODELS = ["s5-ann", "s5-cnn", "s3-lenet-base"]
+README_BEGIN = "<!-- bench:begin -->"
+README_END = "<!-- bench:end -->"
 
 
 def log(msg: str) -> None:
@@ -106,18 +112,25 @@ def git_state() -> str:
         return "unknown"
 
 
-def build(tmp: Path) -> tuple[Path, Path, str]:
-    """Builds trainer and firmware-sim in release mode; copies them into tmp/bin."""
+def build(tmp: Path) -> tuple[Path, Path, Path, str]:
+    """Builds trainer and firmware-sim in release mode, and firmware-sim again with
+    `-C target-cpu=native` (in its own target folder); copies them into tmp/bin."""
     log("building trainer and firmware-sim (release)")
     run(["cargo", "build", "--release", "-q", "-p", "trainer", "-p", "firmware-sim"], check=True)
     meta = json.loads(run(["cargo", "metadata", "--format-version", "1", "--no-deps"]).stdout)
-    target = Path(meta["target_directory"]) / "release"
+    target = Path(meta["target_directory"])
+    log("building firmware-sim with -C target-cpu=native")
+    native_env = dict(os.environ, RUSTFLAGS="-C target-cpu=native",
+                      CARGO_TARGET_DIR=str(target / "bench-native"))
+    run(["cargo", "build", "--release", "-q", "-p", "firmware-sim"], env=native_env, check=True)
     bindir = tmp / "bin"
     bindir.mkdir()
-    trainer = Path(shutil.copy2(target / "trainer", bindir / "trainer"))
-    sim = Path(shutil.copy2(target / "firmware-sim", bindir / "firmware-sim"))
+    trainer = Path(shutil.copy2(target / "release" / "trainer", bindir / "trainer"))
+    sim = Path(shutil.copy2(target / "release" / "firmware-sim", bindir / "firmware-sim"))
+    sim_native = Path(shutil.copy2(target / "bench-native" / "release" / "firmware-sim",
+                                   bindir / "firmware-sim-native"))
     rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
-    return trainer, sim, rustc
+    return trainer, sim, sim_native, rustc
 
 
 def torch_env(args: argparse.Namespace) -> dict:
@@ -142,6 +155,8 @@ def fmt_ratio(x: float) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5],
+                   help="one training run per side per seed (default 1 2 3 4 5)")
     p.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
     p.add_argument("--threads", type=int, default=2,
                    help="training threads for both sides (torch.set_num_threads, RAYON_NUM_THREADS)")
@@ -155,6 +170,10 @@ def main() -> None:
     p.add_argument("--train-limit", type=int, default=None,
                    help="train on the first N images only (smoke runs; not a benchmark)")
     p.add_argument("--results", type=Path, default=BENCH / "results.md")
+    p.add_argument("--update-readme", type=Path, default=None, metavar="README",
+                   help="also put the two tables, with date, machine and commit, between "
+                   f"{README_BEGIN} and {README_END} in this file (tests/speed.rs checks that "
+                   "README.md's copy equals bench/results.md's)")
     p.add_argument("--keep", type=Path, default=None,
                    help="keep models, reports and logs in this folder instead of a temporary one")
     args = p.parse_args()
@@ -178,31 +197,34 @@ def main() -> None:
 
     started = datetime.datetime.now(datetime.timezone.utc)
     load_start = loadavg()
-    trainer, sim, rustc = build(tmp)
+    trainer, sim, sim_native, rustc = build(tmp)
     rust_env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
     log(f"work folder {tmp}; log {logf}")
 
-    # Training, model by model: PyTorch, then trainer.
-    torch_res: dict[str, dict] = {}
-    ours: dict[str, dict] = {}
+    # Training, model by model and seed by seed: PyTorch, then trainer.
+    torch_res: dict[str, list[dict]] = {m: [] for m in args.models}
+    ours: dict[str, list[dict]] = {m: [] for m in args.models}
+    limit = ["--train-limit", str(args.train_limit)] if args.train_limit else []
     for m in args.models:
-        log(f"{m}: PyTorch, {args.epochs} epochs")
-        limit = ["--train-limit", str(args.train_limit)] if args.train_limit else []
-        torch_res[m] = torch_run(
-            args, [m], ["--epochs", str(args.epochs), "--infer-reps", "1", *limit], logf
-        )[0]
-        log(f"{m}: PyTorch {torch_res[m]['epoch_seconds']} s/epoch, "
-            f"test {100 * torch_res[m]['test_accuracy']:.2f}%")
-        log(f"{m}: trainer, {args.epochs} epochs")
-        run([str(trainer), "train", "-m", m, "--epochs", str(args.epochs),
-             "--out-dir", str(models_dir), "-q", *limit], env=rust_env, log_to=logf)
-        report = json.loads((models_dir / f"{m}.json").read_text())
-        ours[m] = {
-            "epoch_seconds": [h["seconds"] for h in report["float"]["history"]],
-            "test_accuracy": report["float"]["test"]["accuracy"],
-        }
-        log(f"{m}: trainer {ours[m]['epoch_seconds']} s/epoch, "
-            f"test {100 * ours[m]['test_accuracy']:.2f}%")
+        for seed in args.seeds:
+            log(f"{m} seed {seed}: PyTorch, {args.epochs} epochs")
+            res = torch_run(args, [m], ["--epochs", str(args.epochs), "--seed", str(seed),
+                                        "--infer-reps", "1", *limit], logf)[0]
+            torch_res[m].append(res)
+            log(f"{m} seed {seed}: PyTorch {res['epoch_seconds']} s/epoch, "
+                f"test {100 * res['test_accuracy']:.2f}%")
+            log(f"{m} seed {seed}: trainer, {args.epochs} epochs")
+            run([str(trainer), "train", "-m", m, "--epochs", str(args.epochs),
+                 "--seed", str(seed), "--out-dir", str(models_dir), "-q", *limit],
+                env=rust_env, log_to=logf)
+            report = json.loads((models_dir / f"{m}.json").read_text())
+            mine = {
+                "epoch_seconds": [h["seconds"] for h in report["float"]["history"]],
+                "test_accuracy": report["float"]["test"]["accuracy"],
+            }
+            ours[m].append(mine)
+            log(f"{m} seed {seed}: trainer {mine['epoch_seconds']} s/epoch, "
+                f"test {100 * mine['test_accuracy']:.2f}%")
 
     # Inference: export to int8, then alternate PyTorch and firmware-sim rounds.
     log("exporting int8 models")
@@ -211,57 +233,75 @@ def main() -> None:
         export_cmd += ["-m", m]
     run(export_cmd, env=rust_env, log_to=logf)
     torch_rates: dict[str, list[float]] = {m: [] for m in args.models}
-    sim_us: dict[str, list[float]] = {m: [] for m in args.models}
+    sim_us: dict[str, dict[str, list[float]]] = {
+        variant: {m: [] for m in args.models} for variant in ("default", "native")
+    }
     sim_info: dict[str, dict] = {}
     for r in range(1, args.infer_rounds + 1):
         log(f"inference round {r}/{args.infer_rounds}: PyTorch")
         for res in torch_run(args, args.models, ["--skip-train", "--infer-reps", "1"], logf):
             torch_rates[res["id"]].extend(res["infer_images_per_second"])
-        log(f"inference round {r}/{args.infer_rounds}: firmware-sim (infer-core)")
-        # firmware-sim exits non-zero when int8 is > 0.5 pts below float; keep its JSON anyway.
-        proc = run([str(sim), str(models_dir), "--json"], env=rust_env, check=False, log_to=logf)
-        try:
-            runs = json.loads(proc.stdout)["models"]
-        except (json.JSONDecodeError, KeyError):
-            raise SystemExit(f"firmware-sim printed no JSON (exit {proc.returncode}); see {logf}")
-        for entry in runs:
-            if entry["id"] in sim_us:
-                sim_us[entry["id"]].append(entry["us_per_inference"])
-                sim_info[entry["id"]] = entry
+        for variant, binary in (("default", sim), ("native", sim_native)):
+            log(f"inference round {r}/{args.infer_rounds}: firmware-sim (infer-core, {variant})")
+            # firmware-sim exits non-zero when int8 is > 0.5 pts below float; keep its JSON.
+            proc = run([str(binary), str(models_dir), "--json"], env=rust_env, check=False,
+                       log_to=logf)
+            try:
+                runs = json.loads(proc.stdout)["models"]
+            except (json.JSONDecodeError, KeyError):
+                raise SystemExit(f"firmware-sim printed no JSON (exit {proc.returncode}); see {logf}")
+            for entry in runs:
+                if entry["id"] in sim_us[variant]:
+                    sim_us[variant][entry["id"]].append(entry["us_per_inference"])
+                    sim_info[entry["id"]] = entry
     load_end = loadavg()
     finished = datetime.datetime.now(datetime.timezone.utc)
 
     # Tables.
     n = args.epochs
+
+    def acc(runs: list[dict]) -> tuple[float, float]:
+        a = [100 * r["test_accuracy"] for r in runs]
+        return statistics.mean(a), (statistics.stdev(a) if len(a) > 1 else 0.0)
+
+    def secs(runs: list[dict]) -> float:
+        return statistics.median(s for r in runs for s in r["epoch_seconds"])
+
     train_rows = [
-        f"| model | PyTorch s/epoch | trainer s/epoch | trainer / PyTorch | "
-        f"PyTorch test acc. | trainer test acc. | trainer − PyTorch |",
+        "| model | PyTorch s/epoch | trainer s/epoch | trainer / PyTorch | "
+        "PyTorch test acc. | trainer test acc. | trainer − PyTorch |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for m in args.models:
-        t = statistics.median(torch_res[m]["epoch_seconds"])
-        o = statistics.median(ours[m]["epoch_seconds"])
-        ta, oa = torch_res[m]["test_accuracy"], ours[m]["test_accuracy"]
+        t, o = secs(torch_res[m]), secs(ours[m])
+        (ta, tsd), (oa, osd) = acc(torch_res[m]), acc(ours[m])
         train_rows.append(
-            f"| {m} | {t:.2f} | {o:.2f} | {fmt_ratio(o / t)} | {100 * ta:.2f}% | "
-            f"{100 * oa:.2f}% | {100 * (oa - ta):+.2f} pts |"
+            f"| {m} | {t:.2f} | {o:.2f} | {fmt_ratio(o / t)} | {ta:.2f}% ± {tsd:.2f} | "
+            f"{oa:.2f}% ± {osd:.2f} | {oa - ta:+.2f} pts |"
         )
     infer_rows = [
-        "| model | PyTorch float32 images/s | infer-core int8 images/s | infer-core / PyTorch |",
-        "|---|---:|---:|---:|",
+        "| model | PyTorch float32 images/s | infer-core int8 images/s (x86-64) | "
+        "infer-core / PyTorch | infer-core int8 images/s (target-cpu=native) | "
+        "infer-core / PyTorch |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for m in args.models:
         t = statistics.median(torch_rates[m])
-        if sim_us[m]:
-            o = 1e6 / statistics.median(sim_us[m])
-            infer_rows.append(f"| {m} | {t:,.0f} | {o:,.0f} | {fmt_ratio(o / t)} |")
-        else:
-            infer_rows.append(f"| {m} | {t:,.0f} | n/a | n/a |")
-    torch_version = next(iter(torch_res.values()))["torch_version"]
+        row = f"| {m} | {t:,.0f} |"
+        for variant in ("default", "native"):
+            if sim_us[variant][m]:
+                o = 1e6 / statistics.median(sim_us[variant][m])
+                row += f" {o:,.0f} | {fmt_ratio(o / t)} |"
+            else:
+                row += " n/a | n/a |"
+        infer_rows.append(row)
+    torch_version = next(iter(torch_res.values()))[0]["torch_version"]
     images = f"{args.train_limit:,} images (SMOKE RUN)" if args.train_limit else "all 60,000 images"
+    seeds = " ".join(str(x) for x in args.seeds)
     train_title = (
-        f"Training: median s/epoch over {n} epoch{'s' if n != 1 else ''}, {images}, "
-        f"batch 64, Adam 1e-3, {args.threads} threads; test accuracy after epoch {n}"
+        f"Training: median s/epoch over {n} epoch{'s' if n != 1 else ''} × seeds {seeds}, "
+        f"{images}, batch 64, Adam 1e-3, {args.threads} threads; test accuracy after epoch {n}, "
+        f"mean ± standard deviation over the seeds"
     )
     infer_title = (
         f"Batch-1 inference, 1 thread: median images/s over {args.infer_rounds} alternating "
@@ -283,22 +323,26 @@ def main() -> None:
     except ValueError:
         pass
     cmdline = "python3 bench/compare.py " + " ".join(sys.argv[1:])
-    details = ["| model | side | seconds per epoch | test acc. |", "|---|---|---|---:|"]
+    details = ["| model | side | seed | seconds per epoch | test acc. |", "|---|---|---:|---|---:|"]
     for m in args.models:
-        for side, res in (("PyTorch", torch_res[m]), ("trainer", ours[m])):
-            secs = ", ".join(f"{s:.2f}" for s in res["epoch_seconds"])
-            details.append(f"| {m} | {side} | {secs} | {100 * res['test_accuracy']:.2f}% |")
+        for side, runs in (("PyTorch", torch_res[m]), ("trainer", ours[m])):
+            for seed, res in zip(args.seeds, runs):
+                secs_list = ", ".join(f"{x:.2f}" for x in res["epoch_seconds"])
+                details.append(
+                    f"| {m} | {side} | {seed} | {secs_list} | {100 * res['test_accuracy']:.2f}% |"
+                )
     inf_details = [
-        "| model | PyTorch images/s per round | infer-core µs/image per round | "
-        "int8 test acc. | int8 model bytes |",
-        "|---|---|---|---:|---:|",
+        "| model | PyTorch images/s per round | infer-core µs/image per round (x86-64) | "
+        "infer-core µs/image per round (native) | int8 test acc. | int8 model bytes |",
+        "|---|---|---|---|---:|---:|",
     ]
     for m in args.models:
         info = sim_info.get(m, {})
-        acc = f"{100 * info['int8_accuracy']:.2f}%" if info else "n/a"
+        acc_s = f"{100 * info['int8_accuracy']:.2f}%" if info else "n/a"
         inf_details.append(
             f"| {m} | {', '.join(f'{x:,.0f}' for x in torch_rates[m])} | "
-            f"{', '.join(f'{x:.1f}' for x in sim_us[m])} | {acc} | "
+            f"{', '.join(f'{x:.1f}' for x in sim_us['default'][m])} | "
+            f"{', '.join(f'{x:.1f}' for x in sim_us['native'][m])} | {acc_s} | "
             f"{info.get('model_bytes', 'n/a')} |"
         )
     md = f"""# PyTorch vs trainer / infer-core
@@ -315,8 +359,9 @@ Generated by `{cmdline.strip()}` (see bench/README.md). Do not edit by hand.
 {busy}
 {printed}
 Training ratio above 1: our trainer is slower. Inference ratio above 1: infer-core is faster
-(infer-core runs the int8 model, PyTorch the float32 one). Weights are initialised by each
-framework its own way, so accuracies after a few epochs differ by a little noise.
+(infer-core runs the int8 model, PyTorch the float32 one; the int8 models are the last seed's).
+Each framework initialises weights, orders batches and draws
+dropout masks its own way, so single runs differ by seed noise: compare the means.
 
 ## Raw numbers
 
@@ -326,6 +371,20 @@ framework its own way, so accuracies after a few epochs differ by a little noise
 """
     args.results.write_text(md)
     log(f"wrote {args.results}")
+    if args.update_readme:
+        text = args.update_readme.read_text()
+        begin, end = text.find(README_BEGIN), text.find(README_END)
+        if begin < 0 or end < begin:
+            raise SystemExit(f"{args.update_readme}: no {README_BEGIN} ... {README_END} block")
+        block = (
+            f"{README_BEGIN}\n"
+            f"Measured by `{cmdline.strip()}` on {started.strftime('%Y-%m-%d')}, {cpu_model()}, "
+            f"nproc {nproc()}, load average {load_start} at start and {load_end} at end, "
+            f"PyTorch {torch_version}, workspace at {git_state()} "
+            f"(details in [`bench/results.md`](bench/results.md)).\n\n{printed}"
+        )
+        args.update_readme.write_text(text[:begin] + block + text[end:])
+        log(f"updated {args.update_readme}")
     if tmp_ctx:
         tmp_ctx.cleanup()
 
