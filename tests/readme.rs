@@ -10,13 +10,7 @@ use trainer::report::{self, ModelReport};
 #[test]
 fn readme_table_matches_the_committed_reports() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut reports: Vec<ModelReport> = std::fs::read_dir(root.join("models"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .map(|p| ModelReport::read(&p).unwrap())
-        .collect();
-    reports.sort_by(|a, b| a.id.cmp(&b.id));
+    let reports = ModelReport::read_dir(&root.join("models")).unwrap();
     let table = report::summary_table(&reports);
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let regenerated = report::replace_between_markers(&readme, &table).expect("markers in README");

@@ -195,7 +195,7 @@ fn device_main(args: &DeviceCli) -> Result<ExitCode> {
         }
     }
     if let Some(readme) = &args.update_readme {
-        let reports = read_reports(&models)?;
+        let reports = ModelReport::read_dir(&models)?;
         let text = std::fs::read_to_string(readme)
             .with_context(|| format!("reading {}", readme.display()))?;
         let section = device::readme_section(&reports);
@@ -216,17 +216,4 @@ fn device_main(args: &DeviceCli) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// Every `<id>.json` report in `dir`, sorted by id.
-fn read_reports(dir: &Path) -> Result<Vec<ModelReport>> {
-    let mut reports = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "json") {
-            reports.push(ModelReport::read(&path)?);
-        }
-    }
-    reports.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(reports)
 }

@@ -200,21 +200,8 @@ fn load_trained(
     Ok((net, report, pred))
 }
 
-/// Every `*.json` report in `dir`, sorted by id.
-fn all_reports(dir: &std::path::Path) -> Result<Vec<ModelReport>> {
-    let mut reports = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "json") {
-            reports.push(ModelReport::read(&path)?);
-        }
-    }
-    reports.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(reports)
-}
-
 fn write_summary(common: &Common) -> Result<String> {
-    let table = report::summary_table(&all_reports(&common.out_dir)?);
+    let table = report::summary_table(&ModelReport::read_dir(&common.out_dir)?);
     let path = common.out_dir.join("summary.md");
     std::fs::write(
         &path,

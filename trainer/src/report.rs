@@ -155,6 +155,23 @@ impl ModelReport {
         let text = serde_json::to_string_pretty(self).map_err(|e| io(e.into()))?;
         std::fs::write(path, text + "\n").map_err(io)
     }
+
+    /// Every `*.json` report in `dir`, sorted by id.
+    pub fn read_dir(dir: &Path) -> Result<Vec<Self>, ReportError> {
+        let io = |source| ReportError::Io {
+            path: dir.display().to_string(),
+            source,
+        };
+        let mut reports = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                reports.push(Self::read(&path)?);
+            }
+        }
+        reports.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(reports)
+    }
 }
 
 fn pct(x: f64) -> String {

@@ -79,19 +79,10 @@ impl CustomOp3 for Block {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let op = Self::NAME;
-        let (x, xd) = conv::arg(op, "input", xs, xl, 4)?;
-        let (_, wd) = conv::arg(op, "weight", ws, wl, 4)?;
-        let (bias, bd) = conv::arg(op, "bias", bs, bl, 1)?;
-        let g = self.conv.geom(xd, wd)?;
-        let out_ch = wd[0];
-        if bd != [out_ch] {
-            return Err(OpError::shape(
-                op,
-                format!("bias {bd:?}, expected [{out_ch}]"),
-            ));
-        }
-        let mut act = conv::forward_channel_major(op, &g, x, (ws, wl), out_ch)?;
+        let (mut act, g, bias) = self
+            .conv
+            .product(Self::NAME, (xs, xl), (ws, wl), (bs, bl))?;
+        let out_ch = bias.len();
         let (n, bn) = (g.positions(), g.batch * g.positions());
         for (row, &b) in act.chunks_exact_mut(bn.max(1)).zip(bias) {
             row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));

@@ -192,7 +192,7 @@ fn sum(v: &[f32]) -> f32 {
 }
 
 /// The data of a contiguous `f32` argument with its dims, checked to have `rank` dims.
-pub(super) fn arg<'a>(
+fn arg<'a>(
     op: &'static str,
     what: &str,
     storage: &'a CpuStorage,
@@ -236,6 +236,41 @@ impl Conv {
     }
 }
 
+impl Conv {
+    /// Checks the arguments of a forward pass and computes `W · im2col(x)` as
+    /// `[out_ch, batch·oh·ow]` (no bias): the product shared by [`conv2d`] and the fused
+    /// block. Returns it with the geometry and the bias.
+    pub(super) fn product<'a>(
+        &self,
+        op: &'static str,
+        (xs, xl): (&'a CpuStorage, &'a Layout),
+        (ws, wl): (&'a CpuStorage, &'a Layout),
+        (bs, bl): (&'a CpuStorage, &'a Layout),
+    ) -> Result<(Vec<f32>, Geom, &'a [f32])> {
+        let (x, xd) = arg(op, "input", xs, xl, 4)?;
+        let (_, wd) = arg(op, "weight", ws, wl, 4)?;
+        let (bias, bd) = arg(op, "bias", bs, bl, 1)?;
+        let g = self.geom(xd, wd)?;
+        let out_ch = wd[0];
+        if bd != [out_ch] {
+            return Err(OpError::shape(
+                op,
+                format!("bias {bd:?}, expected [{out_ch}]"),
+            ));
+        }
+        let (k, bn) = (g.rows(), g.batch * g.positions());
+        let cols = CpuStorage::F32(im2col_cpu(&g, x));
+        let w_l = Layout::contiguous_with_offset((out_ch, k), wl.start_offset());
+        let yt = gemm(
+            op,
+            (ws, &w_l),
+            (&cols, &Layout::contiguous((k, bn))),
+            (out_ch, bn, k),
+        )?;
+        Ok((yt, g, bias))
+    }
+}
+
 impl CustomOp3 for Conv {
     fn name(&self) -> &'static str {
         Self::NAME
@@ -250,20 +285,8 @@ impl CustomOp3 for Conv {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let op = Self::NAME;
-        let (x, xd) = arg(op, "input", xs, xl, 4)?;
-        let (_, wd) = arg(op, "weight", ws, wl, 4)?;
-        let (bias, bd) = arg(op, "bias", bs, bl, 1)?;
-        let g = self.geom(xd, wd)?;
-        let out_ch = wd[0];
-        if bd != [out_ch] {
-            return Err(OpError::shape(
-                op,
-                format!("bias {bd:?}, expected [{out_ch}]"),
-            ));
-        }
-        let n = g.positions();
-        let yt = forward_channel_major(op, &g, x, (ws, wl), out_ch)?;
+        let (yt, g, bias) = self.product(Self::NAME, (xs, xl), (ws, wl), (bs, bl))?;
+        let (n, out_ch) = (g.positions(), bias.len());
         // [out_ch, batch·n] → [batch, out_ch, n], plus bias (built by `extend`: no zeroing).
         let mut y = Vec::with_capacity(yt.len());
         for b in 0..g.batch {
@@ -287,26 +310,6 @@ impl CustomOp3 for Conv {
         let g = grad_res.contiguous()?.apply_op1_no_bwd(&ChannelMajor)?;
         grads(geom, x, w, b, &g)
     }
-}
-
-/// `W · im2col(x)` as `[out_ch, batch·oh·ow]` (no bias): the forward product of [`conv2d`] and
-/// of the fused block.
-pub(super) fn forward_channel_major(
-    op: &'static str,
-    g: &Geom,
-    x: &[f32],
-    (ws, wl): (&CpuStorage, &Layout),
-    out_ch: usize,
-) -> Result<Vec<f32>> {
-    let (k, bn) = (g.rows(), g.batch * g.positions());
-    let cols = CpuStorage::F32(im2col_cpu(g, x));
-    let w_l = Layout::contiguous_with_offset((out_ch, k), wl.start_offset());
-    gemm(
-        op,
-        (ws, &w_l),
-        (&cols, &Layout::contiguous((k, bn))),
-        (out_ch, bn, k),
-    )
 }
 
 /// The gradients of a convolution's input, weight and bias from its channel-major output
