@@ -722,10 +722,7 @@ pub fn host_predictions(
 }
 
 /// Images where the firmware's class or logits differ from the host's (index, device, host).
-pub fn mismatches<'a>(
-    run: &'a DeviceRun,
-    host: &'a [HostPrediction],
-) -> Vec<Mismatch<'a>> {
+pub fn mismatches<'a>(run: &'a DeviceRun, host: &'a [HostPrediction]) -> Vec<Mismatch<'a>> {
     run.images
         .iter()
         .enumerate()
