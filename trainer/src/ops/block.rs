@@ -224,7 +224,7 @@ pub fn conv_block(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::test_util::{assert_close, grads_of, random, random_var};
+    use crate::ops::test_util::{assert_close, assert_same_grads, random, random_var};
     use crate::ops::{avg_pool2d, conv2d, max_pool2d};
 
     /// `(input dims, out_ch, kernel, stride, padding, pooling)`, shapes like our networks'.
@@ -291,11 +291,8 @@ mod tests {
             let fused = conv_block(&x, &wt, &bias, stride, padding, pool).unwrap();
             let reference = unfused(&x, &wt, &bias, case);
             assert_close(&fused, &reference, 0.0, &format!("{what}: forward"));
-            let (gf, gr) = (grads_of(&fused, 4), grads_of(&reference, 4));
-            for (name, v) in [("x", &x), ("weight", &wt), ("bias", &bias)] {
-                let (f, r) = (gf.get(v).unwrap(), gr.get(v).unwrap());
-                assert_close(f, r, 1e-5, &format!("{what}: d{name}"));
-            }
+            let vars = [("x", &x), ("weight", &wt), ("bias", &bias)];
+            assert_same_grads(&fused, &reference, &vars, 4, 1e-5, &what);
         }
     }
 
@@ -317,10 +314,8 @@ mod tests {
             .avg_pool2d(2)
             .unwrap();
         assert_close(&fused, &stock, 1e-5, "forward");
-        let (gf, gs) = (grads_of(&fused, 8), grads_of(&stock, 8));
-        for (name, v) in [("x", &x), ("weight", &wt), ("bias", &bias)] {
-            assert_close(gf.get(v).unwrap(), gs.get(v).unwrap(), 1e-4, name);
-        }
+        let vars = [("x", &x), ("weight", &wt), ("bias", &bias)];
+        assert_same_grads(&fused, &stock, &vars, 8, 1e-4, "candle");
     }
 
     #[test]

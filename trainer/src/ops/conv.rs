@@ -503,7 +503,7 @@ pub fn conv2d(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::test_util::{assert_close, grads_of, random, random_var};
+    use crate::ops::test_util::{assert_close, assert_same_grads, grads_of, random, random_var};
 
     #[test]
     fn tiny_case_by_hand() {
@@ -546,11 +546,8 @@ mod tests {
                 .broadcast_add(&bias.reshape((1, out_ch, 1, 1)).unwrap())
                 .unwrap();
             assert_close(&ours, &stock, 1e-5, &format!("{what}: forward"));
-            let (go, gs) = (grads_of(&ours, 4), grads_of(&stock, 4));
-            for (name, v) in [("x", &x), ("weight", &wt), ("bias", &bias)] {
-                let (o, s) = (go.get(v).unwrap(), gs.get(v).unwrap());
-                assert_close(o, s, 1e-4, &format!("{what}: d{name}"));
-            }
+            let vars = [("x", &x), ("weight", &wt), ("bias", &bias)];
+            assert_same_grads(&ours, &stock, &vars, 4, 1e-4, &what);
         }
     }
 

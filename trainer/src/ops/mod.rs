@@ -126,6 +126,23 @@ pub(crate) mod test_util {
         y.mul(&r).unwrap().sum_all().unwrap().backward().unwrap()
     }
 
+    /// Asserts that `sum(a · r)` and `sum(b · r)`, for one random `r`, have the same
+    /// gradients with respect to each named variable, within `tol` as [`assert_close`].
+    pub fn assert_same_grads(
+        a: &Tensor,
+        b: &Tensor,
+        vars: &[(&str, &Var)],
+        seed: u64,
+        tol: f32,
+        what: &str,
+    ) {
+        let (ga, gb) = (grads_of(a, seed), grads_of(b, seed));
+        for (name, v) in vars {
+            let (x, y) = (ga.get(v).unwrap(), gb.get(v).unwrap());
+            assert_close(x, y, tol, &format!("{what}: d{name}"));
+        }
+    }
+
     /// Asserts `a ≈ b` elementwise within `tol` relative to the largest magnitude in `b`.
     pub fn assert_close(a: &Tensor, b: &Tensor, tol: f32, what: &str) {
         assert_eq!(a.dims(), b.dims(), "{what}: shapes");
