@@ -1,4 +1,4 @@
-//! Post-training int8 quantisation (../shared/quantization.md): the arch's layer list is lowered
+//! Post-training int8 quantisation (TensorFlow Lite Micro's integer scheme): the arch's layer list is lowered
 //! to infer-core's op list (ReLU fused as a clamp, dropout dropped), weights are quantised per
 //! output channel and symmetrically, activations asymmetrically from ranges observed on
 //! calibration images, biases to int32, and requantisation multipliers derived with
