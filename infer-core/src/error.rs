@@ -37,7 +37,7 @@ impl Buffer {
 
 /// Everything that can go wrong loading a model or running it.
 ///
-/// `layer` fields are 0-based indices into [`crate::format::ModelDef::layers`].
+/// `op` fields are 0-based indices into the model's op list ([`crate::format::ModelDef::ops`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -46,6 +46,9 @@ pub enum Error {
     Truncated,
     /// The file does not start with [`crate::format::MAGIC`].
     BadMagic,
+    /// The file is format version 1 (a chain of layers), which this reader no longer takes:
+    /// re-export the model with the current trainer.
+    FormatV1,
     /// The header's format version is not [`crate::format::VERSION`].
     UnsupportedVersion(u16),
     /// The header's reserved bytes are not zero.
@@ -68,20 +71,30 @@ pub enum Error {
     Decode,
     /// The payload decodes but is followed by this many unused bytes.
     TrailingBytes(usize),
-    /// The model has more than [`crate::format::MAX_LAYERS`] layers.
-    TooManyLayers,
-    /// The model has no layer.
-    NoLayers,
+    /// The model has more ops than the [`crate::Model`] type holds (its `MAX_OPS`).
+    TooManyOps {
+        /// The most ops the model type holds.
+        capacity: usize,
+    },
+    /// The model has no op.
+    NoOps,
     /// The model's input shape is unusable (empty or too large), or is not the shape a caller
     /// needs ([`crate::Model::predict`] needs 1x28x28).
     InputShape,
     /// The model's input quantisation is invalid (scale not finite and positive, or zero point
     /// outside `[-128, 127]`).
     InputQuantParams,
-    /// A layer's input has the wrong number of channels or features.
+    /// An op names an input tensor that is not made before it.
+    BadTensorRef {
+        /// Op index.
+        op: usize,
+        /// The tensor id it names.
+        tensor: u16,
+    },
+    /// An op's input has the wrong number of channels or features.
     ShapeMismatch {
-        /// Layer index.
-        layer: usize,
+        /// Op index.
+        op: usize,
         /// Channels (conv) or features (dense) the layer takes.
         expected: u32,
         /// Channels or features its input has.
@@ -89,18 +102,18 @@ pub enum Error {
     },
     /// A dense layer's input is a `[c, h, w]` image: put a `Flatten` before it.
     ExpectedFlat {
-        /// Layer index.
-        layer: usize,
+        /// Op index.
+        op: usize,
     },
     /// A conv or pooling layer's input is flat (it comes after a `Flatten` or a dense layer).
     ExpectedImage {
-        /// Layer index.
-        layer: usize,
+        /// Op index.
+        op: usize,
     },
     /// A layer's byte array has the wrong length.
     BufferLength {
-        /// Layer index.
-        layer: usize,
+        /// Op index.
+        op: usize,
         /// Which array.
         buffer: Buffer,
         /// Length in bytes the layer's dimensions imply.
@@ -112,22 +125,23 @@ pub enum Error {
     /// positive, weight scale negative or not finite, zero point outside `[-128, 127]`), or they
     /// imply a requantisation multiplier too large to represent.
     BadQuantParams {
-        /// Layer index.
-        layer: usize,
+        /// Op index.
+        op: usize,
     },
     /// A stored requantisation multiplier or shift differs from the one re-derived from the
     /// stored scales with [`crate::quant::quantize_multiplier`].
     MultiplierMismatch {
-        /// Layer index.
-        layer: usize,
+        /// Op index.
+        op: usize,
         /// Output channel.
         channel: usize,
     },
-    /// A layer's parameters are unsupported: a zero kernel, stride or channel count, a window
-    /// larger than its (padded) input, or a tensor too large to address.
-    UnsupportedLayer {
-        /// Layer index.
-        layer: usize,
+    /// An op's parameters are unsupported: a zero kernel, stride or channel count, a window
+    /// larger than its (padded) input, unequal padding per side, inputs of different shapes, or
+    /// a tensor too large to address.
+    UnsupportedOp {
+        /// Op index.
+        op: usize,
     },
     /// The model's output is not a flat vector of 1 to [`crate::MAX_CLASSES`] class logits.
     OutputShape {
@@ -153,6 +167,10 @@ impl fmt::Display for Error {
         match *self {
             Self::Truncated => f.write_str("model file shorter than its 16-byte header"),
             Self::BadMagic => f.write_str("not a model file (bad magic, expected \"FMQ8\")"),
+            Self::FormatV1 => f.write_str(
+                "model file is format v1 (a layer chain), which this infer-core no longer reads: \
+                 re-export it with the current trainer (`trainer export`)",
+            ),
             Self::UnsupportedVersion(v) => write!(
                 f,
                 "unsupported model format version {v} (this reader supports {})",
@@ -169,57 +187,58 @@ impl fmt::Display for Error {
             ),
             Self::Decode => f.write_str("model payload is not a valid postcard ModelDef"),
             Self::TrailingBytes(n) => write!(f, "model payload has {n} trailing bytes"),
-            Self::TooManyLayers => write!(
+            Self::TooManyOps { capacity } => write!(
                 f,
-                "model has more than {} layers",
-                crate::format::MAX_LAYERS
+                "model has more ops than the {capacity} this Model type holds \
+                 (load it as Model::<N> with a larger N)"
             ),
-            Self::NoLayers => f.write_str("model has no layers"),
+            Self::NoOps => f.write_str("model has no ops"),
             Self::InputShape => f.write_str("model input shape is empty, too large or unexpected"),
             Self::InputQuantParams => f.write_str(
                 "model input quantisation invalid (scale must be finite and > 0, \
                  zero point in [-128, 127])",
             ),
-            Self::ShapeMismatch {
-                layer,
-                expected,
-                got,
-            } => write!(
+            Self::BadTensorRef { op, tensor } => write!(
                 f,
-                "layer {layer} takes {expected} input channels/features but gets {got}"
+                "op {op} reads tensor {tensor}, which is not made before it"
             ),
-            Self::ExpectedFlat { layer } => write!(
+            Self::ShapeMismatch { op, expected, got } => write!(
                 f,
-                "layer {layer} (dense) needs a flat input: add a Flatten before it"
+                "op {op} takes {expected} input channels/features but gets {got}"
             ),
-            Self::ExpectedImage { layer } => write!(
+            Self::ExpectedFlat { op } => write!(
                 f,
-                "layer {layer} (conv/pool) needs a [c, h, w] input but gets a flat one"
+                "op {op} (dense) needs a flat input: add a Flatten before it"
+            ),
+            Self::ExpectedImage { op } => write!(
+                f,
+                "op {op} (conv/pool) needs a [c, h, w] input but gets a flat one"
             ),
             Self::BufferLength {
-                layer,
+                op,
                 buffer,
                 expected,
                 got,
             } => write!(
                 f,
-                "layer {layer}: {} is {got} bytes, expected {expected}",
+                "op {op}: {} is {got} bytes, expected {expected}",
                 buffer.name()
             ),
-            Self::BadQuantParams { layer } => write!(
+            Self::BadQuantParams { op } => write!(
                 f,
-                "layer {layer}: invalid quantisation parameters (scale, zero point or \
+                "op {op}: invalid quantisation parameters (scale, zero point or \
                  multiplier out of range)"
             ),
-            Self::MultiplierMismatch { layer, channel } => write!(
+            Self::MultiplierMismatch { op, channel } => write!(
                 f,
-                "layer {layer} channel {channel}: stored multiplier/shift differ from the ones \
+                "op {op} channel {channel}: stored multiplier/shift differ from the ones \
                  derived from the stored scales"
             ),
-            Self::UnsupportedLayer { layer } => write!(
+            Self::UnsupportedOp { op } => write!(
                 f,
-                "layer {layer}: unsupported parameters (zero kernel/stride/channels, window \
-                 larger than input, or tensor too large)"
+                "op {op}: unsupported parameters (zero kernel/stride/channels, window larger \
+                 than input, unequal padding per side, inputs of different shapes, or tensor \
+                 too large)"
             ),
             Self::OutputShape { len } => write!(
                 f,
@@ -248,23 +267,20 @@ mod tests {
     #[test]
     fn display_says_what_and_where() {
         let e = Error::BufferLength {
-            layer: 3,
+            op: 3,
             buffer: Buffer::Multipliers,
             expected: 40,
             got: 36,
         };
-        assert_eq!(
-            e.to_string(),
-            "layer 3: multipliers is 36 bytes, expected 40"
-        );
+        assert_eq!(e.to_string(), "op 3: multipliers is 36 bytes, expected 40");
         assert_eq!(
             Error::ShapeMismatch {
-                layer: 5,
+                op: 5,
                 expected: 50,
                 got: 54
             }
             .to_string(),
-            "layer 5 takes 50 input channels/features but gets 54"
+            "op 5 takes 50 input channels/features but gets 54"
         );
         assert_eq!(
             Error::Checksum {

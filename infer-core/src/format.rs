@@ -2,7 +2,8 @@
 //! ([`crate::Model::from_bytes`]).
 //!
 //! A model file (`.fmq`) is a fixed 16-byte [`Header`] followed by a payload, the
-//! [postcard](https://docs.rs/postcard) encoding of a [`ModelDef`]:
+//! [postcard](https://docs.rs/postcard) encoding of a [`ModelDef`]: the model id, the input
+//! shape and quantisation, then a list of ops ([`OpDef`]) forming a graph.
 //!
 //! | offset | size | field |
 //! |---|---|---|
@@ -13,21 +14,37 @@
 //! | 12 | 4 | CRC-32 (ISO-HDLC, as zlib) of the payload, little endian |
 //! | 16 | n | payload |
 //!
-//! Every array in the payload is a borrowed byte slice (postcard: varint length + raw bytes) so
-//! that a model can be read in place from flash with no allocator. Multi-byte values inside those
-//! slices are little endian. Layouts follow candle: activations NCHW, conv weights
-//! `[out_ch, in_ch, kh, kw]`, dense weights `[out_dim, in_dim]`, flatten channel-major.
+//! # The graph (format version 2)
+//!
+//! Tensors are numbered by [`TensorId`]: tensor 0 is the model input, and op `i` (0-based)
+//! produces tensor `i + 1`. Each op names its input tensor(s) by id, and may only name tensors
+//! made before it (ids up to `i`), so the list is in topological order and a residual block is
+//! expressible: an [`OpDef::Add`] takes the block's input and its last convolution's output.
+//! The model's output is the last op's tensor. Version 1 files (a chain of layers) are refused
+//! with [`crate::Error::FormatV1`]: re-export them.
+//!
+//! # One set of types for reader and writer
+//!
+//! Every op definition is generic over its byte storage `B`: the reader decodes
+//! `OpDef<&[u8]>` in place from the file (no allocator), the writer builds `OpDef<Vec<u8>>`
+//! ([`OwnedModel`], feature `alloc`). Both encode to the same bytes: postcard writes a byte
+//! array as its length and then the bytes, whether it is a slice or a vector.
+//!
+//! Multi-byte values inside byte arrays are little endian. Layouts follow candle: activations
+//! NCHW, conv weights `[out_ch, in_ch, kh, kw]`, dense weights `[out_dim, in_dim]`, flatten
+//! channel-major.
 
 use serde::{Deserialize, Serialize};
+
+pub use crate::ops::{AvgPool2dDef, Conv2dDef, DenseDef, FlattenDef, MaxPool2dDef, OpDef, OpKind};
+pub use crate::spec::{Padding, Shape, TensorShape};
 
 /// The first four bytes of every model file.
 pub const MAGIC: [u8; 4] = *b"FMQ8";
 /// The format version this crate reads and writes.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// Size of the fixed header in bytes.
 pub const HEADER_LEN: usize = 16;
-/// Most layers a model may have.
-pub const MAX_LAYERS: usize = 32;
 
 /// The CRC-32 used over the payload (ISO-HDLC, the zlib/PNG polynomial).
 pub const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
@@ -92,7 +109,7 @@ impl QParams {
     }
 }
 
-/// Activation fused into a conv or dense layer as an output clamp.
+/// Activation fused into an op as an output clamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Activation {
@@ -104,143 +121,114 @@ pub enum Activation {
     Relu6,
 }
 
-/// Shape of one image or activation tensor (batch size 1), NCHW without the N.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Shape {
-    /// Channels.
-    pub channels: u16,
-    /// Rows.
-    pub height: u16,
-    /// Columns.
-    pub width: u16,
-}
+/// Number of a tensor in the graph: 0 is the model input, `i + 1` the output of op `i`.
+pub type TensorId = u16;
 
-impl Shape {
-    /// Number of elements, `channels * height * width`.
-    pub const fn len(self) -> usize {
-        self.channels as usize * self.height as usize * self.width as usize
-    }
-
-    /// Whether the shape holds no element.
-    pub const fn is_empty(self) -> bool {
-        self.len() == 0
-    }
-
-    /// Number of elements, or `None` if it overflows `usize` (possible on 32-bit targets).
-    pub fn checked_len(self) -> Option<usize> {
-        usize::from(self.channels)
-            .checked_mul(usize::from(self.height))?
-            .checked_mul(usize::from(self.width))
-    }
-}
-
-/// Per-output-channel quantisation data shared by conv and dense layers.
+/// Per-output-channel quantisation data of conv and dense ops.
 ///
-/// Every slice holds one little-endian entry per output channel.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct ChannelQuant<'a> {
+/// Every array holds one little-endian entry per output channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ChannelQuant<B> {
     /// `f32` weight scales (symmetric, zero point 0), 4 bytes each.
-    #[serde(borrow)]
-    pub weight_scales: &'a [u8],
+    pub weight_scales: B,
     /// `i32` biases at scale `input_scale * weight_scale[c]`, 4 bytes each.
-    #[serde(borrow)]
-    pub bias: &'a [u8],
+    pub bias: B,
     /// `i32` Q0.31 requantisation multipliers, 4 bytes each, derived from the scales.
-    #[serde(borrow)]
-    pub multipliers: &'a [u8],
+    pub multipliers: B,
     /// `i8` requantisation shifts (positive = left), 1 byte each.
-    #[serde(borrow)]
-    pub shifts: &'a [u8],
+    pub shifts: B,
 }
 
-/// A 2-D convolution with per-channel int8 weights.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Conv2dDef<'a> {
-    /// Input channels.
-    pub in_ch: u16,
-    /// Output channels.
-    pub out_ch: u16,
-    /// Kernel height.
-    pub kernel_h: u8,
-    /// Kernel width.
-    pub kernel_w: u8,
-    /// Stride in both directions.
-    pub stride: u8,
-    /// Zero padding on every side.
-    pub padding: u8,
-    /// `i8` weights `[out_ch, in_ch, kernel_h, kernel_w]`.
-    #[serde(borrow)]
-    pub weights: &'a [u8],
-    /// Per-channel scales, bias and requantisation.
-    #[serde(borrow)]
-    pub quant: ChannelQuant<'a>,
-    /// Output quantisation.
-    pub output: QParams,
-    /// Fused activation.
-    pub activation: Activation,
+impl<B: AsRef<[u8]>> ChannelQuant<B> {
+    /// The borrowed view.
+    pub fn view(&self) -> ChannelQuant<&[u8]> {
+        ChannelQuant {
+            weight_scales: self.weight_scales.as_ref(),
+            bias: self.bias.as_ref(),
+            multipliers: self.multipliers.as_ref(),
+            shifts: self.shifts.as_ref(),
+        }
+    }
 }
 
-/// A fully connected layer with per-channel int8 weights.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct DenseDef<'a> {
-    /// Input features.
-    pub in_dim: u32,
-    /// Output features.
-    pub out_dim: u32,
-    /// `i8` weights `[out_dim, in_dim]`.
-    #[serde(borrow)]
-    pub weights: &'a [u8],
-    /// Per-channel scales, bias and requantisation.
-    #[serde(borrow)]
-    pub quant: ChannelQuant<'a>,
-    /// Output quantisation.
-    pub output: QParams,
-    /// Fused activation.
-    pub activation: Activation,
-}
-
-/// A 2-D pooling window (no padding). Output shares the input's quantisation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Pool2dDef {
-    /// Window height and width.
-    pub kernel: u8,
-    /// Stride in both directions.
-    pub stride: u8,
-}
-
-/// One layer of a quantised model, applied in order.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub enum LayerDef<'a> {
-    /// 2-D convolution.
-    #[serde(borrow)]
-    Conv2d(Conv2dDef<'a>),
-    /// Fully connected layer; its input must be flat (`channels * height * width == in_dim`
-    /// after a [`LayerDef::Flatten`]).
-    #[serde(borrow)]
-    Dense(DenseDef<'a>),
-    /// Max pooling.
-    MaxPool2d(Pool2dDef),
-    /// Average pooling (rounding half away from zero).
-    AvgPool2d(Pool2dDef),
-    /// Flatten `[c, h, w]` to `[c * h * w]`, channel-major; moves no data.
-    Flatten,
+#[cfg(feature = "alloc")]
+impl ChannelQuant<alloc::vec::Vec<u8>> {
+    /// Appends one output channel.
+    pub fn push(&mut self, weight_scale: f32, bias: i32, multiplier: i32, shift: i8) {
+        self.weight_scales.extend(weight_scale.to_le_bytes());
+        self.bias.extend(bias.to_le_bytes());
+        self.multipliers.extend(multiplier.to_le_bytes());
+        self.shifts.extend(shift.to_le_bytes());
+    }
 }
 
 /// A whole quantised model: the postcard payload of a `.fmq` file.
+///
+/// The writer uses [`OwnedModel`] (`ModelDef<String, Vec<OpDef<Vec<u8>>>>`, feature `alloc`).
+/// The reader decodes the same fields in place: `id` as `&str` and, since postcard writes a list
+/// as its length followed by its elements, `ops` as its length (`u64`) followed by one
+/// [`OpDef`] at a time ([`crate::Model::from_bytes`]), so no list of ops is ever held whole.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelDef<'a> {
+pub struct ModelDef<S, O> {
     /// Model id, e.g. `s5-cnn`.
-    #[serde(borrow)]
-    pub id: &'a str,
+    pub id: S,
     /// Input image shape.
     pub input_shape: Shape,
     /// Quantisation of the int8 input. Raw u8 pixels map to the input as `q = pixel - 128`, so
     /// this records the normalisation folded into the model:
     /// `real = (pixel - 128 - zero_point) * scale`.
     pub input: QParams,
-    /// The layers, in order.
-    #[serde(borrow)]
-    pub layers: heapless::Vec<LayerDef<'a>, MAX_LAYERS>,
+    /// The ops, in topological order (see the [module docs](self)).
+    pub ops: O,
+}
+
+/// The owned model a writer builds (feature `alloc`).
+#[cfg(feature = "alloc")]
+pub type OwnedModel = ModelDef<alloc::string::String, alloc::vec::Vec<OpDef<alloc::vec::Vec<u8>>>>;
+
+/// Why an [`OwnedModel`] cannot be encoded.
+#[cfg(feature = "alloc")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// More ops than a [`TensorId`] can number.
+    TooManyOps,
+    /// The payload is longer than `u32::MAX` bytes.
+    TooLarge,
+    /// postcard failed to serialise.
+    Serialize,
+}
+
+#[cfg(feature = "alloc")]
+impl core::fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::TooManyOps => write!(f, "more than {} ops", TensorId::MAX - 1),
+            Self::TooLarge => write!(f, "payload longer than u32::MAX bytes"),
+            Self::Serialize => write!(f, "postcard serialisation failed"),
+        }
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl core::error::Error for EncodeError {}
+
+#[cfg(feature = "alloc")]
+impl OwnedModel {
+    /// The complete model file: [`Header`] then the postcard payload.
+    ///
+    /// # Errors
+    /// See [`EncodeError`].
+    pub fn to_bytes(&self) -> Result<alloc::vec::Vec<u8>, EncodeError> {
+        if self.ops.len() >= usize::from(TensorId::MAX) {
+            return Err(EncodeError::TooManyOps);
+        }
+        let payload = postcard::to_allocvec(self).map_err(|_| EncodeError::Serialize)?;
+        let header = Header::for_payload(&payload).ok_or(EncodeError::TooLarge)?;
+        let mut out = alloc::vec::Vec::with_capacity(HEADER_LEN + payload.len());
+        out.extend_from_slice(&header.to_bytes());
+        out.extend_from_slice(&payload);
+        Ok(out)
+    }
 }

@@ -69,7 +69,8 @@
 //! # Features
 //!
 //! - `defmt`: implements `defmt::Format` for the public types, for logging on firmware.
-//! - `alloc`: [`owned`], owned model types and their encoder, for writers (the trainer, tests).
+//! - `alloc`: [`format::OwnedModel`], the owned model and its encoder, for writers (the
+//!   trainer, tests).
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -83,9 +84,10 @@ pub mod error;
 pub mod format;
 pub mod kernels;
 pub mod model;
-#[cfg(feature = "alloc")]
-pub mod owned;
+pub mod ops;
+mod plan;
 pub mod quant;
+pub mod spec;
 
 pub use error::Error;
-pub use model::{IMAGE_LEN, IMAGE_SHAPE, MAX_CLASSES, Model, Prediction, QLayer};
+pub use model::{DEFAULT_MAX_OPS, IMAGE_LEN, IMAGE_SHAPE, MAX_CLASSES, Model, ModelOp, Prediction};

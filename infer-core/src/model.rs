@@ -1,53 +1,43 @@
 //! [`Model`]: a validated, zero-copy view of a model file, and inference over it.
 //!
-//! [`Model::from_bytes`] checks everything once (header, checksum, encoding, shapes, buffer
-//! lengths, quantisation parameters, requantisation multipliers) and precomputes each layer's
-//! shapes, clamp range and the scratch plan. After that [`Model::predict`] can only fail on the
-//! caller's buffers, and never panics.
-//!
-//! # Shapes
-//!
-//! Activations flow as [`TensorShape`]s: the model input is an image `[c, h, w]`; conv and
-//! pooling layers take and give images; [`LayerDef::Flatten`] turns an image into a flat vector
-//! (channel-major, moving no data); dense layers take and give flat vectors. A dense layer
-//! directly after an image is rejected ([`Error::ExpectedFlat`]) even if the image is `[c, 1,
-//! 1]`: the exporter writes the `Flatten` explicitly. The last layer must give a flat vector of
-//! 1 to [`MAX_CLASSES`] logits.
+//! [`Model::from_bytes`] checks everything once (header, checksum, encoding, every op's inputs,
+//! shapes, buffer lengths, quantisation parameters and requantisation multipliers) and plans
+//! the scratch memory. After that [`Model::predict`] can only fail on the caller's buffers, and
+//! never panics.
 //!
 //! # Scratch plan
 //!
-//! Inference needs one caller-provided `&mut [i8]` of [`Model::scratch_len`] bytes. The input
-//! image is written at the start of it (`q = pixel - 128`); each layer then reads its input from
-//! one end of the scratch and writes its output at the other end, so the tensors ping-pong
-//! between the start and the end. `scratch_len` is therefore the largest
-//! `input_len + output_len` over the layers (and at least the input length); `Flatten` moves
-//! nothing and needs nothing.
+//! Inference needs one caller-provided `&mut [i8]` of [`Model::scratch_len`] bytes. Every tensor
+//! that holds data (the input image, `q = pixel - 128`, and each op's output) gets a block of it
+//! for as long as it is needed: from the op that writes it to the last op that reads it. Blocks
+//! alive at the same time never overlap; the layout is planned once at load ([`crate::plan`]:
+//! greedy, largest first), so `scratch_len` is exact. A `Flatten` moves nothing: its output is
+//! its input's block. A residual block's input stays alive until its `Add`.
 //!
-//! The bytes between a layer's input and output (the scratch the largest layer needs but this
-//! one does not) are lent to its kernel as working space: [`conv2d_i8`] unrolls patches there
-//! (and [`dense_i8`] may widen its input there) when they fit, which makes those layers faster
-//! but never changes `scratch_len` or the results.
+//! The bytes no live tensor uses during an op are lent to its kernel as working space: the
+//! largest such run. [`conv2d_i8`](crate::kernels::conv2d_i8) unrolls patches there (and
+//! [`dense_i8`](crate::kernels::dense_i8) may widen its input there) when they fit, which makes
+//! those ops faster but never changes `scratch_len` or the results.
 //!
-//! A convolution directly followed by 2x2 max pooling with stride 2 runs as one kernel,
-//! [`conv2d_max_pool2d_i8`] (bit-exact with the two in turn), from the convolution's input
-//! straight into the pooling's output. `scratch_len` is still computed layer by layer, and it
-//! covers the fused step (its output is smaller than the convolution's).
+//! A convolution whose output only feeds a 2x2, stride-2 max pooling runs as one kernel,
+//! [`conv2d_max_pool2d_i8`](crate::kernels::conv2d_max_pool2d_i8) (bit-exact with the two in
+//! turn), from the convolution's input straight into the pooling's output; the convolution's
+//! output is never stored. The plan reserves, during that step, the bytes by which the
+//! convolution's output exceeds the pooling's, as working space for the kernel.
 
-use core::fmt;
-
-use crate::error::{Buffer, Error};
-use crate::format::{
-    Activation, CRC, ChannelQuant, Conv2dDef, DenseDef, HEADER_LEN, LayerDef, MAGIC, MAX_LAYERS,
-    ModelDef, Pool2dDef, QParams, Shape, VERSION,
-};
-use crate::kernels::{
-    Conv2dParams, Pool2dParams, QRequant, avg_pool2d_i8, conv2d_i8, conv2d_max_pool2d_i8, dense_i8,
-    le_i32, max_pool2d_i8,
-};
-use crate::quant::channel_multiplier;
+use crate::error::Error;
+use crate::format::{CRC, HEADER_LEN, MAGIC, ModelDef, OpDef, QParams, Shape, TensorId, VERSION};
+use crate::ops::{Context, OpKind, QOp, TensorInfo};
+use crate::plan::{self, Buffer, MAX_BUFFERS};
+use crate::spec::{Pool2dGeometry, TensorShape};
 
 /// Most classes (output logits) a model may have.
 pub const MAX_CLASSES: usize = 16;
+
+/// Ops a [`Model`] holds unless its type says otherwise: enough for the sequential reference
+/// models (LeNet-5 has 8) while keeping a loaded model small on a microcontroller's stack. A
+/// ResNet-34 (about 55 ops) loads as `Model::<64>`.
+pub const DEFAULT_MAX_OPS: usize = 16;
 
 /// The input shape [`Model::predict`] takes: one 28x28 grey image (Fashion-MNIST).
 pub const IMAGE_SHAPE: Shape = Shape {
@@ -59,236 +49,70 @@ pub const IMAGE_SHAPE: Shape = Shape {
 /// Number of pixels of a Fashion-MNIST image.
 pub const IMAGE_LEN: usize = 28 * 28;
 
-/// Shape of an activation tensor between layers.
+/// How a step runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum TensorShape {
-    /// An image `[channels, height, width]` (NCHW without the N).
-    Image(Shape),
-    /// A flat vector of this many features.
-    Flat(u32),
+enum Run {
+    /// Its kernel, from its inputs into its output.
+    Kernel,
+    /// A convolution with the max pooling after it, into the pooling's output.
+    WithMaxPool,
+    /// Nothing: an alias (flatten), or a pooling fused into the convolution before it.
+    Skip,
 }
 
-impl TensorShape {
-    /// Number of elements (saturating at `usize::MAX`; the shapes of a loaded [`Model`] always
-    /// fit).
-    pub fn len(self) -> usize {
-        match self {
-            Self::Image(s) => s.checked_len().unwrap_or(usize::MAX),
-            Self::Flat(n) => usize::try_from(n).unwrap_or(usize::MAX),
-        }
-    }
-
-    /// Whether the tensor holds no element (never the case in a loaded [`Model`]).
-    pub fn is_empty(self) -> bool {
-        self.len() == 0
-    }
+/// One op of a loaded [`Model`]: the validated op, its output, and where its tensors live in
+/// the scratch buffer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelOp<'a> {
+    op: QOp<'a>,
+    output: TensorInfo,
+    run: Run,
+    inputs: [usize; 2],
+    output_at: usize,
+    work: (usize, usize),
+    lifetime: (usize, usize),
 }
 
-/// What a layer computes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum LayerKind {
-    /// 2-D convolution ([`conv2d_i8`]).
-    Conv2d,
-    /// Fully connected layer ([`dense_i8`]).
-    Dense,
-    /// Max pooling ([`max_pool2d_i8`]).
-    MaxPool2d,
-    /// Average pooling ([`avg_pool2d_i8`]).
-    AvgPool2d,
-    /// Flatten (moves no data).
-    Flatten,
-}
+impl<'a> ModelOp<'a> {
+    /// The validated op: its kind, parameters and quantisation.
+    pub fn op(&self) -> &QOp<'a> {
+        &self.op
+    }
 
-/// A validated layer with typed views of its parameters.
-#[derive(Clone, Copy, PartialEq)]
-enum Op<'a> {
-    Conv2d {
-        input: Shape,
-        params: Conv2dParams,
-        weights: &'a [i8],
-        requant: QRequant<'a>,
-    },
-    Dense {
-        weights: &'a [i8],
-        requant: QRequant<'a>,
-    },
-    MaxPool2d {
-        input: Shape,
-        params: Pool2dParams,
-    },
-    AvgPool2d {
-        input: Shape,
-        params: Pool2dParams,
-    },
-    Flatten,
-}
+    /// What the op computes.
+    pub fn kind(&self) -> OpKind {
+        self.op.kind()
+    }
 
-/// One validated layer of a [`Model`]: what it computes, its shapes and quantisation.
-#[derive(Clone, Copy, PartialEq)]
-pub struct QLayer<'a> {
-    op: Op<'a>,
-    input_shape: TensorShape,
-    output_shape: TensorShape,
-    input_qparams: QParams,
-    output_qparams: QParams,
-}
+    /// Shape and quantisation of the op's output tensor.
+    pub fn output(&self) -> TensorInfo {
+        self.output
+    }
 
-impl QLayer<'_> {
-    /// What the layer computes.
-    pub fn kind(&self) -> LayerKind {
-        match self.op {
-            Op::Conv2d { .. } => LayerKind::Conv2d,
-            Op::Dense { .. } => LayerKind::Dense,
-            Op::MaxPool2d { .. } => LayerKind::MaxPool2d,
-            Op::AvgPool2d { .. } => LayerKind::AvgPool2d,
-            Op::Flatten => LayerKind::Flatten,
+    /// Where the output tensor lives in the scratch buffer: `Some(offset)`, or `None` if it
+    /// is never stored (a convolution fused with the max pooling after it).
+    pub fn output_offset(&self) -> Option<usize> {
+        match self.run {
+            Run::WithMaxPool => None,
+            Run::Kernel | Run::Skip => Some(self.output_at),
         }
     }
 
-    /// Shape of the layer's input.
-    pub fn input_shape(&self) -> TensorShape {
-        self.input_shape
+    /// The steps during which the output tensor's block is alive, `(first, last)`.
+    pub fn output_lifetime(&self) -> (usize, usize) {
+        self.lifetime
     }
 
-    /// Shape of the layer's output.
-    pub fn output_shape(&self) -> TensorShape {
-        self.output_shape
+    /// Whether the op runs a kernel of its own (not a flatten, nor a pooling fused into the
+    /// convolution before it).
+    pub fn runs(&self) -> bool {
+        self.run != Run::Skip
     }
 
-    /// Quantisation of the layer's input.
-    pub fn input_qparams(&self) -> QParams {
-        self.input_qparams
-    }
-
-    /// Quantisation of the layer's output (the input's for pooling and flatten).
-    pub fn output_qparams(&self) -> QParams {
-        self.output_qparams
-    }
-
-    /// The output clamp `[act_min, act_max]`: the fused activation's range for conv and dense
-    /// layers, `[-128, 127]` otherwise.
-    pub fn activation_range(&self) -> (i8, i8) {
-        match self.op {
-            Op::Conv2d { requant, .. } | Op::Dense { requant, .. } => {
-                (requant.act_min, requant.act_max)
-            }
-            _ => (i8::MIN, i8::MAX),
-        }
-    }
-
-    /// Multiply-accumulates per inference: `out_len * in_ch * kernel_h * kernel_w` for a conv
-    /// layer (padded taps included), `in_dim * out_dim` for a dense layer, 0 otherwise.
-    pub fn macs(&self) -> u64 {
-        let out_len = u64::try_from(self.output_shape.len()).unwrap_or(u64::MAX);
-        let in_len = u64::try_from(self.input_shape.len()).unwrap_or(u64::MAX);
-        match self.op {
-            Op::Conv2d { input, params, .. } => {
-                let taps = u64::from(input.channels)
-                    .saturating_mul(u64::try_from(params.kernel_h).unwrap_or(u64::MAX))
-                    .saturating_mul(u64::try_from(params.kernel_w).unwrap_or(u64::MAX));
-                out_len.saturating_mul(taps)
-            }
-            Op::Dense { .. } => out_len.saturating_mul(in_len),
-            _ => 0,
-        }
-    }
-
-    /// Bytes of parameters the kernels read: weights, biases, multipliers and shifts (the `f32`
-    /// weight scales are only read by validation).
-    pub fn param_bytes(&self) -> usize {
-        match self.op {
-            Op::Conv2d {
-                weights, requant, ..
-            }
-            | Op::Dense { weights, requant } => {
-                weights.len()
-                    + requant.bias.len()
-                    + requant.multipliers.len()
-                    + requant.shifts.len()
-            }
-            _ => 0,
-        }
-    }
-
-    /// Runs the layer from `input` into `output`, whose lengths the model's plan guarantees;
-    /// `work` is the rest of the scratch buffer, which the kernel may use.
-    fn run(&self, input: &[i8], output: &mut [i8], work: &mut [i8]) {
-        let zero_point = self.input_qparams.zero_point;
-        match self.op {
-            Op::Conv2d {
-                input: shape,
-                params,
-                weights,
-                requant,
-            } => conv2d_i8(
-                input, shape, zero_point, weights, &params, &requant, output, work,
-            ),
-            Op::Dense { weights, requant } => {
-                dense_i8(input, zero_point, weights, &requant, output, work)
-            }
-            Op::MaxPool2d {
-                input: shape,
-                params,
-            } => max_pool2d_i8(input, shape, &params, output),
-            Op::AvgPool2d {
-                input: shape,
-                params,
-            } => avg_pool2d_i8(input, shape, &params, output),
-            Op::Flatten => {}
-        }
-    }
-
-    /// Whether this layer and `next` run as one kernel: a convolution followed by 2x2 max
-    /// pooling with stride 2 ([`conv2d_max_pool2d_i8`], bit-exact with the two in turn).
-    fn fuses_with(&self, next: Option<&Self>) -> bool {
-        let pool = Pool2dParams {
-            kernel: 2,
-            stride: 2,
-        };
-        matches!(self.op, Op::Conv2d { .. })
-            && next.is_some_and(|n| matches!(n.op, Op::MaxPool2d { params, .. } if params == pool))
-    }
-
-    /// Runs this convolution and the 2x2 max pooling after it ([`QLayer::fuses_with`]) from
-    /// `input` into `output` (the pooling's output).
-    fn run_fused(&self, input: &[i8], output: &mut [i8], work: &mut [i8]) {
-        if let Op::Conv2d {
-            input: shape,
-            params,
-            weights,
-            requant,
-        } = self.op
-        {
-            let zero_point = self.input_qparams.zero_point;
-            conv2d_max_pool2d_i8(
-                input, shape, zero_point, weights, &params, &requant, output, work,
-            );
-        }
-    }
-}
-
-impl fmt::Debug for QLayer<'_> {
-    /// A summary: parameter bytes are not printed.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut s = f.debug_struct("QLayer");
-        s.field("kind", &self.kind())
-            .field("input_shape", &self.input_shape)
-            .field("output_shape", &self.output_shape)
-            .field("output_qparams", &self.output_qparams);
-        match self.op {
-            Op::Conv2d { params, .. } => {
-                s.field("params", &params);
-            }
-            Op::MaxPool2d { params, .. } | Op::AvgPool2d { params, .. } => {
-                s.field("params", &params);
-            }
-            Op::Dense { .. } | Op::Flatten => {}
-        }
-        s.field("activation_range", &self.activation_range())
-            .field("param_bytes", &self.param_bytes())
-            .finish()
+    /// Bytes of working space its kernel gets: `(offset, len)`.
+    pub fn work(&self) -> (usize, usize) {
+        self.work
     }
 }
 
@@ -302,7 +126,6 @@ pub struct Prediction<'s> {
     /// [`Model::output_qparams`].
     pub logits: &'s [i8],
 }
-
 impl Prediction<'_> {
     /// Softmax probability of [`Prediction::class`]: `1 / sum_i exp((l_i - l_class) * scale)`
     /// over the logits dequantised with `output` ([`Model::output_qparams`]; the zero point
@@ -332,13 +155,14 @@ impl Prediction<'_> {
     }
 }
 
-/// A validated, zero-copy view of a model file, ready to run.
+/// A validated, zero-copy view of a model file, ready to run. `MAX_OPS` is the most ops it
+/// can hold ([`DEFAULT_MAX_OPS`] unless named).
 ///
 /// ```
 /// # fn demo(model_bytes: &[u8], pixels: &[u8; 784]) -> Result<(), infer_core::Error> {
 /// use infer_core::Model;
 ///
-/// let model = Model::from_bytes(model_bytes)?;
+/// let model: Model = Model::from_bytes(model_bytes)?;
 /// let mut scratch = [0_i8; 8192];
 /// let prediction = model.predict(pixels, &mut scratch)?;
 /// let score = model.output_qparams().dequantize(prediction.logits[prediction.class]);
@@ -346,169 +170,303 @@ impl Prediction<'_> {
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, PartialEq)]
-pub struct Model<'a> {
+pub struct Model<'a, const MAX_OPS: usize = DEFAULT_MAX_OPS> {
     id: &'a str,
     input_shape: Shape,
     input_qparams: QParams,
-    output_qparams: QParams,
-    layers: heapless::Vec<QLayer<'a>, MAX_LAYERS>,
+    ops: heapless::Vec<ModelOp<'a>, MAX_OPS>,
+    input_at: usize,
     input_len: usize,
+    output: TensorInfo,
+    output_at: usize,
     output_len: usize,
     scratch_len: usize,
 }
 
-/// [`Model`] under construction: the layers validated so far and the running shape,
-/// quantisation and scratch length (shared by [`Model::from_bytes`] and [`Model::from_def`]).
-struct Plan<'a> {
-    shape: TensorShape,
-    qparams: QParams,
-    input_len: usize,
-    scratch_len: usize,
-    layers: heapless::Vec<QLayer<'a>, MAX_LAYERS>,
+/// Decodes the fields before the op list, and the op count; returns them with the bytes of the
+/// ops.
+fn decode_prefix(payload: &[u8]) -> Result<(ModelDef<&str, u64>, &[u8]), Error> {
+    postcard::take_from_bytes::<ModelDef<&str, u64>>(payload).map_err(|_| Error::Decode)
 }
 
-impl<'a> Plan<'a> {
-    /// Checks the model-level fields of a model with `layer_count` layers.
-    fn start(layer_count: usize, input_shape: Shape, input: QParams) -> Result<Self, Error> {
-        if layer_count == 0 {
-            return Err(Error::NoLayers);
-        }
-        let input_len = input_shape
-            .checked_len()
-            .filter(|&n| n > 0 && u32::try_from(n).is_ok())
-            .ok_or(Error::InputShape)?;
-        if !valid_qparams(input) {
-            return Err(Error::InputQuantParams);
-        }
-        Ok(Self {
-            shape: TensorShape::Image(input_shape),
-            qparams: input,
-            input_len,
-            scratch_len: input_len,
-            layers: heapless::Vec::new(),
-        })
-    }
-
-    /// Validates layer `index` against the current shape and quantisation, and appends it.
-    fn push(&mut self, index: usize, layer: &LayerDef<'a>) -> Result<(), Error> {
-        let (shape, qparams) = (self.shape, self.qparams);
-        let (op, output_shape, output_qparams) = match *layer {
-            LayerDef::Conv2d(ref conv) => conv_layer(index, conv, shape, qparams)?,
-            LayerDef::Dense(ref dense) => dense_layer(index, dense, shape, qparams)?,
-            LayerDef::MaxPool2d(pool) => {
-                let (input, params, output) = pool_layer(index, pool, shape)?;
-                (Op::MaxPool2d { input, params }, output, qparams)
-            }
-            LayerDef::AvgPool2d(pool) => {
-                let (input, params, output) = pool_layer(index, pool, shape)?;
-                (Op::AvgPool2d { input, params }, output, qparams)
-            }
-            LayerDef::Flatten => {
-                // Every shape built here has at most u32::MAX elements.
-                let len = u32::try_from(shape.len())
-                    .map_err(|_| Error::UnsupportedLayer { layer: index })?;
-                (Op::Flatten, TensorShape::Flat(len), qparams)
-            }
-        };
-        if !matches!(op, Op::Flatten) {
-            let needed = shape
-                .len()
-                .checked_add(output_shape.len())
-                .ok_or(Error::UnsupportedLayer { layer: index })?;
-            self.scratch_len = self.scratch_len.max(needed);
-        }
-        let layer = QLayer {
-            op,
-            input_shape: shape,
-            output_shape,
-            input_qparams: qparams,
-            output_qparams,
-        };
-        self.layers.push(layer).map_err(|_| Error::TooManyLayers)?;
-        self.shape = output_shape;
-        self.qparams = output_qparams;
-        Ok(())
-    }
-
-    /// Checks the output and returns the model.
-    fn finish(self, id: &'a str, input_shape: Shape, input: QParams) -> Result<Model<'a>, Error> {
-        let output_len = match self.shape {
-            TensorShape::Flat(_) if (1..=MAX_CLASSES).contains(&self.shape.len()) => {
-                self.shape.len()
-            }
-            _ => {
-                return Err(Error::OutputShape {
-                    len: self.shape.len(),
-                });
-            }
-        };
-        Ok(Model {
-            id,
-            input_shape,
-            input_qparams: input,
-            output_qparams: self.qparams,
-            layers: self.layers,
-            input_len: self.input_len,
-            output_len,
-            scratch_len: self.scratch_len,
-        })
-    }
+/// Decodes one op from the front of `bytes`; returns it with the bytes after it.
+fn decode_op(bytes: &[u8]) -> Result<(OpDef<&[u8]>, &[u8]), Error> {
+    postcard::take_from_bytes::<OpDef<&[u8]>>(bytes).map_err(|_| Error::Decode)
 }
 
-impl<'a> Model<'a> {
-    /// Validates a model file (header, CRC, postcard payload, then every layer as in
-    /// [`Model::from_def`]) and returns a view borrowing from `bytes`.
+/// Whether `next` is a 2x2, stride-2 max pooling of `conv`'s output `tensor`.
+fn fuses(conv: &QOp<'_>, next: Option<&QOp<'_>>, tensor: TensorId) -> bool {
+    let pool = Pool2dGeometry {
+        kernel: 2,
+        stride: 2,
+    };
+    matches!(conv, QOp::Conv2d(_))
+        && matches!(next, Some(QOp::MaxPool2d(p)) if p.input == tensor && p.geometry == pool)
+}
+
+impl<'a, const MAX_OPS: usize> Model<'a, MAX_OPS> {
+    /// Validates a model file and returns a view borrowing from `bytes`: the header, the CRC,
+    /// the postcard payload, then every op in turn against the tensors before it (inputs made
+    /// earlier in the list, shapes, buffer lengths, scales and zero points, every stored
+    /// requantisation multiplier and shift against the one re-derived from the stored scales);
+    /// then the output (1 to [`MAX_CLASSES`] logits) and the scratch plan.
     ///
     /// Never panics, whatever the bytes.
     ///
     /// # Errors
     ///
-    /// [`Error::Truncated`], [`Error::BadMagic`], [`Error::UnsupportedVersion`],
-    /// [`Error::Reserved`], [`Error::PayloadLength`], [`Error::Checksum`] for the header;
-    /// [`Error::Decode`], [`Error::TrailingBytes`], [`Error::TooManyLayers`] for the payload;
-    /// then any error of [`Model::from_def`].
+    /// Header: [`Error::Truncated`], [`Error::BadMagic`], [`Error::FormatV1`],
+    /// [`Error::UnsupportedVersion`], [`Error::Reserved`], [`Error::PayloadLength`],
+    /// [`Error::Checksum`]. Payload: [`Error::Decode`], [`Error::TrailingBytes`],
+    /// [`Error::NoOps`], [`Error::TooManyOps`]. Ops: [`Error::InputShape`],
+    /// [`Error::InputQuantParams`], [`Error::BadTensorRef`], [`Error::ShapeMismatch`],
+    /// [`Error::ExpectedFlat`], [`Error::ExpectedImage`], [`Error::BufferLength`],
+    /// [`Error::BadQuantParams`], [`Error::MultiplierMismatch`], [`Error::UnsupportedOp`],
+    /// [`Error::OutputShape`].
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, Error> {
         let payload = check_header(bytes)?;
-        // The payload is a `ModelDef`, decoded layer by layer rather than whole: a `ModelDef`
-        // holds `MAX_LAYERS` layer slots, and decoding one through serde moves it several times,
-        // which cost a Cortex-M4 over 15 KB of stack. The first pass only decodes, so decoding
-        // errors still come before validation errors, as for a whole `ModelDef`.
-        let (header, layers) = decode_prefix(payload)?;
-        let mut rest = layers;
-        for _ in 0..header.count {
-            rest = decode_layer(rest)?.1;
+        let (def, ops) = decode_prefix(payload)?;
+        // The ops are decoded one at a time rather than as a list (a list would hold every op
+        // on the stack at once). The first pass only decodes, so that decoding errors come
+        // before validation errors.
+        let count = usize::try_from(def.ops).map_err(|_| Error::Decode)?;
+        if count > MAX_OPS || count >= MAX_BUFFERS {
+            return Err(Error::TooManyOps { capacity: MAX_OPS });
+        }
+        let mut rest = ops;
+        for _ in 0..count {
+            rest = decode_op(rest)?.1;
         }
         if !rest.is_empty() {
             return Err(Error::TrailingBytes(rest.len()));
         }
-        let mut plan = Plan::start(header.count, header.input_shape, header.input)?;
-        let mut rest = layers;
-        for index in 0..header.count {
-            let (layer, next) = decode_layer(rest)?;
-            plan.push(index, &layer)?;
-            rest = next;
+        if count == 0 {
+            return Err(Error::NoOps);
         }
-        plan.finish(header.id, header.input_shape, header.input)
+        let input_len = def
+            .input_shape
+            .checked_len()
+            .filter(|&n| n > 0 && u32::try_from(n).is_ok())
+            .ok_or(Error::InputShape)?;
+        if !crate::ops::valid_qparams(def.input) {
+            return Err(Error::InputQuantParams);
+        }
+        let input = TensorInfo {
+            shape: TensorShape::Image(def.input_shape),
+            qparams: def.input,
+        };
+
+        let mut outputs: heapless::Vec<TensorInfo, MAX_OPS> = heapless::Vec::new();
+        let mut qops: heapless::Vec<QOp<'a>, MAX_OPS> = heapless::Vec::new();
+        let mut rest = ops;
+        for op in 0..count {
+            let (def, next) = decode_op(rest)?;
+            rest = next;
+            let cx = Context {
+                op,
+                input,
+                outputs: &outputs,
+            };
+            let (q, out) = def.prepare(&cx)?;
+            let full = Error::TooManyOps { capacity: MAX_OPS };
+            outputs.push(out).map_err(|_| full)?;
+            qops.push(q).map_err(|_| full)?;
+        }
+        let output = *outputs.last().ok_or(Error::NoOps)?;
+        let output_len = match output.shape {
+            TensorShape::Flat(_) if (1..=MAX_CLASSES).contains(&output.shape.len()) => {
+                output.shape.len()
+            }
+            TensorShape::Flat(_) | TensorShape::Image(_) => {
+                return Err(Error::OutputShape {
+                    len: output.shape.len(),
+                });
+            }
+        };
+        Self::plan(
+            def.id, input, input_len, &qops, &outputs, output, output_len,
+        )
     }
 
-    /// Validates an already decoded model definition (what [`Model::from_bytes`] does after
-    /// decoding): shapes propagate through every layer, every buffer has the length its layer's
-    /// dimensions imply, every scale is finite and positive, every zero point is in
-    /// `[-128, 127]`, and every stored requantisation multiplier and shift equals the one
-    /// [`crate::quant::channel_multiplier`] derives from the stored scales.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NoLayers`], [`Error::InputShape`], [`Error::InputQuantParams`],
-    /// [`Error::ShapeMismatch`], [`Error::ExpectedFlat`], [`Error::ExpectedImage`],
-    /// [`Error::BufferLength`], [`Error::BadQuantParams`], [`Error::MultiplierMismatch`],
-    /// [`Error::UnsupportedLayer`], [`Error::OutputShape`].
-    pub fn from_def(def: &ModelDef<'a>) -> Result<Self, Error> {
-        let mut plan = Plan::start(def.layers.len(), def.input_shape, def.input)?;
-        for (index, layer) in def.layers.iter().enumerate() {
-            plan.push(index, layer)?;
+    /// Lays out the tensors in the scratch buffer ([`crate::plan`]) and records each step's
+    /// memory.
+    fn plan(
+        id: &'a str,
+        input: TensorInfo,
+        input_len: usize,
+        qops: &[QOp<'a>],
+        outputs: &[TensorInfo],
+        output: TensorInfo,
+        output_len: usize,
+    ) -> Result<Self, Error> {
+        let n = qops.len();
+        // How each step runs.
+        let mut runs = [Run::Kernel; MAX_BUFFERS];
+        for (i, q) in qops.iter().enumerate() {
+            let own =
+                TensorId::try_from(i + 1).map_err(|_| Error::TooManyOps { capacity: MAX_OPS })?;
+            let used_elsewhere = qops
+                .iter()
+                .enumerate()
+                .any(|(j, other)| j != i + 1 && other.inputs().ids().contains(&own));
+            let run = runs
+                .get_mut(i)
+                .ok_or(Error::TooManyOps { capacity: MAX_OPS })?;
+            if q.is_alias() {
+                *run = Run::Skip;
+            } else if *run == Run::Kernel
+                && !used_elsewhere
+                && i + 1 < n
+                && fuses(q, qops.get(i + 1), own)
+            {
+                *run = Run::WithMaxPool;
+                if let Some(next) = runs.get_mut(i + 1) {
+                    *next = Run::Skip;
+                }
+            }
         }
-        plan.finish(def.id, def.input_shape, def.input)
+        // The buffer of every tensor: `root[t]` is the tensor whose block holds `t` (an alias
+        // shares its input's), and buffers[t] the block of a root tensor.
+        let mut root = [0_usize; MAX_BUFFERS];
+        let mut buffers = [Buffer::default(); MAX_BUFFERS];
+        let buffers = buffers
+            .get_mut(..=n)
+            .ok_or(Error::TooManyOps { capacity: MAX_OPS })?;
+        if let Some(b) = buffers.get_mut(0) {
+            *b = Buffer {
+                size: input_len,
+                first: 0,
+                last: 0,
+                offset: 0,
+            };
+        }
+        for (i, q) in qops.iter().enumerate() {
+            let t = i + 1;
+            let run = runs.get(i).copied().unwrap_or(Run::Skip);
+            let r = match (run, q.is_alias()) {
+                (_, true) => q
+                    .inputs()
+                    .ids()
+                    .first()
+                    .map_or(0, |&id| root.get(usize::from(id)).copied().unwrap_or(0)),
+                _ => t,
+            };
+            if let Some(slot) = root.get_mut(t) {
+                *slot = r;
+            }
+            let fused_pool = i > 0 && runs.get(i - 1) == Some(&Run::WithMaxPool);
+            let size = outputs.get(i).map_or(0, |o| o.shape.len());
+            let block = match run {
+                // The convolution's output is never stored: its block is the working space the
+                // fused kernel gets, the bytes by which it exceeds the pooling's output.
+                Run::WithMaxPool => {
+                    let pooled = outputs.get(i + 1).map_or(0, |o| o.shape.len());
+                    Some(Buffer {
+                        size: size.saturating_sub(pooled),
+                        first: i,
+                        last: i,
+                        offset: 0,
+                    })
+                }
+                // A fused pooling's output is written by the convolution's step.
+                Run::Skip if fused_pool => Some(Buffer {
+                    size,
+                    first: i - 1,
+                    last: i - 1,
+                    offset: 0,
+                }),
+                Run::Skip => None,
+                Run::Kernel => Some(Buffer {
+                    size,
+                    first: i,
+                    last: i,
+                    offset: 0,
+                }),
+            };
+            if let (Some(block), Some(slot)) = (block, buffers.get_mut(t)) {
+                *slot = block;
+            }
+        }
+        // Every read extends its tensor's block to the step that runs it.
+        for (i, q) in qops.iter().enumerate() {
+            let step = match runs.get(i) {
+                Some(Run::Skip) if i > 0 && runs.get(i - 1) == Some(&Run::WithMaxPool) => continue,
+                Some(Run::Skip) => continue,
+                _ => i,
+            };
+            for &id in q.inputs().ids() {
+                let r = root.get(usize::from(id)).copied().unwrap_or(0);
+                if let Some(b) = buffers.get_mut(r) {
+                    b.last = b.last.max(step);
+                }
+            }
+        }
+        // The model's output stays alive to the end.
+        let out_root = root.get(n).copied().unwrap_or(n);
+        if let Some(b) = buffers.get_mut(out_root) {
+            b.last = n;
+        }
+        let scratch_len = plan::place(buffers).max(input_len);
+
+        let mut ops = heapless::Vec::new();
+        for (i, q) in qops.iter().enumerate() {
+            let run = runs.get(i).copied().unwrap_or(Run::Skip);
+            let at = |id: TensorId| {
+                let r = root.get(usize::from(id)).copied().unwrap_or(0);
+                buffers.get(r).map_or(0, |b| b.offset)
+            };
+            let ids = q.inputs();
+            let mut inputs = [0; 2];
+            for (slot, &id) in inputs.iter_mut().zip(ids.ids()) {
+                *slot = at(id);
+            }
+            let own = TensorId::try_from(i + 1).unwrap_or(TensorId::MAX);
+            let (output_at, lifetime) = match run {
+                Run::WithMaxPool => {
+                    let pooled = TensorId::try_from(i + 2).unwrap_or(TensorId::MAX);
+                    let b = buffers.get(i + 2).copied().unwrap_or_default();
+                    (at(pooled), (b.first, b.last))
+                }
+                Run::Kernel | Run::Skip => {
+                    let r = root.get(i + 1).copied().unwrap_or(0);
+                    let b = buffers.get(r).copied().unwrap_or_default();
+                    (at(own), (b.first, b.last))
+                }
+            };
+            let work = match run {
+                Run::Skip => (0, 0),
+                Run::Kernel | Run::WithMaxPool => plan::largest_gap(
+                    buffers,
+                    i,
+                    scratch_len,
+                    Some(i + 1).filter(|_| run == Run::WithMaxPool),
+                ),
+            };
+            let op = ModelOp {
+                op: *q,
+                output: outputs.get(i).copied().unwrap_or(output),
+                run,
+                inputs,
+                output_at,
+                work,
+                lifetime,
+            };
+            ops.push(op)
+                .map_err(|_| Error::TooManyOps { capacity: MAX_OPS })?;
+        }
+        let output_at = buffers.get(out_root).map_or(0, |b| b.offset);
+        Ok(Model {
+            id,
+            input_shape: input.shape.image().unwrap_or(IMAGE_SHAPE),
+            input_qparams: input.qparams,
+            ops,
+            input_at: buffers.first().map_or(0, |b| b.offset),
+            input_len,
+            output,
+            output_at,
+            output_len,
+            scratch_len,
+        })
     }
 
     /// The model id, e.g. `s5-cnn`.
@@ -531,9 +489,14 @@ impl<'a> Model<'a> {
         self.input_qparams
     }
 
+    /// Where the input image lives in the scratch buffer.
+    pub fn input_offset(&self) -> usize {
+        self.input_at
+    }
+
     /// Quantisation of the output logits: `real = (logit - zero_point) * scale`.
     pub fn output_qparams(&self) -> QParams {
-        self.output_qparams
+        self.output.qparams
     }
 
     /// Number of classes (output logits), in `1..=MAX_CLASSES`.
@@ -541,21 +504,21 @@ impl<'a> Model<'a> {
         self.output_len
     }
 
-    /// The validated layers, in order.
-    pub fn layers(&self) -> &[QLayer<'a>] {
-        &self.layers
+    /// The validated ops in order; op `i` makes tensor `i + 1` (tensor 0 is the input).
+    pub fn ops(&self) -> &[ModelOp<'a>] {
+        &self.ops
     }
 
-    /// Multiply-accumulates per inference (sum of [`QLayer::macs`]).
+    /// Multiply-accumulates per inference (sum of [`QOp::macs`]).
     pub fn macs(&self) -> u64 {
-        self.layers
+        self.ops
             .iter()
-            .fold(0, |sum: u64, l| sum.saturating_add(l.macs()))
+            .fold(0, |sum: u64, o| sum.saturating_add(o.op.macs()))
     }
 
-    /// Bytes of parameters the kernels read (sum of [`QLayer::param_bytes`]).
+    /// Bytes of parameters the kernels read (sum of [`QOp::param_bytes`]).
     pub fn param_bytes(&self) -> usize {
-        self.layers.iter().map(QLayer::param_bytes).sum()
+        self.ops.iter().map(|o| o.op.param_bytes()).sum()
     }
 
     /// Exact length of the scratch buffer [`Model::predict`] needs (see the
@@ -608,59 +571,111 @@ impl<'a> Model<'a> {
             .ok_or(Error::ScratchTooSmall { needed })?;
 
         // q = pixel - 128: flipping the top bit maps 0..=255 onto -128..=127.
-        for (q, &p) in scratch.iter_mut().zip(pixels) {
+        let input = scratch
+            .get_mut(self.input_at..)
+            .unwrap_or_default()
+            .iter_mut();
+        for (q, &p) in input.zip(pixels) {
             *q = i8::from_ne_bytes([p ^ 0x80]);
         }
 
-        // The current tensor is `len` elements at the start (or end) of the scratch.
-        let mut at_start = true;
-        let mut len = self.input_len;
-        let mut layers = self.layers.iter().peekable();
-        while let Some(layer) = layers.next() {
-            if matches!(layer.op, Op::Flatten) {
+        for (i, step) in self.ops.iter().enumerate() {
+            if step.run == Run::Skip {
                 continue;
             }
-            // A convolution followed by 2x2 max pooling runs as one kernel, straight into the
-            // pooling's output (smaller than the convolution's, so the plan still holds).
-            let next = layers.peek().copied();
-            let fused = layer.fuses_with(next);
-            let out_len = match next {
-                Some(next) if fused => next.output_shape.len(),
-                _ => layer.output_shape.len(),
+            let out_len = match step.run {
+                Run::WithMaxPool => self.ops.get(i + 1).map_or(0, |n| n.output.shape.len()),
+                Run::Kernel | Run::Skip => step.output.shape.len(),
             };
-            // The plan guarantees len + out_len <= needed, so the two regions are disjoint; the
-            // bytes between them are the kernel's to use.
-            let (input, output, work) = if at_start {
-                let (front, back) = scratch.split_at_mut(needed.saturating_sub(out_len));
-                let (input, work) = front.split_at_mut(len.min(front.len()));
-                (&*input, back, work)
-            } else {
-                let (front, back) = scratch.split_at_mut(out_len.min(needed));
-                let (work, input) = back.split_at_mut(back.len().saturating_sub(len));
-                (&*input, front, work)
-            };
-            if fused {
-                layer.run_fused(input, output, work);
-                layers.next();
-            } else {
-                layer.run(input, output, work);
+            let (output, work, rest) = carve(scratch, (step.output_at, out_len), step.work);
+            let ids = step.op.inputs();
+            let mut inputs: [&[i8]; 2] = [&[], &[]];
+            for ((slot, &at), &id) in inputs.iter_mut().zip(&step.inputs).zip(ids.ids()) {
+                *slot = rest.get(at, self.tensor_len(id));
             }
-            at_start = !at_start;
-            len = out_len;
+            match (step.run, &step.op) {
+                (Run::WithMaxPool, QOp::Conv2d(conv)) => {
+                    conv.invoke_with_max_pool(inputs[0], output, work);
+                }
+                _ => step.op.invoke(inputs, output, work),
+            }
         }
 
         let scratch: &'s [i8] = scratch;
-        let logits = if at_start {
-            scratch.get(..len)
-        } else {
-            scratch.get(needed.saturating_sub(len)..)
-        }
-        .unwrap_or_default();
+        let logits = scratch
+            .get(self.output_at..self.output_at.saturating_add(self.output_len))
+            .unwrap_or_default();
         Ok(Prediction {
             class: argmax(logits),
             logits,
         })
     }
+
+    /// Elements of tensor `id`.
+    fn tensor_len(&self, id: TensorId) -> usize {
+        match usize::from(id) {
+            0 => self.input_len,
+            t => self.ops.get(t - 1).map_or(0, |o| o.output.shape.len()),
+        }
+    }
+}
+
+/// The read-only parts of the scratch buffer around the two mutable regions of a step, each
+/// with the offset it starts at.
+struct Rest<'s> {
+    parts: [(usize, &'s [i8]); 3],
+}
+
+impl Rest<'_> {
+    /// The `len` bytes at `offset`, from whichever part holds them (the plan guarantees one
+    /// does).
+    fn get(&self, offset: usize, len: usize) -> &[i8] {
+        self.parts
+            .iter()
+            .find_map(|&(start, part)| {
+                let from = offset.checked_sub(start)?;
+                part.get(from..from.checked_add(len)?)
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Splits `scratch` into the output region, the work region (disjoint, as the plan makes them)
+/// and the read-only rest.
+fn carve(
+    scratch: &mut [i8],
+    output: (usize, usize),
+    work: (usize, usize),
+) -> (&mut [i8], &mut [i8], Rest<'_>) {
+    let output_first = output.0 <= work.0;
+    let (first, second) = if output_first {
+        (output, work)
+    } else {
+        (work, output)
+    };
+    let (a, tail) = split(scratch, first.0);
+    let (m1, tail) = split(tail, first.1);
+    let (b, tail) = split(
+        tail,
+        second.0.saturating_sub(first.0.saturating_add(first.1)),
+    );
+    let (m2, c) = split(tail, second.1);
+    let b_at = first.0.saturating_add(first.1);
+    let c_at = b_at.saturating_add(b.len()).saturating_add(m2.len());
+    let rest = Rest {
+        parts: [(0, a), (b_at, b), (c_at, c)],
+    };
+    if output_first {
+        (m1, m2, rest)
+    } else {
+        (m2, m1, rest)
+    }
+}
+
+/// `split_at_mut` that clamps `mid` to the length instead of panicking.
+fn split(s: &mut [i8], mid: usize) -> (&mut [i8], &mut [i8]) {
+    let mid = mid.min(s.len());
+    s.split_at_mut(mid)
 }
 
 /// Index of the largest value, the lowest among ties (0 for an empty slice).
@@ -701,6 +716,9 @@ fn check_header(bytes: &[u8]) -> Result<&[u8], Error> {
         return Err(Error::BadMagic);
     }
     let version = u16::from_le_bytes([v0, v1]);
+    if version == 1 {
+        return Err(Error::FormatV1);
+    }
     if version != VERSION {
         return Err(Error::UnsupportedVersion(version));
     }
@@ -723,267 +741,6 @@ fn check_header(bytes: &[u8]) -> Result<&[u8], Error> {
     Ok(payload)
 }
 
-/// The little-endian `f32` in a 4-byte chunk (NaN for any other length, which cannot happen with
-/// `chunks_exact(4)`).
-fn le_f32(chunk: &[u8]) -> f32 {
-    match *chunk {
-        [a, b, c, d] => f32::from_le_bytes([a, b, c, d]),
-        _ => f32::NAN,
-    }
-}
-
-/// The fields of a `ModelDef` payload before its layers.
-struct PayloadHeader<'a> {
-    id: &'a str,
-    input_shape: Shape,
-    input: QParams,
-    /// Number of layers that follow (at most [`MAX_LAYERS`]).
-    count: usize,
-}
-
-/// Decodes the fields before the layer list (postcard writes a struct as its fields in order,
-/// and the list as a varint length, read here like a `u64`, then its elements); returns them
-/// with the bytes of the layers.
-fn decode_prefix(payload: &[u8]) -> Result<(PayloadHeader<'_>, &[u8]), Error> {
-    type Prefix<'p> = (&'p str, Shape, QParams, u64);
-    let ((id, input_shape, input, count), rest) =
-        postcard::take_from_bytes::<Prefix<'_>>(payload).map_err(|_| Error::Decode)?;
-    let count = usize::try_from(count)
-        .ok()
-        .filter(|&n| n <= MAX_LAYERS)
-        .ok_or(Error::TooManyLayers)?;
-    let header = PayloadHeader {
-        id,
-        input_shape,
-        input,
-        count,
-    };
-    Ok((header, rest))
-}
-
-/// Decodes one layer from the front of `bytes`; returns it with the bytes after it.
-fn decode_layer(bytes: &[u8]) -> Result<(LayerDef<'_>, &[u8]), Error> {
-    postcard::take_from_bytes::<LayerDef<'_>>(bytes).map_err(|_| Error::Decode)
-}
-
-/// A tensor's quantisation is usable: finite positive scale, zero point in `[-128, 127]`.
-fn valid_qparams(q: QParams) -> bool {
-    q.scale.is_finite() && q.scale > 0.0 && (-128..=127).contains(&q.zero_point)
-}
-
-/// The output clamp of a fused activation (TFLite's `CalculateActivationRangeQuantized`):
-/// `quantize(f) = zero_point + round(f / scale)` in `f32`, rounding half away from zero.
-fn activation_range(activation: Activation, output: QParams) -> (i8, i8) {
-    let quantize = |f: f32| {
-        // `as` saturates (and the scale is finite and positive, so there is no NaN).
-        #[allow(clippy::cast_possible_truncation)]
-        let steps = libm::roundf(f / output.scale) as i32;
-        output.zero_point.saturating_add(steps)
-    };
-    let clamp = |v: i32| crate::kernels::clamp_i8(v, i8::MIN, i8::MAX);
-    match activation {
-        Activation::None => (i8::MIN, i8::MAX),
-        Activation::Relu => (clamp(quantize(0.0)), i8::MAX),
-        Activation::Relu6 => (clamp(quantize(0.0)), clamp(quantize(6.0))),
-    }
-}
-
-/// An image shape with at most `u32::MAX` elements.
-fn image(shape: Shape, layer: usize) -> Result<TensorShape, Error> {
-    shape
-        .checked_len()
-        .filter(|&n| u32::try_from(n).is_ok())
-        .map(|_| TensorShape::Image(shape))
-        .ok_or(Error::UnsupportedLayer { layer })
-}
-
-/// `Some(len)` if a buffer has the `expected` length (`None` = overflowed).
-fn check_len(
-    layer: usize,
-    buffer: Buffer,
-    expected: Option<usize>,
-    got: usize,
-) -> Result<(), Error> {
-    let expected = expected.ok_or(Error::UnsupportedLayer { layer })?;
-    if expected == got {
-        Ok(())
-    } else {
-        Err(Error::BufferLength {
-            layer,
-            buffer,
-            expected,
-            got,
-        })
-    }
-}
-
-/// Validates the per-channel quantisation of a conv or dense layer with `channels` outputs and
-/// returns its requantisation.
-fn channel_quant<'a>(
-    layer: usize,
-    channels: usize,
-    quant: &ChannelQuant<'a>,
-    input: QParams,
-    output: QParams,
-    activation: Activation,
-) -> Result<QRequant<'a>, Error> {
-    let four = channels.checked_mul(4);
-    check_len(layer, Buffer::WeightScales, four, quant.weight_scales.len())?;
-    check_len(layer, Buffer::Bias, four, quant.bias.len())?;
-    check_len(layer, Buffer::Multipliers, four, quant.multipliers.len())?;
-    check_len(layer, Buffer::Shifts, Some(channels), quant.shifts.len())?;
-    if !valid_qparams(output) {
-        return Err(Error::BadQuantParams { layer });
-    }
-    let shifts: &'a [i8] = bytemuck::cast_slice(quant.shifts);
-    let per_channel = quant
-        .weight_scales
-        .chunks_exact(4)
-        .zip(quant.multipliers.chunks_exact(4))
-        .zip(shifts);
-    for (channel, ((scale, multiplier), &shift)) in per_channel.enumerate() {
-        let weight_scale = le_f32(scale);
-        if !weight_scale.is_finite() || weight_scale < 0.0 {
-            return Err(Error::BadQuantParams { layer });
-        }
-        let expected = channel_multiplier(input.scale, weight_scale, output.scale)
-            .ok_or(Error::BadQuantParams { layer })?;
-        if (le_i32(multiplier), i32::from(shift)) != expected {
-            return Err(Error::MultiplierMismatch { layer, channel });
-        }
-    }
-    let (act_min, act_max) = activation_range(activation, output);
-    Ok(QRequant {
-        bias: quant.bias,
-        multipliers: quant.multipliers,
-        shifts,
-        output_zero_point: output.zero_point,
-        act_min,
-        act_max,
-    })
-}
-
-fn conv_layer<'a>(
-    layer: usize,
-    conv: &Conv2dDef<'a>,
-    input: TensorShape,
-    input_q: QParams,
-) -> Result<(Op<'a>, TensorShape, QParams), Error> {
-    let TensorShape::Image(input) = input else {
-        return Err(Error::ExpectedImage { layer });
-    };
-    if conv.in_ch != input.channels {
-        return Err(Error::ShapeMismatch {
-            layer,
-            expected: u32::from(conv.in_ch),
-            got: u32::from(input.channels),
-        });
-    }
-    let unsupported = Error::UnsupportedLayer { layer };
-    if conv.out_ch == 0 {
-        return Err(unsupported);
-    }
-    let params = Conv2dParams {
-        kernel_h: usize::from(conv.kernel_h),
-        kernel_w: usize::from(conv.kernel_w),
-        stride: usize::from(conv.stride),
-        padding: usize::from(conv.padding),
-    };
-    let (out_h, out_w) = params
-        .output_size(usize::from(input.height), usize::from(input.width))
-        .ok_or(unsupported)?;
-    let output = Shape {
-        channels: conv.out_ch,
-        height: u16::try_from(out_h).map_err(|_| unsupported)?,
-        width: u16::try_from(out_w).map_err(|_| unsupported)?,
-    };
-    let output_shape = image(output, layer)?;
-    let out_ch = usize::from(conv.out_ch);
-    let weights_len = out_ch
-        .checked_mul(usize::from(conv.in_ch))
-        .and_then(|n| n.checked_mul(params.kernel_h * params.kernel_w));
-    check_len(layer, Buffer::Weights, weights_len, conv.weights.len())?;
-    let requant = channel_quant(
-        layer,
-        out_ch,
-        &conv.quant,
-        input_q,
-        conv.output,
-        conv.activation,
-    )?;
-    let op = Op::Conv2d {
-        input,
-        params,
-        weights: bytemuck::cast_slice(conv.weights),
-        requant,
-    };
-    Ok((op, output_shape, conv.output))
-}
-
-fn dense_layer<'a>(
-    layer: usize,
-    dense: &DenseDef<'a>,
-    input: TensorShape,
-    input_q: QParams,
-) -> Result<(Op<'a>, TensorShape, QParams), Error> {
-    let TensorShape::Flat(in_dim) = input else {
-        return Err(Error::ExpectedFlat { layer });
-    };
-    if dense.in_dim != in_dim {
-        return Err(Error::ShapeMismatch {
-            layer,
-            expected: dense.in_dim,
-            got: in_dim,
-        });
-    }
-    let unsupported = Error::UnsupportedLayer { layer };
-    if dense.out_dim == 0 {
-        return Err(unsupported);
-    }
-    let out_dim = usize::try_from(dense.out_dim).map_err(|_| unsupported)?;
-    let weights_len = usize::try_from(in_dim)
-        .ok()
-        .and_then(|n| n.checked_mul(out_dim));
-    check_len(layer, Buffer::Weights, weights_len, dense.weights.len())?;
-    let requant = channel_quant(
-        layer,
-        out_dim,
-        &dense.quant,
-        input_q,
-        dense.output,
-        dense.activation,
-    )?;
-    let op = Op::Dense {
-        weights: bytemuck::cast_slice(dense.weights),
-        requant,
-    };
-    Ok((op, TensorShape::Flat(dense.out_dim), dense.output))
-}
-
-fn pool_layer(
-    layer: usize,
-    pool: Pool2dDef,
-    input: TensorShape,
-) -> Result<(Shape, Pool2dParams, TensorShape), Error> {
-    let TensorShape::Image(input) = input else {
-        return Err(Error::ExpectedImage { layer });
-    };
-    let unsupported = Error::UnsupportedLayer { layer };
-    let params = Pool2dParams {
-        kernel: usize::from(pool.kernel),
-        stride: usize::from(pool.stride),
-    };
-    let (out_h, out_w) = params
-        .output_size(usize::from(input.height), usize::from(input.width))
-        .ok_or(unsupported)?;
-    let output = Shape {
-        channels: input.channels,
-        height: u16::try_from(out_h).map_err(|_| unsupported)?,
-        width: u16::try_from(out_w).map_err(|_| unsupported)?,
-    };
-    Ok((input, params, image(output, layer)?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -997,26 +754,16 @@ mod tests {
     }
 
     #[test]
-    fn activation_ranges() {
-        let q = QParams {
-            scale: 0.05,
-            zero_point: -20,
-        };
-        assert_eq!(activation_range(Activation::None, q), (-128, 127));
-        assert_eq!(activation_range(Activation::Relu, q), (-20, 127));
-        // 6 / 0.05 = 120 -> -20 + 120 = 100
-        assert_eq!(activation_range(Activation::Relu6, q), (-20, 100));
-        let q = QParams {
-            scale: 0.01,
-            zero_point: -128,
-        };
-        // 6 / 0.01 = 600 -> clamped to 127
-        assert_eq!(activation_range(Activation::Relu6, q), (-128, 127));
-        let q = QParams {
-            scale: 1e-30,
-            zero_point: 127,
-        };
-        assert_eq!(activation_range(Activation::Relu6, q), (127, 127));
+    fn carve_gives_disjoint_regions_and_the_rest() {
+        let mut s: [i8; 10] = core::array::from_fn(|i| i as i8);
+        let (out, work, rest) = carve(&mut s, (6, 2), (1, 3));
+        assert_eq!((&*out, &*work), (&[6_i8, 7][..], &[1_i8, 2, 3][..]));
+        assert_eq!(rest.get(4, 2), &[4, 5]);
+        assert_eq!(rest.get(8, 2), &[8, 9]);
+        assert_eq!(rest.get(0, 1), &[0]);
+        let (out, work, rest) = carve(&mut s, (0, 4), (4, 0));
+        assert_eq!((out.len(), work.len()), (4, 0));
+        assert_eq!(rest.get(4, 6), &[4, 5, 6, 7, 8, 9]);
     }
 
     #[test]
@@ -1026,9 +773,11 @@ mod tests {
         assert_eq!(check_header(&[0; 16]), Err(Error::BadMagic));
         let mut h = crate::format::Header::for_payload(&[]).unwrap().to_bytes();
         assert_eq!(check_header(&h), Ok(&[][..]));
-        h[4] = 2;
-        assert_eq!(check_header(&h), Err(Error::UnsupportedVersion(2)));
         h[4] = 1;
+        assert_eq!(check_header(&h), Err(Error::FormatV1));
+        h[4] = 3;
+        assert_eq!(check_header(&h), Err(Error::UnsupportedVersion(3)));
+        h[4] = 2;
         h[7] = 1;
         assert_eq!(check_header(&h), Err(Error::Reserved));
         h[7] = 0;

@@ -1,0 +1,191 @@
+//! 2-D convolution with per-channel int8 weights ([`conv2d_i8`]), optionally fused with the
+//! 2x2 max pooling after it ([`conv2d_max_pool2d_i8`]).
+
+use serde::{Deserialize, Serialize};
+
+use super::common::{channel_quant, check_len, le_f32};
+use super::{Context, TensorInfo};
+use crate::error::{Buffer, Error};
+use crate::format::{Activation, ChannelQuant, QParams, TensorId};
+use crate::kernels::{Conv2dParams, QRequant, conv2d_i8, conv2d_max_pool2d_i8};
+use crate::spec::{Conv2dGeometry, Shape, TensorShape};
+
+/// A 2-D convolution in the file: `[out_ch, in_ch, kernel_h, kernel_w]` int8 weights, one scale
+/// per output channel, an output quantisation and a fused activation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conv2dDef<B> {
+    /// The input tensor (an image of `geometry.in_ch` channels).
+    pub input: TensorId,
+    /// Channels, kernel, stride, padding.
+    pub geometry: Conv2dGeometry,
+    /// `i8` weights `[out_ch, in_ch, kernel_h, kernel_w]`.
+    pub weights: B,
+    /// Per-channel scales, bias and requantisation.
+    pub quant: ChannelQuant<B>,
+    /// Output quantisation.
+    pub output: QParams,
+    /// Fused activation.
+    pub activation: Activation,
+}
+
+/// A validated convolution.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QConv2d<'a> {
+    pub(crate) input: TensorId,
+    input_shape: Shape,
+    input_qparams: QParams,
+    geometry: Conv2dGeometry,
+    pub(crate) params: Conv2dParams,
+    weights: &'a [i8],
+    weight_scales: &'a [u8],
+    requant: QRequant<'a>,
+    output_shape: Shape,
+}
+
+pub(crate) fn prepare<'a>(
+    def: &Conv2dDef<&'a [u8]>,
+    cx: &Context<'_>,
+) -> Result<(QConv2d<'a>, TensorInfo), Error> {
+    let op = cx.op;
+    let input = cx.tensor(def.input)?;
+    let TensorShape::Image(input_shape) = input.shape else {
+        return Err(Error::ExpectedImage { op });
+    };
+    let geometry = def.geometry;
+    if geometry.in_ch != input_shape.channels {
+        return Err(Error::ShapeMismatch {
+            op,
+            expected: u32::from(geometry.in_ch),
+            got: u32::from(input_shape.channels),
+        });
+    }
+    let output_shape = geometry
+        .output(input.shape)
+        .and_then(TensorShape::image)
+        .filter(|s| s.checked_len().is_some_and(|n| u32::try_from(n).is_ok()))
+        .ok_or(cx.unsupported())?;
+    // The kernels pad every side alike; per-side padding is in the format for the layers that
+    // need it (SAME with an even kernel), and refused here until a kernel takes it.
+    let padding = geometry.padding.as_uniform().ok_or(cx.unsupported())?;
+    let params = Conv2dParams {
+        kernel_h: usize::from(geometry.kernel_h),
+        kernel_w: usize::from(geometry.kernel_w),
+        stride: usize::from(geometry.stride),
+        padding: usize::from(padding),
+    };
+    check_len(
+        op,
+        Buffer::Weights,
+        Some(geometry.weight_count()),
+        def.weights.len(),
+    )?;
+    let requant = channel_quant(
+        op,
+        usize::from(geometry.out_ch),
+        &def.quant,
+        input.qparams,
+        def.output,
+        def.activation,
+    )?;
+    let q = QConv2d {
+        input: def.input,
+        input_shape,
+        input_qparams: input.qparams,
+        geometry,
+        params,
+        weights: bytemuck::cast_slice(def.weights),
+        weight_scales: def.quant.weight_scales,
+        requant,
+        output_shape,
+    };
+    let out = TensorInfo {
+        shape: TensorShape::Image(output_shape),
+        qparams: def.output,
+    };
+    Ok((q, out))
+}
+
+impl<'a> QConv2d<'a> {
+    /// The input tensor.
+    pub fn input(&self) -> TensorId {
+        self.input
+    }
+
+    /// Shape of the input image.
+    pub fn input_shape(&self) -> Shape {
+        self.input_shape
+    }
+
+    /// Quantisation of the input.
+    pub fn input_qparams(&self) -> QParams {
+        self.input_qparams
+    }
+
+    /// Shape of the output image.
+    pub fn output_shape(&self) -> Shape {
+        self.output_shape
+    }
+
+    /// Channels, kernel, stride and padding.
+    pub fn geometry(&self) -> Conv2dGeometry {
+        self.geometry
+    }
+
+    /// The int8 weights, `[out_ch, in_ch, kernel_h, kernel_w]`.
+    pub fn weights(&self) -> &'a [i8] {
+        self.weights
+    }
+
+    /// The weight scale of each output channel (symmetric, zero point 0).
+    pub fn weight_scales(&self) -> impl Iterator<Item = f32> + 'a {
+        self.weight_scales.chunks_exact(4).map(le_f32)
+    }
+
+    /// Biases, requantisation multipliers and shifts, output zero point and clamp.
+    pub fn requant(&self) -> QRequant<'a> {
+        self.requant
+    }
+
+    /// Multiply-accumulates per inference: output elements times `in_ch * kernel_h * kernel_w`
+    /// (padded taps included).
+    pub fn macs(&self) -> u64 {
+        let out = u64::try_from(self.output_shape.len()).unwrap_or(u64::MAX);
+        out.saturating_mul(u64::try_from(self.geometry.taps()).unwrap_or(u64::MAX))
+    }
+
+    /// Bytes of parameters the kernel reads.
+    pub fn param_bytes(&self) -> usize {
+        self.weights.len()
+            + self.requant.bias.len()
+            + self.requant.multipliers.len()
+            + self.requant.shifts.len()
+    }
+
+    pub(crate) fn invoke(&self, input: &[i8], output: &mut [i8], work: &mut [i8]) {
+        conv2d_i8(
+            input,
+            self.input_shape,
+            self.input_qparams.zero_point,
+            self.weights,
+            &self.params,
+            &self.requant,
+            output,
+            work,
+        );
+    }
+
+    /// Runs the convolution and a 2x2, stride-2 max pooling after it in one kernel, writing the
+    /// pooling's output.
+    pub(crate) fn invoke_with_max_pool(&self, input: &[i8], output: &mut [i8], work: &mut [i8]) {
+        conv2d_max_pool2d_i8(
+            input,
+            self.input_shape,
+            self.input_qparams.zero_point,
+            self.weights,
+            &self.params,
+            &self.requant,
+            output,
+            work,
+        );
+    }
+}
