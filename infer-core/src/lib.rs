@@ -86,6 +86,8 @@ pub mod model;
 #[cfg(feature = "alloc")]
 pub mod owned;
 pub mod quant;
+/// Naive scalar reference kernels: the oracle for unit tests, proptests and integration tests.
+pub mod reference;
 
 pub use error::Error;
 pub use model::{IMAGE_LEN, IMAGE_SHAPE, MAX_CLASSES, Model, Prediction, QLayer};
