@@ -143,7 +143,7 @@ fn scale_down(x: i32, multiplier: i32, right_shift: i32) -> i32 {
 /// high multiply rounds to nearest with negative ties toward zero, the divide by a power of two
 /// rounds half away from zero). Integer-only; the arithmetic is done in `i32` and cannot
 /// overflow for parameters from [`AddParams::new`] (`|x - zp| <= 255`, so every intermediate is
-/// below `2^29` in magnitude); with hand-made out-of-range parameters it wraps.
+/// below `2^28` in magnitude); with hand-made out-of-range parameters it wraps.
 ///
 /// # Shapes
 ///
