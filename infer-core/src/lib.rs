@@ -87,6 +87,8 @@ pub mod model;
 pub mod ops;
 mod plan;
 pub mod quant;
+/// Naive scalar reference kernels: the oracle for unit tests, proptests and integration tests.
+pub mod reference;
 pub mod spec;
 
 pub use error::Error;

@@ -164,6 +164,29 @@ pub fn quantize_multiplier(real: f64) -> (i32, i32) {
     }
 }
 
+/// TFLite's `QuantizeMultiplierSmallerThanOneExp`, checked: the Q0.31 `(multiplier, shift)` of
+/// a real multiplier in `(0, 1)`, with `shift <= 0` (a pure right shift). The int8 `ADD`
+/// kernel's three multipliers are formed with it ([`crate::kernels::AddParams::new`]).
+///
+/// The steps are those of [`try_quantize_multiplier`]; TFLite then aborts (`TFLITE_CHECK`)
+/// unless `0 < real < 1` and the resulting shift is `<= 0`, which only fails for a `real` just
+/// under 1 whose multiplier rounds up to `2^31` and carries into `shift = 1`. Here each of those
+/// cases gives `None`. A `real` below `2^-32` flushes to `(0, 0)`, as in TFLite.
+///
+/// ```
+/// use infer_core::quant::try_quantize_multiplier_smaller_than_one;
+///
+/// assert_eq!(try_quantize_multiplier_smaller_than_one(0.25), Some((1 << 30, -1)));
+/// assert_eq!(try_quantize_multiplier_smaller_than_one(1.0), None);
+/// ```
+pub fn try_quantize_multiplier_smaller_than_one(real: f64) -> Option<(i32, i32)> {
+    if real.is_nan() || real <= 0.0 || real >= 1.0 {
+        return None;
+    }
+    let (multiplier, shift) = try_quantize_multiplier(real)?;
+    (shift <= 0).then_some((multiplier, shift))
+}
+
 /// The multiplier [`crate::Model::from_bytes`] expects for one output channel:
 /// `f64(input_scale) * f64(weight_scale) / f64(output_scale)`, as TFLite's
 /// `PopulateConvolutionQuantizationParams` computes it, quantised with
@@ -356,6 +379,44 @@ mod tests {
         assert_eq!(try_quantize_multiplier(f64::NAN), None);
         assert_eq!(quantize_multiplier(-0.5), (0, 0));
         assert_eq!(quantize_multiplier(f64::NAN), (0, 0));
+    }
+
+    #[test]
+    fn quantize_multiplier_smaller_than_one_table() {
+        // (real, expected): multiplier = round(q * 2^31) with real = q * 2^shift, q in [0.5, 1).
+        let table = [
+            (0.5, Some((1 << 30, 0))),
+            (0.25, Some((1 << 30, -1))),
+            (0.75, Some((3 << 29, 0))), // 0.75 * 2^31 = 1610612736
+            // 1/3 = 0.666.. * 2^-1: round(0.666.. * 2^31) = round(1431655765.33) = 1431655765
+            (1.0 / 3.0, Some((1_431_655_765, -1))),
+            // 0.1 = 0.8 * 2^-3: round(0.8000000000000000444 * 2^31) = round(1717986918.4)
+            (0.1, Some((1_717_986_918, -3))),
+            // 2^-20 (the ADD output multiplier for equal scales 0.5 and output 1):
+            // 0.5 * 2^-19 -> (2^30, -19)
+            (libm::ldexp(1.0, -20), Some((1 << 30, -19))),
+            // Smallest that survives: 2^-32 = 0.5 * 2^-31; 2^-33 flushes to zero (accepted).
+            (libm::ldexp(1.0, -32), Some((1 << 30, -31))),
+            (libm::ldexp(1.0, -33), Some((0, 0))),
+            // Just under 1: q * 2^31 rounds to 2^31, carries into shift 1: TFLite's CHECK fails.
+            (1.0 - f64::EPSILON, None),
+            // Just under 1 without the carry: 1 - 2^-31 = (2^31 - 1) * 2^-31.
+            (1.0 - libm::ldexp(1.0, -31), Some((i32::MAX, 0))),
+            // Outside (0, 1).
+            (1.0, None),
+            (1.5, None),
+            (0.0, None),
+            (-0.25, None),
+            (f64::NAN, None),
+            (f64::INFINITY, None),
+        ];
+        for (real, want) in table {
+            assert_eq!(
+                try_quantize_multiplier_smaller_than_one(real),
+                want,
+                "real={real}"
+            );
+        }
     }
 
     #[test]

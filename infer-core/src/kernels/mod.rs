@@ -11,6 +11,17 @@
 //! channel with [`crate::quant::multiply_by_quantized_multiplier`], add the output zero point and
 //! clamp to the fused activation range ([`QRequant`]).
 //!
+//! The other kernels:
+//!
+//! - [`add_i8`]: the int8 `ADD` of two tensors with their own quantisation (residual
+//!   connections), parameters from [`AddParams::new`];
+//! - [`leaky_relu_i8`]: the int8 `LEAKY_RELU`, parameters from [`LeakyReluParams::new`];
+//! - [`max_pool2d_i8`], [`avg_pool2d_i8`] and [`global_avg_pool_i8`]: pooling, the output
+//!   sharing the input's quantisation.
+//!
+//! [`crate::reference`] holds a plain scalar loop for each of `add_i8`, `leaky_relu_i8` and
+//! `global_avg_pool_i8`, against which the kernels are checked bit for bit.
+//!
 //! # How the kernels are fast without `unsafe` or intrinsics
 //!
 //! The hot loops are written so that the compiler's auto-vectoriser finds the int8 idioms of
@@ -64,14 +75,20 @@
 //! The idle part of [`crate::Model`]'s scratch buffer is lent as `work`; with the widened,
 //! padded input also stored there, im2col copies whole window rows without bounds tests.
 
+mod add;
 mod conv2d;
 mod dense;
+mod global_avg_pool;
+mod leaky_relu;
 mod pool;
 
 use conv2d::align_64;
 
+pub use add::{ADD_LEFT_SHIFT, AddParams, add_i8};
 pub use conv2d::{Conv2dParams, IM2COL_MIN_TAPS, conv2d_i8, conv2d_max_pool2d_i8, conv2d_work_len};
 pub use dense::dense_i8;
+pub use global_avg_pool::{GLOBAL_AVG_POOL_I32_MAX_LEN, global_avg_pool_i8};
+pub use leaky_relu::{LeakyReluParams, leaky_relu_i8};
 pub use pool::{Pool2dParams, avg_pool2d_i8, max_pool2d_i8};
 
 /// Per-output-channel requantisation of a conv or dense layer, read in place from a model file.
