@@ -25,26 +25,24 @@
 //! # let multipliers: Vec<u8> = (0..10).flat_map(|_| m.to_le_bytes()).collect();
 //! # let shifts = vec![s.to_le_bytes()[0]; 10];
 //! # let dense = DenseDef {
-//! #     in_dim: 784,
-//! #     out_dim: 10,
-//! #     weights: &weights,
+//! #     input: 1,
+//! #     geometry: infer_core::spec::DenseGeometry { in_dim: 784, out_dim: 10 },
+//! #     weights: &weights[..],
 //! #     quant: ChannelQuant {
-//! #         weight_scales: &weight_scales,
-//! #         bias: &[0; 40],
-//! #         multipliers: &multipliers,
-//! #         shifts: &shifts,
+//! #         weight_scales: &weight_scales[..],
+//! #         bias: &[0; 40][..],
+//! #         multipliers: &multipliers[..],
+//! #         shifts: &shifts[..],
 //! #     },
 //! #     output,
 //! #     activation: Activation::None,
 //! # };
-//! # let mut layers = heapless::Vec::new();
-//! # layers.push(LayerDef::Flatten).unwrap();
-//! # layers.push(LayerDef::Dense(dense)).unwrap();
+//! # // Written with borrowed bytes (the same encoding as `OwnedModel`, feature `alloc`).
 //! # let def = ModelDef {
 //! #     id: "doc",
 //! #     input_shape: Shape { channels: 1, height: 28, width: 28 },
 //! #     input,
-//! #     layers,
+//! #     ops: vec![OpDef::Flatten(FlattenDef { input: 0 }), OpDef::Dense(dense)],
 //! # };
 //! # let payload = postcard::to_allocvec(&def).unwrap();
 //! # let mut file = Header::for_payload(&payload).unwrap().to_bytes().to_vec();
@@ -53,7 +51,7 @@
 //! use infer_core::Model;
 //!
 //! // `model_bytes` would usually be `include_bytes!("../models/s5-cnn.fmq")`.
-//! let model = Model::from_bytes(model_bytes)?;
+//! let model: Model = Model::from_bytes(model_bytes)?;
 //! let mut scratch = [0_i8; 1024];
 //! assert!(model.scratch_len() <= scratch.len());
 //!

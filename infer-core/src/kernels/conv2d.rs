@@ -1148,7 +1148,9 @@ fn tap<'x>(acc: &mut [i32], inputs: impl Iterator<Item = &'x i8>, w: i16, zero_p
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::test_util::{OwnedRequant, arb_requant, naive_requant};
+    use crate::kernels::Pool2dParams;
+    use crate::kernels::test_util::{OwnedRequant, arb_requant};
+    use crate::reference;
     use proptest::prelude::*;
 
     fn one_channel_requant<'a>(bias: &'a [u8], multiplier: &'a [u8]) -> QRequant<'a> {
@@ -1251,55 +1253,6 @@ mod tests {
         assert_eq!(out, [6, 6, 7, 7, 4, 3, 1, 0]);
     }
 
-    /// The textbook loop over every output and every kernel tap, with explicit bounds checks.
-    fn naive_conv(
-        input: &[i8],
-        (in_ch, h, w): (usize, usize, usize),
-        zp: i32,
-        weights: &[i8],
-        (kh, kw, stride, pad): (usize, usize, usize, usize),
-        rq: &OwnedRequant,
-    ) -> Vec<i8> {
-        let out_ch = rq.bias.len();
-        let oh = (h + 2 * pad - kh) / stride + 1;
-        let ow = (w + 2 * pad - kw) / stride + 1;
-        let mut out = vec![0_i8; out_ch * oh * ow];
-        for o in 0..out_ch {
-            for y in 0..oh {
-                for x in 0..ow {
-                    let mut acc = rq.bias[o];
-                    for i in 0..in_ch {
-                        for ky in 0..kh {
-                            for kx in 0..kw {
-                                // Padded coordinates minus the padding; None = above/left.
-                                let (Some(iy), Some(ix)) = (
-                                    (y * stride + ky).checked_sub(pad),
-                                    (x * stride + kx).checked_sub(pad),
-                                ) else {
-                                    continue;
-                                };
-                                if iy >= h || ix >= w {
-                                    continue;
-                                }
-                                let wv = i32::from(weights[((o * in_ch + i) * kh + ky) * kw + kx]);
-                                let xv = i32::from(input[(i * h + iy) * w + ix]);
-                                acc = acc.wrapping_add(wv * (xv - zp));
-                            }
-                        }
-                    }
-                    out[(o * oh + y) * ow + x] = naive_requant(
-                        acc,
-                        rq.multipliers[o],
-                        rq.shifts[o],
-                        rq.output_zero_point,
-                        (rq.act_min, rq.act_max),
-                    );
-                }
-            }
-        }
-        out
-    }
-
     /// `((in_ch, h, w), (kh, kw, stride, padding), input, weights, requant)`
     type Case = (
         (usize, usize, usize),
@@ -1335,20 +1288,6 @@ mod tests {
             })
     }
 
-    /// 2x2 max pooling with stride 2 of `[channels, h, w]` values, the obvious way.
-    fn naive_max_pool(conv: &[i8], channels: usize, h: usize, w: usize) -> Vec<i8> {
-        let mut out = Vec::new();
-        for c in 0..channels {
-            for y in 0..h / 2 {
-                for x in 0..w / 2 {
-                    let at = |dy: usize, dx: usize| conv[(c * h + 2 * y + dy) * w + 2 * x + dx];
-                    out.push(at(0, 0).max(at(0, 1)).max(at(1, 0)).max(at(1, 1)));
-                }
-            }
-        }
-        out
-    }
-
     fn check_case((dims, geo, input, weights, rq): Case, zp: i32) -> Result<(), TestCaseError> {
         let (c, h, w) = dims;
         let (kh, kw, stride, padding) = geo;
@@ -1365,8 +1304,29 @@ mod tests {
         };
         let (oh, ow) = params.output_size(h, w).unwrap();
         let out_ch = rq.bias.len();
-        let want = naive_conv(&input, dims, zp, &weights, geo, &rq);
-        let want_pooled = naive_max_pool(&want, out_ch, oh, ow);
+        let mut want = vec![0_i8; out_ch * oh * ow];
+        reference::conv2d_i8(
+            &input,
+            shape,
+            zp,
+            &weights,
+            &params,
+            &rq.as_requant(),
+            &mut want,
+        );
+        let conv_shape = Shape {
+            channels: u16::try_from(out_ch).unwrap(),
+            height: u16::try_from(oh).unwrap(),
+            width: u16::try_from(ow).unwrap(),
+        };
+        let mut want_pooled = vec![0_i8; out_ch * (oh / 2) * (ow / 2)];
+        if oh >= 2 && ow >= 2 {
+            let pool = Pool2dParams {
+                kernel: 2,
+                stride: 2,
+            };
+            reference::max_pool2d_i8(&want, conv_shape, &pool, &mut want_pooled);
+        }
         let taps = c * kh * kw;
         let patch_bytes = 2 * taps.next_multiple_of(CHUNK);
         let padded_len = Geometry::new(shape, &params, false).unwrap().padded_len();

@@ -220,7 +220,8 @@ fn tail_dot(w: &[i8], x: &[i8], zero_point: i16) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::test_util::{OwnedRequant, arb_requant, naive_requant};
+    use crate::kernels::test_util::arb_requant;
+    use crate::reference;
     use proptest::prelude::*;
 
     #[test]
@@ -260,28 +261,6 @@ mod tests {
         assert_eq!(out, [67, -112]);
     }
 
-    /// The textbook loop: one output at a time, index arithmetic, no slicing tricks.
-    fn naive_dense(input: &[i8], zp: i32, weights: &[i8], rq: &OwnedRequant) -> Vec<i8> {
-        let in_dim = input.len();
-        (0..rq.bias.len())
-            .map(|o| {
-                let mut acc = rq.bias[o];
-                for i in 0..in_dim {
-                    let w = i32::from(weights[o * in_dim + i]);
-                    acc = acc.wrapping_add(w * (i32::from(input[i]) - zp));
-                }
-                let act = (rq.act_min, rq.act_max);
-                naive_requant(
-                    acc,
-                    rq.multipliers[o],
-                    rq.shifts[o],
-                    rq.output_zero_point,
-                    act,
-                )
-            })
-            .collect()
-    }
-
     proptest! {
         #[test]
         fn matches_naive(
@@ -293,7 +272,8 @@ mod tests {
             zp in -128_i32..=127,
         ) {
             let out_dim = rq.bias.len();
-            let want = naive_dense(&input, zp, &weights, &rq);
+            let mut want = vec![0_i8; out_dim];
+            reference::dense_i8(&input, zp, &weights, &rq.as_requant(), &mut want);
             // Without working space, and with room to widen the input (misaligned too).
             for work_len in [0, 200, 201] {
                 let mut out = vec![0_i8; out_dim];

@@ -19,8 +19,9 @@
 //! - [`max_pool2d_i8`], [`avg_pool2d_i8`] and [`global_avg_pool_i8`]: pooling, the output
 //!   sharing the input's quantisation.
 //!
-//! [`crate::reference`] holds a plain scalar loop for each of `add_i8`, `leaky_relu_i8` and
-//! `global_avg_pool_i8`, against which the kernels are checked bit for bit.
+//! [`crate::reference`] holds a plain scalar loop for each kernel (the fused
+//! `conv2d_max_pool2d_i8` is checked against its reference convolution and max pooling in
+//! turn), against which the kernels are checked bit for bit.
 //!
 //! # How the kernels are fast without `unsafe` or intrinsics
 //!
@@ -369,7 +370,6 @@ pub(crate) mod test_util {
     #[derive(Debug, Clone)]
     pub struct OwnedRequant {
         pub bias: Vec<i32>,
-        pub multipliers: Vec<i32>,
         pub shifts: Vec<i8>,
         pub output_zero_point: i32,
         pub act_min: i8,
@@ -411,21 +411,12 @@ pub(crate) mod test_util {
                     bias_bytes: bias.iter().flat_map(|b| b.to_le_bytes()).collect(),
                     multiplier_bytes: multipliers.iter().flat_map(|m| m.to_le_bytes()).collect(),
                     bias,
-                    multipliers,
                     shifts,
                     output_zero_point,
                     act_min: a.min(b),
                     act_max: a.max(b),
                 }
             })
-    }
-
-    /// Requantise one accumulator the plain way: widen, add the zero point, clamp.
-    pub fn naive_requant(acc: i32, multiplier: i32, shift: i8, out_zp: i32, act: (i8, i8)) -> i8 {
-        let scaled =
-            crate::quant::multiply_by_quantized_multiplier(acc, multiplier, i32::from(shift));
-        let v = (i64::from(scaled) + i64::from(out_zp)).clamp(i64::from(act.0), i64::from(act.1));
-        i8::try_from(v).unwrap()
     }
 }
 

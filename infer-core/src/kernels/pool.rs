@@ -234,6 +234,7 @@ pub fn avg_pool2d_i8(input: &[i8], input_shape: Shape, params: &Pool2dParams, ou
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reference;
     use proptest::prelude::*;
 
     #[test]
@@ -343,36 +344,26 @@ mod tests {
         assert_eq!(out, [1, -1, 1, -1]);
     }
 
+    /// The reference pooling of `[c, h, w]` values.
     fn naive_pool(
         input: &[i8],
         (c, h, w): (usize, usize, usize),
-        k: usize,
-        s: usize,
+        kernel: usize,
+        stride: usize,
         avg: bool,
     ) -> Vec<i8> {
-        let (oh, ow) = ((h - k) / s + 1, (w - k) / s + 1);
-        let mut out = Vec::new();
-        for ch in 0..c {
-            for y in 0..oh {
-                for x in 0..ow {
-                    let mut vals = Vec::new();
-                    for ky in 0..k {
-                        for kx in 0..k {
-                            vals.push(i64::from(input[(ch * h + y * s + ky) * w + x * s + kx]));
-                        }
-                    }
-                    let v = if avg {
-                        // Exact rational mean rounded half away from zero.
-                        let (sum, n) =
-                            (vals.iter().sum::<i64>(), i64::try_from(vals.len()).unwrap());
-                        let mag = (2 * sum.abs() + n) / (2 * n);
-                        if sum < 0 { -mag } else { mag }
-                    } else {
-                        *vals.iter().max().unwrap()
-                    };
-                    out.push(i8::try_from(v).unwrap());
-                }
-            }
+        let shape = Shape {
+            channels: u16::try_from(c).unwrap(),
+            height: u16::try_from(h).unwrap(),
+            width: u16::try_from(w).unwrap(),
+        };
+        let params = Pool2dParams { kernel, stride };
+        let (oh, ow) = params.output_size(h, w).unwrap();
+        let mut out = vec![0_i8; c * oh * ow];
+        if avg {
+            reference::avg_pool2d_i8(input, shape, &params, &mut out);
+        } else {
+            reference::max_pool2d_i8(input, shape, &params, &mut out);
         }
         out
     }
