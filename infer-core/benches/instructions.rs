@@ -10,8 +10,8 @@
 //! Instructions per image = the collected total / [`IMAGES`]. Without valgrind it just runs each
 //! model (the arguments name models; all three by default) and prints its first logits.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::hint::black_box;
 use std::path::Path;
@@ -44,7 +44,7 @@ fn main() {
     } else {
         ids
     };
-    let mut rng = common::Lcg::new(5);
+    let mut rng = support::Lcg::new(5);
     let images: Vec<[u8; IMAGE_LEN]> = (0..IMAGES)
         .map(|_| rng.pixels(IMAGE_LEN).try_into().expect("IMAGE_LEN pixels"))
         .collect();
@@ -53,12 +53,12 @@ fn main() {
         let bytes = std::fs::read(models.join(format!("{id}.fmq"))).unwrap_or_else(|_| {
             eprintln!("{id}: no model file, using random parameters");
             match id.as_str() {
-                "s5-cnn" => common::cnn_model().to_bytes(),
-                "s3-lenet-base" => common::lenet_model().to_bytes(),
+                "s5-cnn" => support::cnn_model().to_bytes().expect("encodes"),
+                "s3-lenet-base" => support::lenet_model().to_bytes().expect("encodes"),
                 _ => panic!("no model file and no synthetic stand-in for {id}"),
             }
         });
-        let model = Model::from_bytes(&bytes).expect("model loads");
+        let model: Model = Model::from_bytes(&bytes).expect("model loads");
         let mut scratch = vec![0_i8; model.scratch_len()];
         let classes = run_images(&model, &images, &mut scratch);
         println!(

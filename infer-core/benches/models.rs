@@ -4,10 +4,10 @@
 //! (`Model::macs` per image). Run: `cargo bench -p infer-core --bench models`.
 //!
 //! A model whose file is missing is replaced by one with the same shapes and random parameters
-//! (`tests/common`), benched as `<id>-synthetic`, so kernel work can be timed before training.
+//! (`tests/support`), benched as `<id>-synthetic`, so kernel work can be timed before training.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::hint::black_box;
 use std::io::Read;
@@ -54,10 +54,13 @@ fn bench_models(c: &mut Criterion) {
                     "{id}: {} not found, benching random parameters",
                     path.display()
                 );
-                (format!("{id}-synthetic"), synthetic(id).to_bytes())
+                (
+                    format!("{id}-synthetic"),
+                    synthetic(id).to_bytes().expect("encodes"),
+                )
             }
         };
-        let model = Model::from_bytes(&bytes).expect("model loads");
+        let model: Model = Model::from_bytes(&bytes).expect("model loads");
         let mut scratch = vec![0i8; model.scratch_len()];
         group.throughput(Throughput::Elements(model.macs()));
         let mut next = 0;
@@ -76,10 +79,10 @@ fn bench_models(c: &mut Criterion) {
 }
 
 /// A model with the shapes of `id` and random parameters.
-fn synthetic(id: &str) -> common::OwnedModel {
+fn synthetic(id: &str) -> infer_core::format::OwnedModel {
     match id {
-        "s5-cnn" => common::cnn_model(),
-        "s3-lenet-base" => common::lenet_model(),
+        "s5-cnn" => support::cnn_model(),
+        "s3-lenet-base" => support::lenet_model(),
         _ => panic!("no synthetic stand-in for {id}"),
     }
 }

@@ -755,7 +755,7 @@ mod tests {
 
     #[test]
     fn carve_gives_disjoint_regions_and_the_rest() {
-        let mut s: [i8; 10] = core::array::from_fn(|i| i as i8);
+        let mut s: [i8; 10] = core::array::from_fn(|i| i8::try_from(i).unwrap());
         let (out, work, rest) = carve(&mut s, (6, 2), (1, 3));
         assert_eq!((&*out, &*work), (&[6_i8, 7][..], &[1_i8, 2, 3][..]));
         assert_eq!(rest.get(4, 2), &[4, 5]);

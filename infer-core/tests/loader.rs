@@ -1,42 +1,117 @@
 //! `Model::from_bytes` validation and `Model::predict` end to end, on models built in the test
-//! (see `common`), against a plain reference implementation of the whole network.
+//! from the crate's own format types (see `support`), against `infer_core::reference::run_model`
+//! (every op run by its naive reference kernel, every tensor in its own block).
 
-mod common;
+mod support;
 
-use common::{
-    Builder, Lcg, MNIST_SHAPE, OwnedLayer, OwnedModel, PIXEL_Q, cnn_model, file, lenet_model, q,
-    reference_argmax, reference_forward, standard_model, tiny_model,
-};
 use infer_core::error::Buffer;
-use infer_core::format::{Activation, HEADER_LEN, Pool2dDef, QParams, Shape};
-use infer_core::model::{LayerKind, TensorShape};
-use infer_core::{Error, Model};
+use infer_core::format::{
+    Activation, AvgPool2dDef, FlattenDef, HEADER_LEN, MaxPool2dDef, OpDef, OpKind, OwnedModel,
+    Padding, QParams, Shape, TensorId, TensorShape,
+};
+use infer_core::ops::QOp;
+use infer_core::spec::Pool2dGeometry;
+use infer_core::{Error, Model, reference};
 use proptest::prelude::*;
+use support::{
+    Builder, Dims, Lcg, MNIST_SHAPE, PIXEL_Q, cnn_model, file, lenet_model, payload, q, quant_mut,
+    standard_model, tiny_model,
+};
 
 fn load(bytes: &[u8]) -> Result<Model<'_>, Error> {
     Model::from_bytes(bytes)
 }
 
-/// Loads `model` and returns the error, or panics if it loads.
+/// Encodes `model`, loads it and returns the error, or panics if it loads.
 fn load_err(model: &OwnedModel) -> Error {
-    let bytes = model.to_bytes();
-    Model::from_bytes(&bytes).expect_err("model should be rejected")
+    let bytes = model.to_bytes().unwrap();
+    load(&bytes).expect_err("model should be rejected")
+}
+
+/// The logits of the reference interpreter.
+fn reference_logits<const N: usize>(model: &Model<'_, N>, pixels: &[u8]) -> Vec<i8> {
+    let mut tensors = vec![0_i8; reference::tensors_len(model)];
+    reference::run_model(model, pixels, &mut tensors)
+        .unwrap()
+        .to_vec()
+}
+
+/// Index of the largest logit, the lowest among ties.
+fn argmax(logits: &[i8]) -> usize {
+    let mut best = 0;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > logits[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Runs `model` with exactly `scratch_len` bytes, one fewer, and many more (dirty), and checks
+/// the logits against the reference.
+fn check_predict<const N: usize>(model: &Model<'_, N>, pixels: &[u8]) -> Vec<i8> {
+    let want = reference_logits(model, pixels);
+    let n = model.scratch_len();
+    let mut exact = vec![0_i8; n];
+    let p = model.predict_raw(pixels, &mut exact).unwrap();
+    assert_eq!(p.logits, &want[..]);
+    assert_eq!(p.class, argmax(&want));
+    if n > 0 {
+        let mut short = vec![0_i8; n - 1];
+        assert_eq!(
+            model.predict_raw(pixels, &mut short),
+            Err(Error::ScratchTooSmall { needed: n })
+        );
+    }
+    let mut big = vec![0x55_i8; n + 4096];
+    let p = model.predict_raw(pixels, &mut big).unwrap();
+    assert_eq!(p.logits, &want[..]);
+    want
 }
 
 /// If `bytes` load, the model must run on a random input and agree with the reference.
 fn check_loaded_model_runs(bytes: &[u8], seed: u64) {
-    let Ok(model) = Model::from_bytes(bytes) else {
+    let Ok(model) = load(bytes) else {
         return;
     };
-    let payload = &bytes[HEADER_LEN..];
-    let def: infer_core::format::ModelDef<'_> = postcard::from_bytes(payload).unwrap();
-    let owned = OwnedModel::from_def(&def);
     let pixels = Lcg::new(seed).pixels(model.input_len());
+    let want = reference_logits(&model, &pixels);
     let mut scratch = vec![0_i8; model.scratch_len()];
     let prediction = model.predict_raw(&pixels, &mut scratch).unwrap();
-    let want = reference_forward(&owned, &pixels);
     assert_eq!(prediction.logits, &want[..]);
-    assert_eq!(prediction.class, reference_argmax(&want));
+    assert_eq!(prediction.class, argmax(&want));
+}
+
+/// The largest `input + output` bytes of any step of a chain (every op reads the tensor
+/// before it), a conv and the 2x2, stride-2 max pooling after it counting as one step (input
+/// + conv output); a flatten moves nothing. The scratch a chain needs.
+fn chain_scratch(model: &OwnedModel, dims: &[Dims]) -> usize {
+    let len = |t: usize| dims[t].len();
+    let two = Pool2dGeometry {
+        kernel: 2,
+        stride: 2,
+    };
+    let mut most = len(0);
+    let mut i = 0;
+    while i < model.ops.len() {
+        let fused = matches!(model.ops[i], OpDef::Conv2d(_))
+            && matches!(&model.ops.get(i + 1), Some(OpDef::MaxPool2d(p)) if p.geometry == two);
+        let step = match model.ops[i] {
+            OpDef::Flatten(_) => 0,
+            _ => len(i) + len(i + 1),
+        };
+        most = most.max(step);
+        i += if fused { 2 } else { 1 };
+    }
+    most
+}
+
+fn image(channels: u16, height: u16, width: u16) -> TensorShape {
+    TensorShape::Image(Shape {
+        channels,
+        height,
+        width,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -44,7 +119,7 @@ fn check_loaded_model_runs(bytes: &[u8], seed: u64) {
 
 #[test]
 fn standard_model_loads_with_expected_summary() {
-    let bytes = standard_model().to_bytes();
+    let bytes = standard_model().to_bytes().unwrap();
     let model = load(&bytes).unwrap();
     assert_eq!(model.id(), "test-model");
     assert_eq!(model.input_shape(), MNIST_SHAPE);
@@ -52,26 +127,19 @@ fn standard_model_loads_with_expected_summary() {
     assert_eq!(model.input_qparams(), PIXEL_Q);
     assert_eq!(model.output_qparams(), q(0.1, 3));
     assert_eq!(model.num_classes(), 10);
-    let kinds: Vec<_> = model.layers().iter().map(|l| l.kind()).collect();
+    let kinds: Vec<_> = model.ops().iter().map(|o| o.kind()).collect();
     assert_eq!(
         kinds,
         [
-            LayerKind::Conv2d,
-            LayerKind::MaxPool2d,
-            LayerKind::Conv2d,
-            LayerKind::AvgPool2d,
-            LayerKind::Flatten,
-            LayerKind::Dense
+            OpKind::Conv2d,
+            OpKind::MaxPool2d,
+            OpKind::Conv2d,
+            OpKind::AvgPool2d,
+            OpKind::Flatten,
+            OpKind::Dense
         ]
     );
-    let image = |channels, height, width| {
-        TensorShape::Image(Shape {
-            channels,
-            height,
-            width,
-        })
-    };
-    let outputs: Vec<_> = model.layers().iter().map(|l| l.output_shape()).collect();
+    let outputs: Vec<_> = model.ops().iter().map(|o| o.output().shape).collect();
     assert_eq!(
         outputs,
         [
@@ -84,11 +152,23 @@ fn standard_model_loads_with_expected_summary() {
         ]
     );
     // ReLU: [max(-128, zp), 127]; ReLU6 with scale 0.05, zp -128: -128 + 120 = -8.
-    assert_eq!(model.layers()[0].activation_range(), (-100, 127));
-    assert_eq!(model.layers()[2].activation_range(), (-128, -8));
-    assert_eq!(model.layers()[5].activation_range(), (-128, 127));
+    let range = |i: usize| match model.ops()[i].op() {
+        QOp::Conv2d(c) => (c.requant().act_min, c.requant().act_max),
+        QOp::Dense(d) => (d.requant().act_min, d.requant().act_max),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(range(0), (-100, 127));
+    assert_eq!(range(2), (-128, -8));
+    assert_eq!(range(5), (-128, 127));
     // Pooling keeps the input's quantisation.
-    assert_eq!(model.layers()[1].output_qparams(), q(0.02, -100));
+    assert_eq!(model.ops()[1].output().qparams, q(0.02, -100));
+    // The first conv and its 2x2 max pooling run as one kernel; the conv's output is never
+    // stored. The second conv is followed by an average pooling: no fusion.
+    assert_eq!(model.ops()[0].output_offset(), None);
+    assert!(model.ops()[0].runs());
+    assert!(!model.ops()[1].runs());
+    assert!(model.ops()[2].output_offset().is_some());
+    assert!(!model.ops()[4].runs()); // flatten
     // conv1: 3136 outputs * 1 * 9; conv2: 216 * 4 * 9; dense: 54 * 10.
     assert_eq!(model.macs(), 28_224 + 7_776 + 540);
     // weights + 9 bytes (bias, multiplier, shift) per output channel
@@ -96,16 +176,13 @@ fn standard_model_loads_with_expected_summary() {
         model.param_bytes(),
         (36 + 4 * 9) + (216 + 6 * 9) + (540 + 10 * 9)
     );
-    // Largest input + output: conv1 (784 + 3136) and maxpool (3136 + 784).
+    // Largest input + output: conv1 with its pooling (784 + 3136).
     assert_eq!(model.scratch_len(), 3920);
-    // from_def on the decoded definition is the same model.
-    let owned = standard_model();
-    assert_eq!(Model::from_def(&owned.def()).unwrap(), model);
 }
 
 #[test]
 fn tiny_model_loads() {
-    let bytes = tiny_model().to_bytes();
+    let bytes = tiny_model().to_bytes().unwrap();
     let model = load(&bytes).unwrap();
     assert_eq!(model.num_classes(), 4);
     assert_eq!(model.input_len(), 50);
@@ -115,18 +192,20 @@ fn tiny_model_loads() {
 
 #[test]
 fn model_of_only_flattens_is_valid_and_copies_the_input() {
-    let mut m = Builder::new(
-        Shape {
-            channels: 1,
-            height: 2,
-            width: 2,
-        },
-        PIXEL_Q,
-        1,
-    )
-    .build();
-    m.layers = vec![OwnedLayer::Flatten; infer_core::format::MAX_LAYERS];
-    let bytes = m.to_bytes();
+    let shape = Shape {
+        channels: 1,
+        height: 2,
+        width: 2,
+    };
+    let mut m = Builder::new(shape, PIXEL_Q, 1).build();
+    m.ops = (0..infer_core::DEFAULT_MAX_OPS)
+        .map(|i| {
+            OpDef::Flatten(FlattenDef {
+                input: TensorId::try_from(i).unwrap(),
+            })
+        })
+        .collect();
+    let bytes = m.to_bytes().unwrap();
     let model = load(&bytes).unwrap();
     assert_eq!(model.scratch_len(), 4);
     let mut scratch = [0_i8; 4];
@@ -142,40 +221,84 @@ fn model_of_only_flattens_is_valid_and_copies_the_input() {
 
 #[test]
 fn bad_magic() {
-    let mut bytes = standard_model().to_bytes();
+    let mut bytes = standard_model().to_bytes().unwrap();
     bytes[0] = b'X';
     assert_eq!(load(&bytes), Err(Error::BadMagic));
 }
 
 #[test]
-fn bad_version() {
-    let mut bytes = standard_model().to_bytes();
-    bytes[4..6].copy_from_slice(&2_u16.to_le_bytes());
-    assert_eq!(load(&bytes), Err(Error::UnsupportedVersion(2)));
+fn format_v1_and_other_versions() {
+    let mut bytes = standard_model().to_bytes().unwrap();
+    bytes[4..6].copy_from_slice(&1_u16.to_le_bytes());
+    assert_eq!(load(&bytes), Err(Error::FormatV1));
+    for version in [0_u16, 3, 0x0200, u16::MAX] {
+        bytes[4..6].copy_from_slice(&version.to_le_bytes());
+        assert_eq!(load(&bytes), Err(Error::UnsupportedVersion(version)));
+    }
+}
+
+#[test]
+fn format_v1_file_is_refused_whatever_its_payload() {
+    // A v1 header (version 1) in front of a v1-like payload, and in front of a valid v2 one:
+    // the version decides, before the payload is looked at.
+    let v1 = |payload: &[u8]| {
+        let mut bytes = file(payload);
+        bytes[4..6].copy_from_slice(&1_u16.to_le_bytes());
+        bytes
+    };
+    assert_eq!(load(&v1(&[0xff; 40])), Err(Error::FormatV1));
+    assert_eq!(load(&v1(&payload(&standard_model()))), Err(Error::FormatV1));
+    assert_eq!(load(&v1(&[])), Err(Error::FormatV1));
 }
 
 #[test]
 fn reserved_bytes_must_be_zero() {
-    let mut bytes = standard_model().to_bytes();
+    let mut bytes = standard_model().to_bytes().unwrap();
     bytes[6] = 1;
     assert_eq!(load(&bytes), Err(Error::Reserved));
 }
 
 #[test]
+fn header_checks_in_order() {
+    // Each check's error wins over every later one: magic, version, reserved, payload length,
+    // checksum.
+    let good = standard_model().to_bytes().unwrap();
+    let mut bytes = good.clone();
+    bytes.pop(); // payload length
+    bytes[12] ^= 1; // checksum
+    bytes[7] = 1; // reserved
+    bytes[4] = 9; // version
+    bytes[0] = b'X'; // magic
+    assert_eq!(load(&bytes), Err(Error::BadMagic));
+    bytes[0] = good[0];
+    assert_eq!(load(&bytes), Err(Error::UnsupportedVersion(9)));
+    bytes[4] = 1;
+    assert_eq!(load(&bytes), Err(Error::FormatV1));
+    bytes[4] = good[4];
+    assert_eq!(load(&bytes), Err(Error::Reserved));
+    bytes[7] = 0;
+    assert!(matches!(load(&bytes), Err(Error::PayloadLength { .. })));
+    bytes.push(*good.last().unwrap());
+    assert!(matches!(load(&bytes), Err(Error::Checksum { .. })));
+    bytes[12] ^= 1;
+    assert!(load(&bytes).is_ok());
+}
+
+#[test]
 fn bad_crc() {
-    let mut bytes = standard_model().to_bytes();
+    let mut bytes = standard_model().to_bytes().unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0x01;
     assert!(matches!(load(&bytes), Err(Error::Checksum { .. })));
     // And a wrong stored CRC over an intact payload.
-    let mut bytes = standard_model().to_bytes();
+    let mut bytes = standard_model().to_bytes().unwrap();
     bytes[12] ^= 0xff;
     assert!(matches!(load(&bytes), Err(Error::Checksum { .. })));
 }
 
 #[test]
 fn every_truncation_is_an_error() {
-    let bytes = standard_model().to_bytes();
+    let bytes = standard_model().to_bytes().unwrap();
     for len in 0..bytes.len() {
         let err = load(&bytes[..len]).expect_err("truncated file must not load");
         if len < HEADER_LEN {
@@ -194,7 +317,7 @@ fn every_truncation_is_an_error() {
 
 #[test]
 fn every_truncated_payload_with_a_consistent_header_is_an_error() {
-    let payload = standard_model().payload();
+    let payload = payload(&standard_model());
     for len in 0..payload.len() {
         let bytes = file(&payload[..len]);
         assert!(
@@ -206,11 +329,11 @@ fn every_truncated_payload_with_a_consistent_header_is_an_error() {
 
 #[test]
 fn trailing_payload_bytes() {
-    let mut payload = standard_model().payload();
+    let mut payload = payload(&standard_model());
     payload.extend_from_slice(&[0, 0]);
     assert_eq!(load(&file(&payload)), Err(Error::TrailingBytes(2)));
     // ... and bytes after the payload that the header does not count.
-    let mut bytes = standard_model().to_bytes();
+    let mut bytes = standard_model().to_bytes().unwrap();
     bytes.push(0);
     let payload_len = bytes.len() - HEADER_LEN;
     assert_eq!(
@@ -226,76 +349,155 @@ fn trailing_payload_bytes() {
 fn garbage_payload_is_a_decode_error() {
     assert_eq!(load(&file(&[0xff; 40])), Err(Error::Decode));
     assert_eq!(load(&file(&[])), Err(Error::Decode));
+    // A valid prefix whose op list names an unknown op (variant 100).
+    let mut m = tiny_model();
+    m.ops.truncate(1);
+    let mut p = payload(&m);
+    let count_at = p.len() - postcard::to_allocvec(&m.ops[0]).unwrap().len() - 1;
+    assert_eq!(p[count_at], 1);
+    p.truncate(count_at);
+    p.extend_from_slice(&[1, 100, 0]);
+    assert_eq!(load(&file(&p)), Err(Error::Decode));
 }
 
-#[test]
-fn too_many_layers() {
+/// `n` flattens on a 1x2x2 input, each reading the tensor before it.
+fn flattens(n: usize) -> OwnedModel {
     let shape = Shape {
         channels: 1,
         height: 2,
         width: 2,
     };
-    // The fields before the layer list, then the list: a varint count and `Flatten`s (variant
-    // index 4, one byte each).
-    let flattens = |count: u8| {
-        let mut payload = postcard::to_allocvec(&("x", shape, PIXEL_Q)).unwrap();
-        payload.push(count);
-        payload.extend(std::iter::repeat_n(4_u8, usize::from(count)));
-        file(&payload)
-    };
-    assert!(load(&flattens(32)).is_ok());
-    assert_eq!(load(&flattens(33)), Err(Error::TooManyLayers));
-    assert_eq!(load(&flattens(100)), Err(Error::TooManyLayers));
+    let mut m = Builder::new(shape, PIXEL_Q, 1).build();
+    m.ops = (0..n)
+        .map(|i| {
+            OpDef::Flatten(FlattenDef {
+                input: TensorId::try_from(i).unwrap(),
+            })
+        })
+        .collect();
+    m
 }
 
 #[test]
-fn no_layers() {
+fn too_many_ops_for_the_model_type() {
+    let bytes = flattens(16).to_bytes().unwrap();
+    assert!(Model::<16>::from_bytes(&bytes).is_ok());
+    assert_eq!(
+        Model::<15>::from_bytes(&bytes),
+        Err(Error::TooManyOps { capacity: 15 })
+    );
+    let bytes = flattens(17).to_bytes().unwrap();
+    assert_eq!(load(&bytes), Err(Error::TooManyOps { capacity: 16 }));
+    assert!(Model::<64>::from_bytes(&bytes).is_ok());
+    let bytes = flattens(65).to_bytes().unwrap();
+    assert_eq!(
+        Model::<64>::from_bytes(&bytes),
+        Err(Error::TooManyOps { capacity: 64 })
+    );
+    // The plan's bookkeeping holds 255 ops (256 tensors).
+    let bytes = flattens(255).to_bytes().unwrap();
+    assert!(Model::<255>::from_bytes(&bytes).is_ok());
+    let bytes = flattens(256).to_bytes().unwrap();
+    assert!(matches!(
+        Model::<256>::from_bytes(&bytes),
+        Err(Error::TooManyOps { .. })
+    ));
+}
+
+#[test]
+fn a_model_larger_than_the_default_runs_as_model_64() {
+    // 8 convs with 1x1 pooling after each (17 ops with the dense): too many for `Model`.
+    let shape = Shape {
+        channels: 2,
+        height: 6,
+        width: 6,
+    };
+    let mut b = Builder::new(shape, q(0.02, -3), 4);
+    for i in 0..8 {
+        let zp = [-128, 0, 5][i % 3];
+        b = b
+            .conv(3, (3, 1, 1), q(0.05, zp), Activation::Relu)
+            .max_pool(1, 1);
+    }
+    let owned = b.flatten().dense(7, q(0.2, 1), Activation::None).build();
+    assert_eq!(owned.ops.len(), 18);
+    let bytes = owned.to_bytes().unwrap();
+    assert_eq!(load(&bytes), Err(Error::TooManyOps { capacity: 16 }));
+    let model = Model::<64>::from_bytes(&bytes).unwrap();
+    let mut rng = Lcg::new(8);
+    for _ in 0..5 {
+        check_predict(&model, &rng.pixels(72));
+    }
+}
+
+#[test]
+fn no_ops() {
     let mut m = standard_model();
-    m.layers.clear();
-    assert_eq!(load_err(&m), Error::NoLayers);
+    m.ops.clear();
+    assert_eq!(load_err(&m), Error::NoOps);
 }
 
 // ---------------------------------------------------------------------------------------------
-// Layer validation errors
+// Op validation errors
+
+#[test]
+fn bad_tensor_ref() {
+    let set_input = |op: usize, tensor: TensorId| {
+        let mut m = standard_model();
+        match &mut m.ops[op] {
+            OpDef::Conv2d(c) => c.input = tensor,
+            OpDef::Dense(d) => d.input = tensor,
+            OpDef::MaxPool2d(p) => p.input = tensor,
+            OpDef::AvgPool2d(p) => p.input = tensor,
+            OpDef::Flatten(f) => f.input = tensor,
+        }
+        load_err(&m)
+    };
+    // Its own tensor (op i makes tensor i + 1), a later one, one past the last, the largest id.
+    assert_eq!(set_input(0, 1), Error::BadTensorRef { op: 0, tensor: 1 });
+    assert_eq!(set_input(2, 3), Error::BadTensorRef { op: 2, tensor: 3 });
+    assert_eq!(set_input(2, 5), Error::BadTensorRef { op: 2, tensor: 5 });
+    assert_eq!(set_input(4, 7), Error::BadTensorRef { op: 4, tensor: 7 });
+    assert_eq!(
+        set_input(5, TensorId::MAX),
+        Error::BadTensorRef {
+            op: 5,
+            tensor: TensorId::MAX
+        }
+    );
+    // An earlier tensor of the wrong shape is a shape error, not a bad reference.
+    assert_eq!(set_input(5, 0), Error::ExpectedFlat { op: 5 });
+}
 
 #[test]
 fn multiplier_mismatch() {
     let mut m = standard_model();
-    // Dense layer (index 5), channel 3: multiplier off by one.
-    let quant = m.layers[5].quant_mut();
-    let old = quant.multiplier(3);
+    // Dense op (index 5), channel 3: multiplier off by one.
+    let quant = quant_mut(&mut m.ops[5]);
+    let old = i32::from_le_bytes(quant.multipliers[12..16].try_into().unwrap());
     quant.multipliers[12..16].copy_from_slice(&(old + 1).to_le_bytes());
     assert_eq!(
         load_err(&m),
-        Error::MultiplierMismatch {
-            layer: 5,
-            channel: 3
-        }
+        Error::MultiplierMismatch { op: 5, channel: 3 }
     );
 
-    // Conv layer 2, channel 0: shift off by one.
+    // Conv op 2, channel 0: shift off by one.
     let mut m = standard_model();
-    let quant = m.layers[2].quant_mut();
+    let quant = quant_mut(&mut m.ops[2]);
     quant.shifts[0] = quant.shifts[0].wrapping_add(1);
     assert_eq!(
         load_err(&m),
-        Error::MultiplierMismatch {
-            layer: 2,
-            channel: 0
-        }
+        Error::MultiplierMismatch { op: 2, channel: 0 }
     );
 
     // A weight scale changed without re-deriving the multiplier.
     let mut m = standard_model();
-    let quant = m.layers[0].quant_mut();
+    let quant = quant_mut(&mut m.ops[0]);
     let ws = f32::from_le_bytes(quant.weight_scales[4..8].try_into().unwrap()) * 1.5;
     quant.weight_scales[4..8].copy_from_slice(&ws.to_le_bytes());
     assert_eq!(
         load_err(&m),
-        Error::MultiplierMismatch {
-            layer: 0,
-            channel: 1
-        }
+        Error::MultiplierMismatch { op: 0, channel: 1 }
     );
 }
 
@@ -303,13 +505,13 @@ fn multiplier_mismatch() {
 fn shape_mismatch() {
     // Dense in_dim disagrees with the flattened 54 features.
     let mut m = standard_model();
-    if let OwnedLayer::Dense { in_dim, .. } = &mut m.layers[5] {
-        *in_dim = 50;
+    if let OpDef::Dense(d) = &mut m.ops[5] {
+        d.geometry.in_dim = 50;
     }
     assert_eq!(
         load_err(&m),
         Error::ShapeMismatch {
-            layer: 5,
+            op: 5,
             expected: 50,
             got: 54
         }
@@ -317,14 +519,14 @@ fn shape_mismatch() {
 
     // Conv in_ch disagrees with the 4 channels coming in (weights still consistent with in_ch).
     let mut m = standard_model();
-    if let OwnedLayer::Conv { in_ch, weights, .. } = &mut m.layers[2] {
-        *in_ch = 5;
-        weights.resize(6 * 5 * 9, 0);
+    if let OpDef::Conv2d(c) = &mut m.ops[2] {
+        c.geometry.in_ch = 5;
+        c.weights.resize(6 * 5 * 9, 0);
     }
     assert_eq!(
         load_err(&m),
         Error::ShapeMismatch {
-            layer: 2,
+            op: 2,
             expected: 5,
             got: 4
         }
@@ -333,50 +535,69 @@ fn shape_mismatch() {
 
 #[test]
 fn dense_needs_flatten_and_conv_needs_image() {
+    // Without the Flatten (the dense now reads the 6x3x3 avg pool's output).
     let mut m = standard_model();
-    m.layers.remove(4); // the Flatten
-    assert_eq!(load_err(&m), Error::ExpectedFlat { layer: 4 });
+    m.ops.remove(4);
+    if let OpDef::Dense(d) = &mut m.ops[4] {
+        d.input = 4;
+    }
+    assert_eq!(load_err(&m), Error::ExpectedFlat { op: 4 });
 
-    let m = Builder::new(MNIST_SHAPE, PIXEL_Q, 3).flatten().build();
-    let mut with_conv = Builder::new(MNIST_SHAPE, PIXEL_Q, 3)
+    let m = Builder::new(MNIST_SHAPE, PIXEL_Q, 3)
+        .flatten()
         .conv(2, (3, 1, 0), q(0.1, 0), Activation::None)
         .build();
-    let mut layers = m.layers.clone();
-    layers.append(&mut with_conv.layers);
-    with_conv.layers = layers;
-    assert_eq!(load_err(&with_conv), Error::ExpectedImage { layer: 1 });
+    assert_eq!(load_err(&m), Error::ExpectedImage { op: 1 });
 
     let mut pool_after_flatten = standard_model();
-    pool_after_flatten.layers.insert(
-        5,
-        OwnedLayer::MaxPool(Pool2dDef {
-            kernel: 1,
-            stride: 1,
-        }),
-    );
+    let geometry = Pool2dGeometry {
+        kernel: 1,
+        stride: 1,
+    };
+    pool_after_flatten
+        .ops
+        .insert(5, OpDef::MaxPool2d(MaxPool2dDef { input: 5, geometry }));
     assert_eq!(
         load_err(&pool_after_flatten),
-        Error::ExpectedImage { layer: 5 }
+        Error::ExpectedImage { op: 5 }
     );
+    let mut avg_after_flatten = standard_model();
+    avg_after_flatten
+        .ops
+        .insert(5, OpDef::AvgPool2d(AvgPool2dDef { input: 5, geometry }));
+    assert_eq!(load_err(&avg_after_flatten), Error::ExpectedImage { op: 5 });
 }
 
 #[test]
 fn buffer_lengths() {
     let mut m = standard_model();
-    if let OwnedLayer::Conv { weights, .. } = &mut m.layers[0] {
-        weights.pop();
+    if let OpDef::Conv2d(c) = &mut m.ops[0] {
+        c.weights.pop();
     }
     assert_eq!(
         load_err(&m),
         Error::BufferLength {
-            layer: 0,
+            op: 0,
             buffer: Buffer::Weights,
             expected: 36,
             got: 35
         }
     );
+    let mut m = standard_model();
+    if let OpDef::Dense(d) = &mut m.ops[5] {
+        d.weights.push(0);
+    }
+    assert_eq!(
+        load_err(&m),
+        Error::BufferLength {
+            op: 5,
+            buffer: Buffer::Weights,
+            expected: 540,
+            got: 541
+        }
+    );
 
-    type Field = fn(&mut common::OwnedQuant) -> &mut Vec<u8>;
+    type Field = fn(&mut infer_core::format::ChannelQuant<Vec<u8>>) -> &mut Vec<u8>;
     let cases: [(Buffer, Field, usize); 4] = [
         (Buffer::WeightScales, |q| &mut q.weight_scales, 40),
         (Buffer::Bias, |q| &mut q.bias, 40),
@@ -385,11 +606,11 @@ fn buffer_lengths() {
     ];
     for (buffer, field, expected) in cases {
         let mut m = standard_model();
-        field(m.layers[5].quant_mut()).push(0);
+        field(quant_mut(&mut m.ops[5])).push(0);
         assert_eq!(
             load_err(&m),
             Error::BufferLength {
-                layer: 5,
+                op: 5,
                 buffer,
                 expected,
                 got: expected + 1
@@ -402,12 +623,12 @@ fn buffer_lengths() {
 fn bad_quant_params() {
     let set_output = |q: QParams| {
         let mut m = standard_model();
-        if let OwnedLayer::Dense { output, .. } = &mut m.layers[5] {
-            *output = q;
+        if let OpDef::Dense(d) = &mut m.ops[5] {
+            d.output = q;
         }
         load_err(&m)
     };
-    let bad = Error::BadQuantParams { layer: 5 };
+    let bad = Error::BadQuantParams { op: 5 };
     assert_eq!(set_output(q(0.0, 0)), bad);
     assert_eq!(set_output(q(-0.1, 0)), bad);
     assert_eq!(set_output(q(f32::NAN, 0)), bad);
@@ -418,10 +639,10 @@ fn bad_quant_params() {
     assert_eq!(set_output(q(1e-30, 0)), bad);
 
     let mut m = standard_model();
-    m.layers[0].quant_mut().weight_scales[0..4].copy_from_slice(&(-0.01_f32).to_le_bytes());
-    assert_eq!(load_err(&m), Error::BadQuantParams { layer: 0 });
-    m.layers[0].quant_mut().weight_scales[0..4].copy_from_slice(&f32::NAN.to_le_bytes());
-    assert_eq!(load_err(&m), Error::BadQuantParams { layer: 0 });
+    quant_mut(&mut m.ops[0]).weight_scales[0..4].copy_from_slice(&(-0.01_f32).to_le_bytes());
+    assert_eq!(load_err(&m), Error::BadQuantParams { op: 0 });
+    quant_mut(&mut m.ops[0]).weight_scales[0..4].copy_from_slice(&f32::NAN.to_le_bytes());
+    assert_eq!(load_err(&m), Error::BadQuantParams { op: 0 });
 
     let mut m = standard_model();
     m.input = q(0.0, 0);
@@ -431,42 +652,53 @@ fn bad_quant_params() {
 }
 
 #[test]
-fn unsupported_layers() {
+fn unsupported_ops() {
     let conv_with = |kernel: u8, stride: u8, out_ch: u16| {
         let mut m = standard_model();
-        if let OwnedLayer::Conv {
-            kernel_h,
-            kernel_w,
-            stride: s,
-            out_ch: o,
-            ..
-        } = &mut m.layers[2]
-        {
-            (*kernel_h, *kernel_w, *s, *o) = (kernel, kernel, stride, out_ch);
+        if let OpDef::Conv2d(c) = &mut m.ops[2] {
+            let g = &mut c.geometry;
+            (g.kernel_h, g.kernel_w, g.stride, g.out_ch) = (kernel, kernel, stride, out_ch);
         }
         load_err(&m)
     };
-    let unsupported = Error::UnsupportedLayer { layer: 2 };
+    let unsupported = Error::UnsupportedOp { op: 2 };
     assert_eq!(conv_with(3, 0, 6), unsupported); // zero stride
     assert_eq!(conv_with(0, 1, 6), unsupported); // zero kernel
     assert_eq!(conv_with(15, 1, 6), unsupported); // kernel > 14 (no padding)
     assert_eq!(conv_with(3, 2, 0), unsupported); // no output channel
 
+    // Padding that differs per side (valid in the format, no kernel for it yet).
+    let mut m = standard_model();
+    if let OpDef::Conv2d(c) = &mut m.ops[2] {
+        c.geometry.padding = Padding {
+            top: 1,
+            bottom: 0,
+            left: 1,
+            right: 0,
+        };
+    }
+    assert_eq!(load_err(&m), unsupported);
+
     let pool_with = |kernel: u8, stride: u8| {
         let mut m = standard_model();
-        m.layers[3] = OwnedLayer::AvgPool(Pool2dDef { kernel, stride });
-        load_err(&m)
+        let geometry = Pool2dGeometry { kernel, stride };
+        m.ops[3] = OpDef::AvgPool2d(AvgPool2dDef { input: 3, geometry });
+        let avg = load_err(&m);
+        m.ops[3] = OpDef::MaxPool2d(MaxPool2dDef { input: 3, geometry });
+        assert_eq!(load_err(&m), avg);
+        avg
     };
     // The pool's input is 6x6x6.
-    assert_eq!(pool_with(7, 1), Error::UnsupportedLayer { layer: 3 });
-    assert_eq!(pool_with(2, 0), Error::UnsupportedLayer { layer: 3 });
-    assert_eq!(pool_with(0, 1), Error::UnsupportedLayer { layer: 3 });
+    assert_eq!(pool_with(7, 1), Error::UnsupportedOp { op: 3 });
+    assert_eq!(pool_with(2, 0), Error::UnsupportedOp { op: 3 });
+    assert_eq!(pool_with(0, 1), Error::UnsupportedOp { op: 3 });
 
     let mut m = standard_model();
-    if let OwnedLayer::Dense { out_dim, .. } = &mut m.layers[5] {
-        *out_dim = 0;
+    if let OpDef::Dense(d) = &mut m.ops[5] {
+        d.geometry.out_dim = 0;
+        d.weights.clear();
     }
-    assert_eq!(load_err(&m), Error::UnsupportedLayer { layer: 5 });
+    assert_eq!(load_err(&m), Error::UnsupportedOp { op: 5 });
 }
 
 #[test]
@@ -479,9 +711,9 @@ fn input_shape_must_be_non_empty() {
 #[test]
 fn output_must_be_a_short_flat_vector() {
     let mut m = standard_model();
-    m.layers.truncate(4); // ends with the 6x3x3 avg pool
+    m.ops.truncate(4); // ends with the 6x3x3 avg pool
     assert_eq!(load_err(&m), Error::OutputShape { len: 54 });
-    m.layers.push(OwnedLayer::Flatten); // 54 logits is too many
+    m.ops.push(OpDef::Flatten(FlattenDef { input: 4 })); // 54 logits is too many
     assert_eq!(load_err(&m), Error::OutputShape { len: 54 });
 
     let m = Builder::new(MNIST_SHAPE, PIXEL_Q, 5)
@@ -493,7 +725,7 @@ fn output_must_be_a_short_flat_vector() {
         .flatten()
         .dense(16, q(0.1, 0), Activation::None)
         .build();
-    assert!(load(&m.to_bytes()).is_ok());
+    assert!(load(&m.to_bytes().unwrap()).is_ok());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -501,8 +733,7 @@ fn output_must_be_a_short_flat_vector() {
 
 #[test]
 fn predict_matches_reference() {
-    let owned = standard_model();
-    let bytes = owned.to_bytes();
+    let bytes = standard_model().to_bytes().unwrap();
     let model = load(&bytes).unwrap();
     let mut scratch = vec![0_i8; model.scratch_len()];
     let mut rng = Lcg::new(42);
@@ -512,10 +743,10 @@ fn predict_matches_reference() {
     }
     let mut classes = std::collections::BTreeSet::new();
     for pixels in &images {
-        let want = reference_forward(&owned, pixels);
+        let want = reference_logits(&model, pixels);
         let p = model.predict(pixels, &mut scratch).unwrap();
         assert_eq!(p.logits, &want[..]);
-        assert_eq!(p.class, reference_argmax(&want));
+        assert_eq!(p.class, argmax(&want));
         classes.insert(p.class);
     }
     // The test is only meaningful if the logits are not all clamped to one value.
@@ -528,16 +759,16 @@ fn predict_matches_reference() {
 #[test]
 fn predict_matches_reference_on_the_shapes_of_the_deployed_models() {
     // The kernels' fast paths (im2col, tap rows, fused conv + max pooling, 4-row dense) on the
-    // layer shapes of s5-cnn and s3-lenet-base, with their scratch plans.
+    // op shapes of s5-cnn and s3-lenet-base, with their scratch plans.
     for owned in [cnn_model(), lenet_model()] {
-        let bytes = owned.to_bytes();
+        let bytes = owned.to_bytes().unwrap();
         let model = load(&bytes).unwrap();
         let mut scratch = vec![0x55_i8; model.scratch_len()];
         let mut rng = Lcg::new(3);
         let mut logits = std::collections::BTreeSet::new();
         for _ in 0..4 {
             let pixels: [u8; 784] = rng.pixels(784).try_into().unwrap();
-            let want = reference_forward(&owned, &pixels);
+            let want = reference_logits(&model, &pixels);
             let p = model.predict(&pixels, &mut scratch).unwrap();
             assert_eq!(p.logits, &want[..]);
             logits.insert(want);
@@ -548,53 +779,88 @@ fn predict_matches_reference_on_the_shapes_of_the_deployed_models() {
 
 #[test]
 fn predict_raw_matches_reference_on_a_non_mnist_model() {
-    let owned = tiny_model();
-    let bytes = owned.to_bytes();
+    let bytes = tiny_model().to_bytes().unwrap();
     let model = load(&bytes).unwrap();
     let mut scratch = vec![0_i8; model.scratch_len()];
     let mut rng = Lcg::new(9);
     for _ in 0..20 {
         let pixels = rng.pixels(50);
-        let want = reference_forward(&owned, &pixels);
+        let want = reference_logits(&model, &pixels);
         let p = model.predict_raw(&pixels, &mut scratch).unwrap();
         assert_eq!(p.logits, &want[..]);
-        assert_eq!(p.class, reference_argmax(&want));
+        assert_eq!(p.class, argmax(&want));
     }
 }
 
 #[test]
 fn scratch_len_is_exactly_enough() {
-    for owned in [standard_model(), tiny_model()] {
-        let bytes = owned.to_bytes();
+    for owned in [
+        standard_model(),
+        tiny_model(),
+        cnn_model(),
+        lenet_model(),
+        branch_model(),
+        pooled_branch_model(),
+    ] {
+        let bytes = owned.to_bytes().unwrap();
         let model = load(&bytes).unwrap();
         let n = model.scratch_len();
         let pixels = Lcg::new(1).pixels(model.input_len());
-        let want = reference_forward(&owned, &pixels);
-
-        let mut exact = vec![0_i8; n];
-        let p = model.predict_raw(&pixels, &mut exact).unwrap();
-        assert_eq!(p.logits, &want[..]);
-
-        let mut short = vec![0_i8; n - 1];
-        assert_eq!(
-            model.predict_raw(&pixels, &mut short),
-            Err(Error::ScratchTooSmall { needed: n })
-        );
+        check_predict(&model, &pixels);
         assert_eq!(
             model.predict_raw(&pixels, &mut []),
             Err(Error::ScratchTooSmall { needed: n })
         );
+    }
+}
 
-        // A larger, dirty scratch gives the same answer.
-        let mut big = vec![0x55_i8; n + 1000];
-        let p = model.predict_raw(&pixels, &mut big).unwrap();
-        assert_eq!(p.logits, &want[..]);
+#[test]
+fn chain_scratch_is_the_largest_step() {
+    let builders = [
+        // conv + 2x2/2 max pool pairs fuse: conv1 784 + 3136, then 784 + 216 ...
+        Builder::new(MNIST_SHAPE, PIXEL_Q, 7)
+            .conv(4, (3, 1, 1), q(0.02, -100), Activation::Relu)
+            .max_pool(2, 2)
+            .conv(6, (3, 2, 0), q(0.05, -128), Activation::Relu6)
+            .avg_pool(2, 2)
+            .flatten()
+            .dense(10, q(0.1, 3), Activation::None),
+        Builder::new(MNIST_SHAPE, PIXEL_Q, 23)
+            .conv(32, (3, 1, 1), q(0.05, -128), Activation::Relu)
+            .max_pool(2, 2)
+            .conv(64, (3, 1, 1), q(0.3, -128), Activation::Relu)
+            .max_pool(2, 2)
+            .flatten()
+            .dense(128, q(0.5, -128), Activation::Relu)
+            .dense(10, q(0.5, 4), Activation::None),
+        Builder::new(MNIST_SHAPE, PIXEL_Q, 29)
+            .conv(6, (5, 1, 0), q(0.05, -128), Activation::Relu)
+            .avg_pool(2, 2)
+            .conv(16, (5, 1, 0), q(0.2, -128), Activation::Relu)
+            .avg_pool(2, 2)
+            .flatten()
+            .dense(120, q(0.3, -128), Activation::Relu)
+            .dense(84, q(0.3, -128), Activation::Relu)
+            .dense(10, q(0.3, 2), Activation::None),
+        // A max pooling that is not 2x2/2 does not fuse: 3136 + 2704 is the largest step.
+        Builder::new(MNIST_SHAPE, PIXEL_Q, 3)
+            .conv(4, (3, 1, 1), q(0.02, -100), Activation::Relu)
+            .max_pool(3, 1)
+            .flatten()
+            .dense(10, q(0.1, 3), Activation::None),
+    ];
+    for b in builders {
+        let dims = b.all_dims();
+        let owned = b.build();
+        let bytes = owned.to_bytes().unwrap();
+        let model = load(&bytes).unwrap();
+        assert_eq!(model.scratch_len(), chain_scratch(&owned, &dims));
     }
 }
 
 #[test]
 fn predict_checks_input() {
-    let bytes = tiny_model().to_bytes();
+    let bytes = tiny_model().to_bytes().unwrap();
     let model = load(&bytes).unwrap();
     let mut scratch = vec![0_i8; model.scratch_len()];
     assert_eq!(
@@ -609,7 +875,7 @@ fn predict_checks_input() {
         })
     );
 
-    let bytes = standard_model().to_bytes();
+    let bytes = standard_model().to_bytes().unwrap();
     let model = load(&bytes).unwrap();
     assert_eq!(
         model.predict_raw(&[0; 785], &mut scratch),
@@ -620,34 +886,108 @@ fn predict_checks_input() {
     );
 }
 
+// ---------------------------------------------------------------------------------------------
+// Graphs: a tensor read by more than one op
+
+/// 2x8x8 input (t0) -> conv 3x3 pad 1 (t1, 4x8x8) -> 2x2/2 max pool of t1 (t2, a dead end) ->
+/// conv 3x3 stride 2 pad 1 of t1 (t3, 3x4x4) -> conv 1x1 of the input (t4, 2x8x8, a dead end
+/// that keeps the input alive) -> flatten t3 (t5) -> dense 10 (t6).
+///
+/// t1 feeds two ops, so the conv and the pooling after it must not fuse.
+fn branch_model() -> OwnedModel {
+    let shape = Shape {
+        channels: 2,
+        height: 8,
+        width: 8,
+    };
+    let mut b = Builder::new(shape, q(0.02, -10), 31);
+    let t1 = b.conv_from(0, 4, (3, 1, 1), q(0.04, -128), Activation::Relu);
+    b.max_pool_from(t1, 2, 2);
+    let t3 = b.conv_from(t1, 3, (3, 2, 1), q(0.06, 0), Activation::None);
+    b.conv_from(0, 2, (1, 1, 0), q(0.03, 4), Activation::Relu6);
+    let t5 = b.flatten_from(t3);
+    b.dense_from(t5, 10, q(0.2, -3), Activation::None);
+    b.build()
+}
+
+/// 1x12x12 input -> conv 3x3 (t1, 4x10x10) -> 2x2/2 max pool (t2, 4x5x5: fuses with the conv)
+/// -> conv 3x3 of t2 (t3, 2x3x3) and avg pool 3x3/2 of t2 (t4, 4x2x2) -> flatten t4 (t5) ->
+/// dense 6 (t6), with t3 a dead end: the fused pooling's output feeds two ops.
+fn pooled_branch_model() -> OwnedModel {
+    let shape = Shape {
+        channels: 1,
+        height: 12,
+        width: 12,
+    };
+    let mut b = Builder::new(shape, PIXEL_Q, 37);
+    let t1 = b.conv_from(0, 4, (3, 1, 0), q(0.03, -128), Activation::Relu);
+    let t2 = b.max_pool_from(t1, 2, 2);
+    b.conv_from(t2, 2, (3, 1, 0), q(0.05, 0), Activation::None);
+    let t4 = b.avg_pool_from(t2, 3, 2);
+    let t5 = b.flatten_from(t4);
+    b.dense_from(t5, 6, q(0.1, 2), Activation::None);
+    b.build()
+}
+
+#[test]
+fn a_tensor_feeding_two_ops_runs_and_equals_the_reference() {
+    let bytes = branch_model().to_bytes().unwrap();
+    let model = load(&bytes).unwrap();
+    // No fusion: t1 is read by the pooling and by the second conv.
+    assert!(model.ops()[0].output_offset().is_some());
+    assert!(model.ops()[1].runs());
+    // The input block is still alive at op 3, which reads it.
+    assert!(model.ops()[3].output_offset() != Some(model.input_offset()));
+    let mut rng = Lcg::new(12);
+    let mut classes = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        let want = check_predict(&model, &rng.pixels(128));
+        classes.insert(argmax(&want));
+    }
+    assert!(classes.len() > 1, "degenerate test model: {classes:?}");
+
+    let bytes = pooled_branch_model().to_bytes().unwrap();
+    let model = load(&bytes).unwrap();
+    // The conv and its pooling fuse; the pooled tensor stays alive for both readers.
+    assert_eq!(model.ops()[0].output_offset(), None);
+    assert!(!model.ops()[1].runs());
+    assert!(model.ops()[1].output_lifetime().1 >= 3);
+    for _ in 0..10 {
+        check_predict(&model, &rng.pixels(144));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mutations: nothing makes `from_bytes` or `predict` panic, and what loads is right
+
 #[test]
 fn every_single_byte_payload_mutation_with_a_fixed_header_is_safe() {
     // Exhaustive over positions, a few values each; the header is recomputed so that the
     // decoder and the validator (not the CRC) see every mutation. Anything that still loads
     // must run and agree with the reference.
-    let payload = tiny_model().payload();
-    let mut loaded = 0;
-    for i in 0..payload.len() {
-        let b = payload[i];
-        for v in [b ^ 0x01, b ^ 0x80, b.wrapping_add(1), 0x00, 0xff] {
-            let mut mutated = payload.clone();
-            mutated[i] = v;
-            let bytes = file(&mutated);
-            if load(&bytes).is_ok() {
-                loaded += 1;
+    for (owned, min_loaded) in [(tiny_model(), 100), (branch_model(), 100)] {
+        let payload = payload(&owned);
+        let mut loaded = 0;
+        for i in 0..payload.len() {
+            let b = payload[i];
+            for v in [b ^ 0x01, b ^ 0x80, b.wrapping_add(1), 0x00, 0xff] {
+                let mut mutated = payload.clone();
+                mutated[i] = v;
+                let bytes = file(&mutated);
+                if load(&bytes).is_ok() {
+                    loaded += 1;
+                }
+                check_loaded_model_runs(&bytes, u64::try_from(i).unwrap());
             }
-            check_loaded_model_runs(&bytes, u64::try_from(i).unwrap());
         }
+        // Weight bytes can take any value, so many mutations still load.
+        assert!(loaded > min_loaded, "only {loaded} mutations loaded");
     }
-    // Weight bytes can take any value, so many mutations still load.
-    assert!(loaded > 100, "only {loaded} mutations loaded");
 }
 
-// ---------------------------------------------------------------------------------------------
-// Property tests: no input makes `from_bytes` panic
-
-/// A random architecture: 0-3 image layers (conv/pools), then Flatten and 0-2 dense layers, or
-/// (sometimes) the layers in the wrong order.
+/// A random architecture: 0-3 image ops (conv/pools), then Flatten and 0-2 dense ops, or
+/// (sometimes) the ops in the wrong order. Each op reads the tensor before it or, sometimes,
+/// any earlier tensor.
 #[derive(Debug, Clone)]
 enum Spec {
     Conv(u16, u8, u8, u8, Activation),
@@ -674,14 +1014,18 @@ fn arb_image_spec() -> impl Strategy<Value = Spec> {
     ]
 }
 
-fn arb_specs() -> impl Strategy<Value = Vec<Spec>> {
+fn arb_specs() -> impl Strategy<Value = Vec<(Spec, Option<prop::sample::Index>)>> {
     (
         proptest::collection::vec(arb_image_spec(), 0..4),
         proptest::collection::vec((1_u32..20, arb_activation()), 0..3),
         1_u32..=16,
         prop::bool::weighted(0.15),
+        proptest::collection::vec(
+            prop::option::weighted(0.25, any::<prop::sample::Index>()),
+            8,
+        ),
     )
-        .prop_map(|(image, dense, classes, shuffle)| {
+        .prop_map(|(image, dense, classes, shuffle, inputs)| {
             let mut specs = image;
             specs.push(Spec::Flatten);
             specs.extend(dense.into_iter().map(|(n, a)| Spec::Dense(n, a)));
@@ -691,7 +1035,7 @@ fn arb_specs() -> impl Strategy<Value = Vec<Spec>> {
             if shuffle {
                 specs.reverse();
             }
-            specs
+            specs.into_iter().zip(inputs).collect()
         })
 }
 
@@ -699,24 +1043,30 @@ fn arb_qparams() -> impl Strategy<Value = QParams> {
     (0.005_f32..0.5, -128_i32..=127).prop_map(|(scale, zero_point)| QParams { scale, zero_point })
 }
 
+/// The model of `specs`, and the shape of each of its tensors as the builder computed them.
 fn build(
-    specs: &[Spec],
+    specs: &[(Spec, Option<prop::sample::Index>)],
     input: Shape,
     input_q: QParams,
     outs: &[QParams],
     seed: u64,
-) -> OwnedModel {
+) -> (OwnedModel, Vec<Dims>) {
     let mut b = Builder::new(input, input_q, seed);
-    for (spec, &out) in specs.iter().zip(outs.iter().cycle()) {
-        b = match *spec {
-            Spec::Conv(o, k, s, p, a) => b.conv(o, (k, s, p), out, a),
-            Spec::Max(k, s) => b.max_pool(k, s),
-            Spec::Avg(k, s) => b.avg_pool(k, s),
-            Spec::Flatten => b.flatten(),
-            Spec::Dense(n, a) => b.dense(n, out, a),
+    for ((spec, from), &out) in specs.iter().zip(outs.iter().cycle()) {
+        let last = b.last();
+        let x = from.map_or(last, |i| {
+            TensorId::try_from(i.index(usize::from(last) + 1)).unwrap()
+        });
+        match *spec {
+            Spec::Conv(o, k, s, p, a) => b.conv_from(x, o, (k, s, p), out, a),
+            Spec::Max(k, s) => b.max_pool_from(x, k, s),
+            Spec::Avg(k, s) => b.avg_pool_from(x, k, s),
+            Spec::Flatten => b.flatten_from(x),
+            Spec::Dense(n, a) => b.dense_from(x, n, out, a),
         };
     }
-    b.build()
+    let dims = b.all_dims();
+    (b.build(), dims)
 }
 
 proptest! {
@@ -736,7 +1086,7 @@ proptest! {
 
     #[test]
     fn single_byte_mutation_never_panics(index in any::<prop::sample::Index>(), value in any::<u8>()) {
-        let mut bytes = standard_model().to_bytes();
+        let mut bytes = standard_model().to_bytes().unwrap();
         let i = index.index(bytes.len());
         bytes[i] = value;
         let _ = load(&bytes);
@@ -748,7 +1098,7 @@ proptest! {
         value in any::<u8>(),
         seed in any::<u64>(),
     ) {
-        let mut payload = standard_model().payload();
+        let mut payload = payload(&standard_model());
         let i = index.index(payload.len());
         payload[i] = value;
         check_loaded_model_runs(&file(&payload), seed);
@@ -763,25 +1113,23 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let input = Shape { channels: c, height: h, width: w };
-        let owned = build(&specs, input, input_q, &outs, seed);
-        let bytes = owned.to_bytes();
+        let (owned, dims) = build(&specs, input, input_q, &outs, seed);
+        let bytes = owned.to_bytes().unwrap();
         match load(&bytes) {
             Ok(model) => {
+                // The loader's shapes are the builder's.
+                for (op, d) in model.ops().iter().zip(&dims[1..]) {
+                    prop_assert_eq!(op.output().shape.len(), d.len());
+                }
                 let pixels = Lcg::new(seed).pixels(model.input_len());
-                let want = reference_forward(&owned, &pixels);
-                let mut scratch = vec![0_i8; model.scratch_len()];
-                let p = model.predict_raw(&pixels, &mut scratch).unwrap();
-                prop_assert_eq!(p.logits, &want[..]);
-                prop_assert_eq!(p.class, reference_argmax(&want));
-                let mut short = vec![0_i8; model.scratch_len() - 1];
-                prop_assert!(model.predict_raw(&pixels, &mut short).is_err());
+                check_predict(&model, &pixels);
             }
             Err(e) => {
                 // Only shape-related rejections are expected from this generator.
                 prop_assert!(
                     matches!(
                         e,
-                        Error::UnsupportedLayer { .. }
+                        Error::UnsupportedOp { .. }
                             | Error::ExpectedFlat { .. }
                             | Error::ExpectedImage { .. }
                             | Error::OutputShape { .. }
