@@ -11,8 +11,10 @@
 //! that holds data (the input image, `q = pixel - 128`, and each op's output) gets a block of it
 //! for as long as it is needed: from the op that writes it to the last op that reads it. Blocks
 //! alive at the same time never overlap; the layout is planned once at load ([`crate::plan`]:
-//! greedy, largest first), so `scratch_len` is exact. A `Flatten` moves nothing: its output is
-//! its input's block. A residual block's input stays alive until its `Add`.
+//! greedy, largest first, or two-ended where that needs fewer bytes), so `scratch_len` is
+//! exact; for a chain of ops it is the largest input plus output of one step. A `Flatten` moves
+//! nothing: its output is its input's block. A residual block's input stays alive until its
+//! `Add`.
 //!
 //! The bytes no live tensor uses during an op are lent to its kernel as working space: the
 //! largest such run. [`conv2d_i8`](crate::kernels::conv2d_i8) unrolls patches there (and

@@ -3,8 +3,12 @@
 //! Every tensor that holds data gets a [`Buffer`] alive from the step that writes it to the last
 //! step that reads it. [`place`] lays the buffers out greedily, largest first, each at the lowest
 //! offset where it overlaps no buffer alive at the same time (TensorFlow Lite Micro's greedy
-//! planner works the same way). The plan is computed once, at load, from the graph alone, so
-//! [`crate::Model::scratch_len`] is exact and the same on every machine.
+//! planner works the same way). Where that needs more than the most bytes alive during one step
+//! (which can happen even for a chain: dense layers of 9, 2, 8 and 10 outputs), it tries a
+//! two-ended layout, buffers in the order they are made alternating between the bottom and the
+//! top of that many bytes, which fits every chain, and keeps it if everything fits. The plan is
+//! computed once, at load, from the graph alone, so [`crate::Model::scratch_len`] is exact and
+//! the same on every machine.
 
 /// One block of scratch: its size, the steps `first..=last` during which it holds data, and
 /// (once placed) its offset.
@@ -38,12 +42,120 @@ impl Buffer {
     }
 }
 
-/// Places every buffer (sets its `offset`) and returns the bytes the plan needs.
+/// Places every buffer (sets its `offset`) and returns the bytes the plan needs: the greedy
+/// layout ([`place_greedy`]) or, if that needs more than [`peak`] bytes, the two-ended one
+/// ([`place_two_ended`]) when it fits in [`peak`].
+pub(crate) fn place(buffers: &mut [Buffer]) -> usize {
+    let greedy = place_greedy(buffers);
+    let peak = peak(buffers);
+    if greedy <= peak {
+        return greedy;
+    }
+    let mut offsets = [0_usize; MAX_BUFFERS];
+    for (o, b) in offsets.iter_mut().zip(buffers.iter()) {
+        *o = b.offset;
+    }
+    if place_two_ended(buffers, peak) {
+        return peak;
+    }
+    for (b, &o) in buffers.iter_mut().zip(offsets.iter()) {
+        b.offset = o;
+    }
+    greedy
+}
+
+/// The most bytes alive during one step: no plan needs fewer.
+fn peak(buffers: &[Buffer]) -> usize {
+    let last = buffers.iter().map(|b| b.last).max().unwrap_or(0);
+    (0..=last)
+        .map(|step| {
+            buffers
+                .iter()
+                .filter(|b| b.first <= step && step <= b.last)
+                .fold(0_usize, |sum, b| sum.saturating_add(b.size))
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Lays the buffers out in `[0, total)` in the order they are made (by first step; among
+/// buffers made in the same step the longest-lived first), each at the end of `[0, total)`
+/// opposite to the last placed buffer it meets in time (the bottom if it meets none): at the
+/// lowest offset that fits at the bottom, the highest at the top, or failing that the other
+/// end. A chain then ping-pongs between the two ends. Returns whether every buffer fits.
+fn place_two_ended(buffers: &mut [Buffer], total: usize) -> bool {
+    let n = buffers.len().min(MAX_BUFFERS);
+    let mut order = [0_usize; MAX_BUFFERS];
+    let order = order.get_mut(..n).unwrap_or_default();
+    for (i, o) in order.iter_mut().enumerate() {
+        *o = i;
+    }
+    order.sort_unstable_by_key(|&i| {
+        buffers
+            .get(i)
+            .map_or((usize::MAX, 0, i), |b| (b.first, usize::MAX - b.last, i))
+    });
+    // Whether each buffer is placed, and at the top.
+    let mut placed = [false; MAX_BUFFERS];
+    let mut top = [false; MAX_BUFFERS];
+    for (k, &i) in order.iter().enumerate() {
+        let Some(&this) = buffers.get(i) else {
+            return false;
+        };
+        if this.size == 0 {
+            continue;
+        }
+        let placed_meeting = || {
+            order
+                .get(..k)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|&j| Some((j, buffers.get(j)?)))
+                .filter(|&(j, b)| placed.get(j) == Some(&true) && b.size > 0 && this.meets(b))
+        };
+        let fits = |offset: usize| {
+            offset
+                .checked_add(this.size)
+                .is_some_and(|end| end <= total)
+                && placed_meeting().all(|(_, b)| !this.collides(offset, b))
+        };
+        let bottom = core::iter::once(0)
+            .chain(placed_meeting().map(|(_, b)| b.end()))
+            .filter(|&o| fits(o))
+            .min();
+        let top_offset = total
+            .checked_sub(this.size)
+            .into_iter()
+            .chain(placed_meeting().filter_map(|(_, b)| b.offset.checked_sub(this.size)))
+            .filter(|&o| fits(o))
+            .max();
+        let want_top = placed_meeting()
+            .next_back()
+            .is_some_and(|(j, _)| top.get(j) != Some(&true));
+        let choice = if want_top {
+            top_offset.map(|o| (o, true)).or(bottom.map(|o| (o, false)))
+        } else {
+            bottom.map(|o| (o, false)).or(top_offset.map(|o| (o, true)))
+        };
+        let Some((offset, at_top)) = choice else {
+            return false;
+        };
+        if let (Some(b), Some(p), Some(t)) = (buffers.get_mut(i), placed.get_mut(i), top.get_mut(i))
+        {
+            b.offset = offset;
+            *p = true;
+            *t = at_top;
+        }
+    }
+    true
+}
+
+/// The greedy layout: places every buffer (sets its `offset`) and returns the bytes it needs.
 ///
 /// Order: by size, largest first (ties: lowest index first), so the result depends only on the
 /// buffers. Each goes at the lowest offset among 0 and the ends of the already placed buffers
 /// it meets in time, where it collides with none of them.
-pub(crate) fn place(buffers: &mut [Buffer]) -> usize {
+fn place_greedy(buffers: &mut [Buffer]) -> usize {
     let n = buffers.len();
     let mut total = 0;
     // Buffers placed so far are those with index in `placed` order; track with a flag each.
@@ -178,6 +290,54 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// No two buffers alive at the same time overlap, and all lie below `total`.
+    fn assert_disjoint(b: &[Buffer], total: usize) {
+        for (i, x) in b.iter().enumerate() {
+            assert!(x.end() <= total, "{x:?} beyond {total}");
+            for y in b.iter().skip(i + 1) {
+                assert!(
+                    x.size == 0
+                        || y.size == 0
+                        || !x.meets(y)
+                        || x.end() <= y.offset
+                        || y.end() <= x.offset,
+                    "{x:?} {y:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn any_chain_needs_only_its_largest_step() {
+        // A flattened 1-pixel input read at step 1, then dense layers of 9, 2, 8, 10 and 1
+        // outputs: largest first, 10 and 9 both go at 0 (they never meet), 8 above 10, and 2
+        // (between 9 and 8 in time) finds no room below 18.
+        let mut b = [
+            buf(1, 0, 1),
+            buf(9, 1, 2),
+            buf(2, 2, 3),
+            buf(8, 3, 4),
+            buf(10, 4, 5),
+            buf(1, 5, 5),
+        ];
+        let total = place(&mut b);
+        assert_eq!(total, 18);
+        assert_disjoint(&b, total);
+        // A conv (784 -> 3136) fused with its pooling (784): the input, the fused kernel's
+        // work (3136 - 784) and the pooled output at step 0, then dense layers.
+        let mut b = [
+            buf(784, 0, 0),
+            buf(2352, 0, 0),
+            buf(784, 0, 1),
+            buf(100, 1, 2),
+            buf(700, 2, 3),
+            buf(10, 3, 3),
+        ];
+        let total = place(&mut b);
+        assert_eq!(total, 3920);
+        assert_disjoint(&b, total);
     }
 
     #[test]

@@ -859,6 +859,28 @@ fn chain_scratch_is_the_largest_step() {
 }
 
 #[test]
+fn dense_chain_scratch_is_the_largest_step() {
+    // Dense layers of 9, 2, 8, 10 and 1 outputs after a 1-pixel input: the largest step is
+    // 8 + 10 = 18 bytes, which two blocks (one at each end of 18 bytes) hold in turn.
+    let shape = Shape {
+        channels: 1,
+        height: 1,
+        width: 1,
+    };
+    let mut b = Builder::new(shape, q(0.05, 0), 2).flatten();
+    for out in [9, 2, 8, 10, 1] {
+        b = b.dense(out, q(0.05, 0), Activation::None);
+    }
+    let dims = b.all_dims();
+    let owned = b.build();
+    assert_eq!(chain_scratch(&owned, &dims), 18);
+    let bytes = owned.to_bytes().unwrap();
+    let model = load(&bytes).unwrap();
+    check_predict(&model, &[200]);
+    assert_eq!(model.scratch_len(), 18);
+}
+
+#[test]
 fn predict_checks_input() {
     let bytes = tiny_model().to_bytes().unwrap();
     let model = load(&bytes).unwrap();
@@ -1123,6 +1145,10 @@ proptest! {
                 }
                 let pixels = Lcg::new(seed).pixels(model.input_len());
                 check_predict(&model, &pixels);
+                let chain = specs.iter().all(|(_, from)| from.is_none());
+                if chain {
+                    prop_assert_eq!(model.scratch_len(), chain_scratch(&owned, &dims));
+                }
             }
             Err(e) => {
                 // Only shape-related rejections are expected from this generator.
@@ -1139,5 +1165,27 @@ proptest! {
                 );
             }
         }
+    }
+
+    /// Chains of dense layers (a flatten first): the scratch is the largest step.
+    #[test]
+    fn dense_chain_scratch_is_the_largest_step_for_any_sizes(
+        sizes in proptest::collection::vec(1_u32..40, 1..7),
+        classes in 1_u32..=16,
+        input in 1_u16..40,
+        seed in any::<u64>(),
+    ) {
+        let shape = Shape { channels: 1, height: 1, width: input };
+        let mut b = Builder::new(shape, q(0.05, 0), seed).flatten();
+        for &n in &sizes {
+            b = b.dense(n, q(0.05, 0), Activation::None);
+        }
+        b = b.dense(classes, q(0.1, 0), Activation::None);
+        let dims = b.all_dims();
+        let owned = b.build();
+        let bytes = owned.to_bytes().unwrap();
+        let model = load(&bytes).unwrap();
+        check_predict(&model, &Lcg::new(seed).pixels(usize::from(input)));
+        prop_assert_eq!(model.scratch_len(), chain_scratch(&owned, &dims));
     }
 }
