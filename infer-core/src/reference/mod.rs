@@ -5,7 +5,7 @@
 //! saturation kept. They are slow on purpose and are not meant for firmware; the kernels are
 //! checked against them bit for bit.
 //!
-//! [`run_model`] runs a whole loaded [`crate::Model`] with them, the oracle for
+//! [`run_model`](crate::reference::run_model) runs a whole loaded [`crate::Model`] with them, the oracle for
 //! [`crate::Model::predict_raw`].
 
 mod add;
