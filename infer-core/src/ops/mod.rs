@@ -15,12 +15,14 @@ use crate::spec::TensorShape;
 
 mod common;
 pub(crate) use common::valid_qparams;
+pub mod add;
 pub mod avg_pool2d;
 pub mod conv2d;
 pub mod dense;
 pub mod flatten;
 pub mod max_pool2d;
 
+pub use add::{AddDef, QAdd};
 pub use avg_pool2d::{AvgPool2dDef, QAvgPool2d};
 pub use conv2d::{Conv2dDef, QConv2d};
 pub use dense::{DenseDef, QDense};
@@ -40,6 +42,8 @@ pub enum OpDef<B> {
     AvgPool2d(AvgPool2dDef),
     /// Flatten an image to a vector, channel-major; moves no data ([`flatten`]).
     Flatten(FlattenDef),
+    /// Element-wise addition of two tensors, the residual connection ([`add`]).
+    Add(AddDef),
 }
 
 /// What an op computes.
@@ -56,6 +60,8 @@ pub enum OpKind {
     AvgPool2d,
     /// Flatten.
     Flatten,
+    /// Element-wise addition.
+    Add,
 }
 
 impl OpKind {
@@ -67,6 +73,7 @@ impl OpKind {
             Self::MaxPool2d => "MaxPool2d",
             Self::AvgPool2d => "AvgPool2d",
             Self::Flatten => "Flatten",
+            Self::Add => "Add",
         }
     }
 }
@@ -158,6 +165,8 @@ pub enum QOp<'a> {
     AvgPool2d(QAvgPool2d),
     /// Flatten.
     Flatten(QFlatten),
+    /// Element-wise addition.
+    Add(QAdd),
 }
 
 impl<'a> OpDef<&'a [u8]> {
@@ -174,6 +183,7 @@ impl<'a> OpDef<&'a [u8]> {
                 avg_pool2d::prepare(d, cx).map(|(q, t)| (QOp::AvgPool2d(q), t))?
             }
             Self::Flatten(d) => flatten::prepare(d, cx).map(|(q, t)| (QOp::Flatten(q), t))?,
+            Self::Add(d) => add::prepare(d, cx).map(|(q, t)| (QOp::Add(q), t))?,
         })
     }
 }
@@ -187,6 +197,7 @@ impl<B> OpDef<B> {
             Self::MaxPool2d(_) => OpKind::MaxPool2d,
             Self::AvgPool2d(_) => OpKind::AvgPool2d,
             Self::Flatten(_) => OpKind::Flatten,
+            Self::Add(_) => OpKind::Add,
         }
     }
 }
@@ -200,6 +211,7 @@ impl QOp<'_> {
             Self::MaxPool2d(_) => OpKind::MaxPool2d,
             Self::AvgPool2d(_) => OpKind::AvgPool2d,
             Self::Flatten(_) => OpKind::Flatten,
+            Self::Add(_) => OpKind::Add,
         }
     }
 
@@ -211,6 +223,7 @@ impl QOp<'_> {
             Self::MaxPool2d(q) => Inputs::one(q.input),
             Self::AvgPool2d(q) => Inputs::one(q.input),
             Self::Flatten(q) => Inputs::one(q.input),
+            Self::Add(q) => Inputs::two(q.inputs[0], q.inputs[1]),
         }
     }
 
@@ -218,7 +231,11 @@ impl QOp<'_> {
     pub fn is_alias(&self) -> bool {
         match self {
             Self::Flatten(_) => true,
-            Self::Conv2d(_) | Self::Dense(_) | Self::MaxPool2d(_) | Self::AvgPool2d(_) => false,
+            Self::Conv2d(_)
+            | Self::Dense(_)
+            | Self::MaxPool2d(_)
+            | Self::AvgPool2d(_)
+            | Self::Add(_) => false,
         }
     }
 
@@ -227,7 +244,7 @@ impl QOp<'_> {
         match self {
             Self::Conv2d(q) => q.macs(),
             Self::Dense(q) => q.macs(),
-            Self::MaxPool2d(_) | Self::AvgPool2d(_) | Self::Flatten(_) => 0,
+            Self::MaxPool2d(_) | Self::AvgPool2d(_) | Self::Flatten(_) | Self::Add(_) => 0,
         }
     }
 
@@ -236,7 +253,7 @@ impl QOp<'_> {
         match self {
             Self::Conv2d(q) => q.param_bytes(),
             Self::Dense(q) => q.param_bytes(),
-            Self::MaxPool2d(_) | Self::AvgPool2d(_) | Self::Flatten(_) => 0,
+            Self::MaxPool2d(_) | Self::AvgPool2d(_) | Self::Flatten(_) | Self::Add(_) => 0,
         }
     }
 
@@ -244,13 +261,13 @@ impl QOp<'_> {
     /// `work` idle scratch the kernel may use (its length only changes speed).
     pub(crate) fn invoke(&self, inputs: [&[i8]; 2], output: &mut [i8], work: &mut [i8]) {
         let [x, y] = inputs;
-        let _ = y;
         match self {
             Self::Conv2d(q) => q.invoke(x, output, work),
             Self::Dense(q) => q.invoke(x, output, work),
             Self::MaxPool2d(q) => q.invoke(x, output),
             Self::AvgPool2d(q) => q.invoke(x, output),
             Self::Flatten(_) => {}
+            Self::Add(q) => q.invoke(x, y, output),
         }
     }
 }
