@@ -20,6 +20,7 @@ pub mod avg_pool2d;
 pub mod conv2d;
 pub mod dense;
 pub mod flatten;
+pub mod global_avg_pool;
 pub mod max_pool2d;
 
 pub use add::{AddDef, QAdd};
@@ -27,6 +28,7 @@ pub use avg_pool2d::{AvgPool2dDef, QAvgPool2d};
 pub use conv2d::{Conv2dDef, QConv2d};
 pub use dense::{DenseDef, QDense};
 pub use flatten::{FlattenDef, QFlatten};
+pub use global_avg_pool::{GlobalAvgPoolDef, QGlobalAvgPool};
 pub use max_pool2d::{MaxPool2dDef, QMaxPool2d};
 
 /// One op of a model file. The variant order is part of the file format: new ops go at the end.
@@ -44,6 +46,8 @@ pub enum OpDef<B> {
     Flatten(FlattenDef),
     /// Element-wise addition of two tensors, the residual connection ([`add`]).
     Add(AddDef),
+    /// The mean of each channel of an image ([`global_avg_pool`]).
+    GlobalAvgPool(GlobalAvgPoolDef),
 }
 
 /// What an op computes.
@@ -62,6 +66,8 @@ pub enum OpKind {
     Flatten,
     /// Element-wise addition.
     Add,
+    /// Global average pooling.
+    GlobalAvgPool,
 }
 
 impl OpKind {
@@ -74,6 +80,7 @@ impl OpKind {
             Self::AvgPool2d => "AvgPool2d",
             Self::Flatten => "Flatten",
             Self::Add => "Add",
+            Self::GlobalAvgPool => "GlobalAvgPool",
         }
     }
 }
@@ -167,6 +174,8 @@ pub enum QOp<'a> {
     Flatten(QFlatten),
     /// Element-wise addition.
     Add(QAdd),
+    /// Global average pooling.
+    GlobalAvgPool(QGlobalAvgPool),
 }
 
 impl<'a> OpDef<&'a [u8]> {
@@ -184,6 +193,9 @@ impl<'a> OpDef<&'a [u8]> {
             }
             Self::Flatten(d) => flatten::prepare(d, cx).map(|(q, t)| (QOp::Flatten(q), t))?,
             Self::Add(d) => add::prepare(d, cx).map(|(q, t)| (QOp::Add(q), t))?,
+            Self::GlobalAvgPool(d) => {
+                global_avg_pool::prepare(d, cx).map(|(q, t)| (QOp::GlobalAvgPool(q), t))?
+            }
         })
     }
 }
@@ -198,6 +210,7 @@ impl<B> OpDef<B> {
             Self::AvgPool2d(_) => OpKind::AvgPool2d,
             Self::Flatten(_) => OpKind::Flatten,
             Self::Add(_) => OpKind::Add,
+            Self::GlobalAvgPool(_) => OpKind::GlobalAvgPool,
         }
     }
 }
@@ -212,6 +225,7 @@ impl QOp<'_> {
             Self::AvgPool2d(_) => OpKind::AvgPool2d,
             Self::Flatten(_) => OpKind::Flatten,
             Self::Add(_) => OpKind::Add,
+            Self::GlobalAvgPool(_) => OpKind::GlobalAvgPool,
         }
     }
 
@@ -224,6 +238,7 @@ impl QOp<'_> {
             Self::AvgPool2d(q) => Inputs::one(q.input),
             Self::Flatten(q) => Inputs::one(q.input),
             Self::Add(q) => Inputs::two(q.inputs[0], q.inputs[1]),
+            Self::GlobalAvgPool(q) => Inputs::one(q.input),
         }
     }
 
@@ -235,7 +250,8 @@ impl QOp<'_> {
             | Self::Dense(_)
             | Self::MaxPool2d(_)
             | Self::AvgPool2d(_)
-            | Self::Add(_) => false,
+            | Self::Add(_)
+            | Self::GlobalAvgPool(_) => false,
         }
     }
 
@@ -244,7 +260,11 @@ impl QOp<'_> {
         match self {
             Self::Conv2d(q) => q.macs(),
             Self::Dense(q) => q.macs(),
-            Self::MaxPool2d(_) | Self::AvgPool2d(_) | Self::Flatten(_) | Self::Add(_) => 0,
+            Self::MaxPool2d(_)
+            | Self::AvgPool2d(_)
+            | Self::Flatten(_)
+            | Self::Add(_)
+            | Self::GlobalAvgPool(_) => 0,
         }
     }
 
@@ -253,7 +273,11 @@ impl QOp<'_> {
         match self {
             Self::Conv2d(q) => q.param_bytes(),
             Self::Dense(q) => q.param_bytes(),
-            Self::MaxPool2d(_) | Self::AvgPool2d(_) | Self::Flatten(_) | Self::Add(_) => 0,
+            Self::MaxPool2d(_)
+            | Self::AvgPool2d(_)
+            | Self::Flatten(_)
+            | Self::Add(_)
+            | Self::GlobalAvgPool(_) => 0,
         }
     }
 
@@ -268,6 +292,7 @@ impl QOp<'_> {
             Self::AvgPool2d(q) => q.invoke(x, output),
             Self::Flatten(_) => {}
             Self::Add(q) => q.invoke(x, y, output),
+            Self::GlobalAvgPool(q) => q.invoke(x, output),
         }
     }
 }
