@@ -37,8 +37,8 @@
 use serde::{Deserialize, Serialize};
 
 pub use crate::ops::{
-    AddDef, AvgPool2dDef, Conv2dDef, DenseDef, FlattenDef, GlobalAvgPoolDef, MaxPool2dDef, OpDef,
-    OpKind,
+    AddDef, AvgPool2dDef, Conv2dDef, DenseDef, FlattenDef, GlobalAvgPoolDef, LeakyReluDef,
+    MaxPool2dDef, OpDef, OpKind,
 };
 pub use crate::spec::{Padding, Shape, TensorShape};
 

@@ -21,6 +21,7 @@ pub mod conv2d;
 pub mod dense;
 pub mod flatten;
 pub mod global_avg_pool;
+pub mod leaky_relu;
 pub mod max_pool2d;
 
 pub use add::{AddDef, QAdd};
@@ -29,6 +30,7 @@ pub use conv2d::{Conv2dDef, QConv2d};
 pub use dense::{DenseDef, QDense};
 pub use flatten::{FlattenDef, QFlatten};
 pub use global_avg_pool::{GlobalAvgPoolDef, QGlobalAvgPool};
+pub use leaky_relu::{LeakyReluDef, QLeakyRelu};
 pub use max_pool2d::{MaxPool2dDef, QMaxPool2d};
 
 /// One op of a model file. The variant order is part of the file format: new ops go at the end.
@@ -48,6 +50,8 @@ pub enum OpDef<B> {
     Add(AddDef),
     /// The mean of each channel of an image ([`global_avg_pool`]).
     GlobalAvgPool(GlobalAvgPoolDef),
+    /// LeakyReLU ([`leaky_relu`]).
+    LeakyRelu(LeakyReluDef),
 }
 
 /// What an op computes.
@@ -68,6 +72,8 @@ pub enum OpKind {
     Add,
     /// Global average pooling.
     GlobalAvgPool,
+    /// LeakyReLU.
+    LeakyRelu,
 }
 
 impl OpKind {
@@ -81,6 +87,7 @@ impl OpKind {
             Self::Flatten => "Flatten",
             Self::Add => "Add",
             Self::GlobalAvgPool => "GlobalAvgPool",
+            Self::LeakyRelu => "LeakyRelu",
         }
     }
 }
@@ -176,6 +183,8 @@ pub enum QOp<'a> {
     Add(QAdd),
     /// Global average pooling.
     GlobalAvgPool(QGlobalAvgPool),
+    /// LeakyReLU.
+    LeakyRelu(QLeakyRelu),
 }
 
 impl<'a> OpDef<&'a [u8]> {
@@ -196,6 +205,9 @@ impl<'a> OpDef<&'a [u8]> {
             Self::GlobalAvgPool(d) => {
                 global_avg_pool::prepare(d, cx).map(|(q, t)| (QOp::GlobalAvgPool(q), t))?
             }
+            Self::LeakyRelu(d) => {
+                leaky_relu::prepare(d, cx).map(|(q, t)| (QOp::LeakyRelu(q), t))?
+            }
         })
     }
 }
@@ -211,6 +223,7 @@ impl<B> OpDef<B> {
             Self::Flatten(_) => OpKind::Flatten,
             Self::Add(_) => OpKind::Add,
             Self::GlobalAvgPool(_) => OpKind::GlobalAvgPool,
+            Self::LeakyRelu(_) => OpKind::LeakyRelu,
         }
     }
 }
@@ -226,6 +239,7 @@ impl QOp<'_> {
             Self::Flatten(_) => OpKind::Flatten,
             Self::Add(_) => OpKind::Add,
             Self::GlobalAvgPool(_) => OpKind::GlobalAvgPool,
+            Self::LeakyRelu(_) => OpKind::LeakyRelu,
         }
     }
 
@@ -239,6 +253,7 @@ impl QOp<'_> {
             Self::Flatten(q) => Inputs::one(q.input),
             Self::Add(q) => Inputs::two(q.inputs[0], q.inputs[1]),
             Self::GlobalAvgPool(q) => Inputs::one(q.input),
+            Self::LeakyRelu(q) => Inputs::one(q.input),
         }
     }
 
@@ -251,7 +266,8 @@ impl QOp<'_> {
             | Self::MaxPool2d(_)
             | Self::AvgPool2d(_)
             | Self::Add(_)
-            | Self::GlobalAvgPool(_) => false,
+            | Self::GlobalAvgPool(_)
+            | Self::LeakyRelu(_) => false,
         }
     }
 
@@ -264,7 +280,8 @@ impl QOp<'_> {
             | Self::AvgPool2d(_)
             | Self::Flatten(_)
             | Self::Add(_)
-            | Self::GlobalAvgPool(_) => 0,
+            | Self::GlobalAvgPool(_)
+            | Self::LeakyRelu(_) => 0,
         }
     }
 
@@ -277,7 +294,8 @@ impl QOp<'_> {
             | Self::AvgPool2d(_)
             | Self::Flatten(_)
             | Self::Add(_)
-            | Self::GlobalAvgPool(_) => 0,
+            | Self::GlobalAvgPool(_)
+            | Self::LeakyRelu(_) => 0,
         }
     }
 
@@ -293,6 +311,7 @@ impl QOp<'_> {
             Self::Flatten(_) => {}
             Self::Add(q) => q.invoke(x, y, output),
             Self::GlobalAvgPool(q) => q.invoke(x, output),
+            Self::LeakyRelu(q) => q.invoke(x, output),
         }
     }
 }
