@@ -35,7 +35,7 @@ fn check(id: &str) {
     let float_pred = train::predict(&net, &test, 500).unwrap();
 
     let bytes = std::fs::read(dir.join(format!("{id}.fmq"))).unwrap();
-    let model = Model::from_bytes(&bytes).unwrap();
+    let model: Model = Model::from_bytes(&bytes).unwrap();
     let mut scratch = vec![0i8; model.scratch_len()];
     let int8_pred = predict_int8(&model, &test, &mut scratch).unwrap();
 

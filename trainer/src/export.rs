@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::data::{Dataset, NUM_CLASSES, PIXELS, Split};
 use crate::metrics::{Metrics, agreement};
 use crate::net::{Net, NetError};
-use infer_core::owned::OwnedModel;
+use infer_core::format::OwnedModel;
 
 use crate::quantize::{self, ActivationStats, QuantizeError, RANGE_CANDIDATES};
 use crate::report::Int8Report;

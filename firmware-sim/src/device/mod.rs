@@ -536,7 +536,7 @@ pub fn host_predictions(
         path: path.to_path_buf(),
         source,
     };
-    let model = Model::from_bytes(&bytes).map_err(model_err)?;
+    let model: Model = Model::from_bytes(&bytes).map_err(model_err)?;
     let mut scratch = vec![0_i8; model.scratch_len()];
     (0..images.min(test.len()))
         .map(|i| {
