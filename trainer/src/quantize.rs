@@ -1,4 +1,4 @@
-//! Post-training int8 quantisation (../shared/quantization.md): the arch's layer list is lowered
+//! Post-training int8 quantisation (README, "The int8 scheme"): the arch's layer list is lowered
 //! to infer-core's op list (ReLU fused as a clamp, dropout dropped), weights are quantised per
 //! output channel and symmetrically, activations asymmetrically from ranges observed on
 //! calibration images, biases to int32, and requantisation multipliers derived with
@@ -8,8 +8,9 @@ use candle_core::{Device, Tensor};
 use infer_core::format::{Activation, Pool2dDef, QParams, Shape};
 use infer_core::owned::{EncodeError, OwnedChannelQuant, OwnedLayer, OwnedModel};
 
-use crate::arch::{Dims, Layer, PIXEL_ZERO, pixel_scale};
-use crate::data::Split;
+use fashion_mnist::{PIXEL_ZERO, Split, pixel_scale};
+
+use crate::arch::{Dims, Layer};
 use crate::net::{Mode, Net, NetError};
 use crate::train::images_tensor;
 
@@ -686,7 +687,7 @@ mod tests {
         for pixel in [0u8, 73, 128, 255] {
             let int8 = i32::from(pixel) - 128;
             let real = (int8 - q.zero_point) as f32 * q.scale;
-            assert!((real - crate::arch::normalise(pixel)).abs() < 1e-6);
+            assert!((real - fashion_mnist::normalise(pixel)).abs() < 1e-6);
         }
     }
 }
