@@ -11,8 +11,9 @@ use infer_core::format::{
 };
 use infer_core::spec::{Conv2dGeometry, DenseGeometry, Padding, Pool2dGeometry};
 
-use crate::arch::{Dims, Layer, PIXEL_ZERO, pixel_scale};
-use crate::data::Split;
+use fashion_mnist::{PIXEL_ZERO, Split, pixel_scale};
+
+use crate::arch::{Dims, Layer};
 use crate::net::{Mode, Net, NetError};
 use crate::train::images_tensor;
 
@@ -704,7 +705,7 @@ mod tests {
         for pixel in [0u8, 73, 128, 255] {
             let int8 = i32::from(pixel) - 128;
             let real = (int8 - q.zero_point) as f32 * q.scale;
-            assert!((real - crate::arch::normalise(pixel)).abs() < 1e-6);
+            assert!((real - fashion_mnist::normalise(pixel)).abs() < 1e-6);
         }
     }
 }
