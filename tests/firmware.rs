@@ -5,8 +5,12 @@
 //! logits are bit-identical to infer-core's on the host for the same images, that its accuracy is
 //! the host's, that the LeNet budgets hold, and that the `firmware` record committed in
 //! `models/<id>.json` is what this run measures. Without QEMU the tests fail (CI installs it).
+//!
+//! One more run checks our instruction-counting QEMU plugin (`tools/qemu-insn-count.c`, built
+//! here with the system C compiler) against the SysTick counts.
 
 use std::path::PathBuf;
+use std::process::Command;
 
 use firmware_sim::device::{self, DeviceOptions};
 use model_report::ModelReport;
@@ -92,4 +96,40 @@ fn mlp_on_the_cortex_m4_matches_the_host() {
 #[test]
 fn cnn_on_the_cortex_m4_matches_the_host() {
     check("s5-cnn");
+}
+
+#[test]
+fn the_instruction_counting_plugin_agrees_with_systick() {
+    let root = root();
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("libinsn.so");
+    let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
+    let status = Command::new(&cc)
+        .args([
+            "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o",
+        ])
+        .arg(&plugin)
+        .arg(root.join("tools").join("qemu-insn-count.c"))
+        .status()
+        .unwrap_or_else(|e| panic!("running {}: {e} (a C compiler is needed)", cc.display()));
+    assert!(status.success(), "compiling tools/qemu-insn-count.c failed");
+
+    // 20 images: another ELF than the 200-image LeNet test, which may run at the same time.
+    let opts = DeviceOptions {
+        images: 20,
+        plugin: Some(plugin),
+        ..DeviceOptions::new(&root, "s3-lenet-base")
+    };
+    let run = device::run(&opts).unwrap_or_else(|e| panic!("{e}"));
+    let exact = run.plugin_instructions.as_ref().expect("plugin counts");
+    assert_eq!(exact.len(), opts.images);
+    for (i, (image, &exact)) in run.images.iter().zip(exact).enumerate() {
+        // SysTick rounds down to whole ticks and does not see the twenty-odd instructions
+        // around its own reads; the plugin counts every instruction between the two markers.
+        assert!(
+            exact.abs_diff(image.instructions) <= 2 * device::INSNS_PER_TICK,
+            "image {i}: plugin {exact}, SysTick {}",
+            image.instructions
+        );
+    }
 }

@@ -49,3 +49,65 @@ pub fn evaluate_int8(
         metrics,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fashion_mnist::PIXELS;
+
+    /// Three synthetic images (a ramp, all black, all white) with labels 0, 1, 2.
+    fn split() -> Split {
+        let mut images: Vec<u8> = (0..PIXELS)
+            .map(|i| u8::try_from(i % 256).unwrap())
+            .collect();
+        images.extend([0u8; PIXELS]);
+        images.extend([255u8; PIXELS]);
+        Split {
+            images,
+            labels: vec![0, 1, 2],
+        }
+    }
+
+    fn lenet() -> Vec<u8> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/s3-lenet-base.fmq");
+        std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn the_loop_is_one_predict_per_image_with_the_first_logits_kept() {
+        let bytes = lenet();
+        let model = Model::from_bytes(&bytes).unwrap();
+        let split = split();
+        let mut scratch = vec![0i8; model.scratch_len()];
+        let eval = evaluate_int8(&model, &split, &mut scratch, 2).unwrap();
+        assert_eq!(eval.predictions.len(), 3);
+        assert_eq!(eval.logits.len(), 2);
+        for i in 0..split.len() {
+            let p = model.predict_raw(split.image(i), &mut scratch).unwrap();
+            assert_eq!(usize::from(eval.predictions[i]), p.class, "image {i}");
+            if i < 2 {
+                assert_eq!(eval.logits[i], p.logits, "image {i}");
+            }
+        }
+        assert_eq!(
+            eval.metrics,
+            Metrics::new(&split.labels, &eval.predictions, NUM_CLASSES)
+        );
+        // Asking for more logits than images keeps them all.
+        let all = evaluate_int8(&model, &split, &mut scratch, 10).unwrap();
+        assert_eq!(all.logits.len(), 3);
+    }
+
+    #[test]
+    fn a_short_scratch_buffer_is_infer_cores_error() {
+        let bytes = lenet();
+        let model = Model::from_bytes(&bytes).unwrap();
+        let mut scratch = vec![0i8; model.scratch_len() - 1];
+        assert_eq!(
+            evaluate_int8(&model, &split(), &mut scratch, 0),
+            Err(infer_core::Error::ScratchTooSmall {
+                needed: model.scratch_len()
+            })
+        );
+    }
+}
