@@ -3,28 +3,21 @@
 //! - `model.fmq`: the exported model `../models/$FIRMWARE_MODEL.fmq` (default `s3-lenet-base`),
 //!   validated here by infer-core itself, which also gives the scratch length to reserve;
 //! - `images.bin`, `labels.bin`: the first `$FIRMWARE_IMAGES` (default 200) Fashion-MNIST test
-//!   images and labels, read from the gzip IDX files in `$FASHION_MNIST_DIR` (default Debian's
-//!   `/usr/share/datasets/fashion-mnist`);
+//!   images and labels, read and validated by the workspace's `fashion-mnist` crate from
+//!   `$FASHION_MNIST_DIR` (default Debian's `/usr/share/datasets/fashion-mnist`);
 //! - `config.rs`: the constants `src/main.rs` includes;
 //!
 //! and passes the linker scripts (`memory.x`, cortex-m-rt's `link.x`, defmt's `defmt.x`).
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use flate2::read::GzDecoder;
+use fashion_mnist::{DATA_DIR_ENV, TEST_COUNT, TEST_IMAGES, TEST_LABELS};
 
 const MODEL_ENV: &str = "FIRMWARE_MODEL";
 const IMAGES_ENV: &str = "FIRMWARE_IMAGES";
-const DATA_ENV: &str = "FASHION_MNIST_DIR";
 const DEFAULT_MODEL: &str = "s3-lenet-base";
 const DEFAULT_IMAGES: usize = 200;
-const DEFAULT_DATA_DIR: &str = "/usr/share/datasets/fashion-mnist";
-const TEST_IMAGES_FILE: &str = "t10k-images-idx3-ubyte.gz";
-const TEST_LABELS_FILE: &str = "t10k-labels-idx1-ubyte.gz";
-const SIDE: usize = 28;
-const TEST_SET_LEN: usize = 10_000;
 
 fn main() {
     if let Err(message) = run() {
@@ -36,7 +29,7 @@ fn main() {
 fn run() -> Result<(), String> {
     let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR")?);
     let out_dir = PathBuf::from(env("OUT_DIR")?);
-    for var in [MODEL_ENV, IMAGES_ENV, DATA_ENV] {
+    for var in [MODEL_ENV, IMAGES_ENV, DATA_DIR_ENV] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     println!("cargo:rerun-if-changed=build.rs");
@@ -84,22 +77,26 @@ fn run() -> Result<(), String> {
             .trim()
             .parse::<usize>()
             .ok()
-            .filter(|n| (1..=TEST_SET_LEN).contains(n))
-            .ok_or_else(|| format!("{IMAGES_ENV}={text:?}: expected 1 to {TEST_SET_LEN}"))?,
+            .filter(|n| (1..=TEST_COUNT).contains(n))
+            .ok_or_else(|| format!("{IMAGES_ENV}={text:?}: expected 1 to {TEST_COUNT}"))?,
         Err(_) => DEFAULT_IMAGES,
     };
-    let data_dir = std::env::var_os(DATA_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-    let images_path = data_dir.join(TEST_IMAGES_FILE);
-    let labels_path = data_dir.join(TEST_LABELS_FILE);
-    println!("cargo:rerun-if-changed={}", images_path.display());
-    println!("cargo:rerun-if-changed={}", labels_path.display());
-    let pixels = read_idx(&images_path, 0x0803, &[SIDE, SIDE], images)?;
-    let labels = read_idx(&labels_path, 0x0801, &[], images)?;
-    fs::write(out_dir.join("images.bin"), &pixels)
+    // The folder `$FASHION_MNIST_DIR` or Debian's, as everywhere else in the workspace.
+    let data_dir = fashion_mnist::find_data_dir(None).map_err(|e| e.to_string())?;
+    println!(
+        "cargo:rerun-if-changed={}",
+        data_dir.join(TEST_IMAGES).display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        data_dir.join(TEST_LABELS).display()
+    );
+    let test = fashion_mnist::load_test(Some(&data_dir))
+        .map_err(|e| e.to_string())?
+        .head(images);
+    fs::write(out_dir.join("images.bin"), &test.images)
         .map_err(|e| format!("writing images.bin: {e}"))?;
-    fs::write(out_dir.join("labels.bin"), &labels)
+    fs::write(out_dir.join("labels.bin"), &test.labels)
         .map_err(|e| format!("writing labels.bin: {e}"))?;
 
     let config = format!(
@@ -134,43 +131,4 @@ fn available_models(dir: &Path) -> String {
     } else {
         ids.join(", ")
     }
-}
-
-/// The first `count` items of a gzip IDX file with the given magic and item dimensions.
-fn read_idx(path: &Path, magic: u32, dims: &[usize], count: usize) -> Result<Vec<u8>, String> {
-    let hint = format!(
-        "install the dataset (`apt-get install dataset-fashion-mnist`) or set {DATA_ENV} to the \
-         folder holding {TEST_IMAGES_FILE} and {TEST_LABELS_FILE}"
-    );
-    let file = fs::File::open(path).map_err(|e| format!("{}: {e}; {hint}", path.display()))?;
-    let mut reader = GzDecoder::new(file);
-    let bad = |what: &str| format!("{}: {what}", path.display());
-    let mut header = vec![0_u8; 4 * (2 + dims.len())];
-    reader
-        .read_exact(&mut header)
-        .map_err(|e| bad(&format!("reading the IDX header: {e}")))?;
-    let words: Vec<usize> = header
-        .chunks_exact(4)
-        .map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]) as usize)
-        .collect();
-    if words[0] != magic as usize {
-        return Err(bad(&format!(
-            "magic {:#010x}, expected {magic:#010x}",
-            words[0]
-        )));
-    }
-    if words[2..] != *dims {
-        return Err(bad(&format!(
-            "item shape {:?}, expected {dims:?}",
-            &words[2..]
-        )));
-    }
-    if words[1] < count {
-        return Err(bad(&format!("{} items, {count} requested", words[1])));
-    }
-    let mut data = vec![0_u8; count * dims.iter().product::<usize>()];
-    reader
-        .read_exact(&mut data)
-        .map_err(|e| bad(&format!("reading {count} items: {e}")))?;
-    Ok(data)
 }

@@ -5,12 +5,15 @@
 //! logits are bit-identical to infer-core's on the host for the same images, that its accuracy is
 //! the host's, that the LeNet budgets hold, and that the `firmware` record committed in
 //! `models/<id>.json` is what this run measures. Without QEMU the tests fail (CI installs it).
+//!
+//! One more run checks our instruction-counting QEMU plugin (`tools/qemu-insn-count.c`, built
+//! here with the system C compiler) against the SysTick counts.
 
 use std::path::PathBuf;
+use std::process::Command;
 
 use firmware_sim::device::{self, DeviceOptions};
-use trainer::data;
-use trainer::report::ModelReport;
+use model_report::ModelReport;
 
 /// LeNet budget for flash (code and model, without the embedded test images).
 const LENET_FLASH_BUDGET: u64 = 96 * 1024;
@@ -25,7 +28,7 @@ fn check(id: &str) {
     let root = root();
     let opts = DeviceOptions::new(&root, id);
     let run = device::run(&opts).unwrap_or_else(|e| panic!("{id}: {e}"));
-    let test = data::load_test(None).expect("Fashion-MNIST test split (see README)");
+    let test = fashion_mnist::load_test(None).expect("Fashion-MNIST test split (see README)");
     let model_path = root.join("models").join(format!("{id}.fmq"));
     let host = device::host_predictions(&model_path, &test, opts.images).unwrap();
     let report = run.report();
@@ -70,16 +73,8 @@ fn check(id: &str) {
     }
 
     let json = root.join("models").join(format!("{id}.json"));
-    let mut committed = ModelReport::read(&json).unwrap().firmware;
-    // serde_json may read a float back one unit in the last place off: compare the accuracy
-    // with a tolerance, everything else exactly.
-    if let Some(c) = committed.as_mut() {
-        assert!(
-            (c.accuracy - report.accuracy).abs() < 1e-12,
-            "{id}: committed accuracy"
-        );
-        c.accuracy = report.accuracy;
-    }
+    // Reports are read with exact float parsing (model-report), so every field compares exactly.
+    let committed = ModelReport::read(&json).unwrap().firmware;
     assert!(
         committed.as_ref() == Some(&report),
         "{id}: models/{id}.json's `firmware` record is stale: run `cargo run --release -p \
@@ -101,4 +96,40 @@ fn mlp_on_the_cortex_m4_matches_the_host() {
 #[test]
 fn cnn_on_the_cortex_m4_matches_the_host() {
     check("s5-cnn");
+}
+
+#[test]
+fn the_instruction_counting_plugin_agrees_with_systick() {
+    let root = root();
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("libinsn.so");
+    let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
+    let status = Command::new(&cc)
+        .args([
+            "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o",
+        ])
+        .arg(&plugin)
+        .arg(root.join("tools").join("qemu-insn-count.c"))
+        .status()
+        .unwrap_or_else(|e| panic!("running {}: {e} (a C compiler is needed)", cc.display()));
+    assert!(status.success(), "compiling tools/qemu-insn-count.c failed");
+
+    // 20 images: another ELF than the 200-image LeNet test, which may run at the same time.
+    let opts = DeviceOptions {
+        images: 20,
+        plugin: Some(plugin),
+        ..DeviceOptions::new(&root, "s3-lenet-base")
+    };
+    let run = device::run(&opts).unwrap_or_else(|e| panic!("{e}"));
+    let exact = run.plugin_instructions.as_ref().expect("plugin counts");
+    assert_eq!(exact.len(), opts.images);
+    for (i, (image, &exact)) in run.images.iter().zip(exact).enumerate() {
+        // SysTick rounds down to whole ticks and does not see the twenty-odd instructions
+        // around its own reads; the plugin counts every instruction between the two markers.
+        assert!(
+            exact.abs_diff(image.instructions) <= 2 * device::INSNS_PER_TICK,
+            "image {i}: plugin {exact}, SysTick {}",
+            image.instructions
+        );
+    }
 }

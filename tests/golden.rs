@@ -25,7 +25,7 @@ fn root() -> PathBuf {
 /// The logits of every test image, concatenated.
 fn logits(id: &str, test: &data::Split) -> Vec<u8> {
     let bytes = std::fs::read(root().join(format!("models/{id}.fmq"))).unwrap();
-    let model = Model::from_bytes(&bytes).unwrap();
+    let model: Model = Model::from_bytes(&bytes).unwrap();
     let mut scratch = vec![0_i8; model.scratch_len()];
     let mut out = Vec::new();
     for i in 0..test.len() {
@@ -54,7 +54,9 @@ fn committed_models_give_the_recorded_logits_on_the_whole_test_set() {
         assert_eq!(got.len(), expected.len(), "{id}: number of logits");
         let classes = got.len() / test.len();
         let differing: Vec<usize> = (0..test.len())
-            .filter(|&i| got[i * classes..(i + 1) * classes] != expected[i * classes..(i + 1) * classes])
+            .filter(|&i| {
+                got[i * classes..(i + 1) * classes] != expected[i * classes..(i + 1) * classes]
+            })
             .collect();
         assert!(
             differing.is_empty(),
@@ -63,6 +65,10 @@ fn committed_models_give_the_recorded_logits_on_the_whole_test_set() {
             test.len(),
             &differing[..differing.len().min(10)]
         );
-        println!("{id}: {} logits over {} images identical", got.len(), test.len());
+        println!(
+            "{id}: {} logits over {} images identical",
+            got.len(),
+            test.len()
+        );
     }
 }

@@ -7,13 +7,11 @@
 use std::path::PathBuf;
 
 use candle_core::Device;
+use fashion_mnist::NUM_CLASSES;
 use infer_core::Model;
+use model_report::{Metrics, ModelReport, agreement, evaluate_int8};
 use trainer::arch;
-use trainer::data::{self, NUM_CLASSES};
-use trainer::export::predict_int8;
-use trainer::metrics::{Metrics, agreement};
 use trainer::net::Net;
-use trainer::report::ModelReport;
 use trainer::train;
 
 fn models_dir() -> PathBuf {
@@ -22,7 +20,7 @@ fn models_dir() -> PathBuf {
 
 fn check(id: &str) {
     let dir = models_dir();
-    let test = data::load_test(None).expect("Fashion-MNIST test split (see README)");
+    let test = fashion_mnist::load_test(None).expect("Fashion-MNIST test split (see README)");
     let report = ModelReport::read(&dir.join(format!("{id}.json"))).unwrap();
     let int8_report = report.int8.as_ref().expect("model was exported");
 
@@ -35,13 +33,13 @@ fn check(id: &str) {
     let float_pred = train::predict(&net, &test, 500).unwrap();
 
     let bytes = std::fs::read(dir.join(format!("{id}.fmq"))).unwrap();
-    let model = Model::from_bytes(&bytes).unwrap();
+    let model: Model = Model::from_bytes(&bytes).unwrap();
     let mut scratch = vec![0i8; model.scratch_len()];
-    let int8_pred = predict_int8(&model, &test, &mut scratch).unwrap();
+    let eval = evaluate_int8(&model, &test, &mut scratch, int8_report.golden_logits.len()).unwrap();
 
     let float = Metrics::new(&test.labels, &float_pred, NUM_CLASSES);
-    let int8 = Metrics::new(&test.labels, &int8_pred, NUM_CLASSES);
-    let agree = agreement(&float_pred, &int8_pred);
+    let int8 = &eval.metrics;
+    let agree = agreement(&float_pred, &eval.predictions);
     println!(
         "{id}: float {:.2}% int8 {:.2}% agreement {:.2}%",
         100.0 * float.accuracy,
@@ -66,13 +64,13 @@ fn check(id: &str) {
         !int8_report.golden_logits.is_empty(),
         "{id}: no golden logits recorded"
     );
-    for (i, golden) in int8_report.golden_logits.iter().enumerate() {
-        let p = model.predict_raw(test.image(i), &mut scratch).unwrap();
-        assert_eq!(
-            p.logits,
-            golden.as_slice(),
-            "{id}: golden logits of image {i}"
-        );
+    for (i, (golden, logits)) in int8_report
+        .golden_logits
+        .iter()
+        .zip(&eval.logits)
+        .enumerate()
+    {
+        assert_eq!(logits, golden, "{id}: golden logits of image {i}");
     }
 }
 

@@ -3,12 +3,12 @@
 //! through firmware-sim exactly as the binary does.
 
 use candle_core::Device;
+use fashion_mnist as data;
+use model_report::{FloatReport, Metrics, ModelReport, TrainOptions};
 use trainer::arch;
-use trainer::data;
 use trainer::export;
 use trainer::net::Net;
-use trainer::report::{FloatReport, ModelReport};
-use trainer::train::{self, TrainOptions};
+use trainer::train;
 
 #[test]
 fn one_epoch_on_a_subset_lowers_the_loss_and_exports() {
@@ -34,7 +34,7 @@ fn one_epoch_on_a_subset_lowers_the_loss_and_exports() {
 
         let float_pred = train::predict(&net, &dataset.test, 250).unwrap();
         let int8 = export::export(&net, &dataset, &float_pred, out.path(), 64, 1).unwrap();
-        let float = trainer::metrics::Metrics::new(&dataset.test.labels, &float_pred, 10);
+        let float = Metrics::new(&dataset.test.labels, &float_pred, 10);
         let report = ModelReport {
             id: arch.id.into(),
             description: arch.description.into(),

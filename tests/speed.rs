@@ -3,8 +3,7 @@
 
 use std::path::PathBuf;
 
-const BEGIN: &str = "<!-- bench:begin -->";
-const END: &str = "<!-- bench:end -->";
+use model_report::markdown::BENCH;
 
 fn read(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -17,10 +16,9 @@ fn read(name: &str) -> String {
 fn readme_speed_tables_are_those_of_bench_results() {
     let readme = read("README.md");
     let results = read("bench/results.md");
-    let begin = readme.find(BEGIN).expect("README has a bench:begin marker");
-    let end = readme.find(END).expect("README has a bench:end marker");
-    assert!(begin < end, "bench markers out of order");
-    let block = &readme[begin + BEGIN.len()..end];
+    let block = BENCH
+        .body(&readme)
+        .expect("README has bench:begin and bench:end markers, in order");
     // First paragraph: how and where it was measured; then the tables, verbatim.
     let (provenance, tables) = block
         .trim()

@@ -9,12 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use fashion_mnist::Split;
 use infer_core::Model;
+use model_report::{ModelReport, evaluate_int8};
 use serde::Serialize;
-use trainer::data::{NUM_CLASSES, Split};
-use trainer::export::predict_int8;
-use trainer::metrics::Metrics;
-use trainer::report::ModelReport;
 
 pub mod device;
 
@@ -85,10 +83,10 @@ pub fn run_model(path: &Path, test: &Split, scratch: &mut [i8]) -> Result<ModelR
     let json = path.with_extension("json");
     let report = ModelReport::read(&json)?;
     let start = Instant::now();
-    let pred = predict_int8(&model, test, scratch)
-        .map_err(|e| anyhow::anyhow!("{}: inference failed: {e}", path.display()))?;
+    let metrics = evaluate_int8(&model, test, scratch, 0)
+        .map_err(|e| anyhow::anyhow!("{}: inference failed: {e}", path.display()))?
+        .metrics;
     let us = start.elapsed().as_secs_f64() * 1e6 / test.len().max(1) as f64;
-    let metrics = Metrics::new(&test.labels, &pred, NUM_CLASSES);
     Ok(ModelRun {
         id: model.id().to_string(),
         path: path.to_path_buf(),

@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use firmware_sim::device::{self, DeviceOptions};
 use firmware_sim::{SCRATCH_CAPACITY, describe, model_files, run_model};
-use trainer::report::ModelReport;
+use model_report::ModelReport;
+use model_report::markdown::FIRMWARE;
 
 /// Run exported models through infer-core as firmware would, over the full test set, and check
 /// their int8 accuracy against the float accuracy the trainer recorded.
@@ -54,7 +55,7 @@ struct DeviceCli {
     #[arg(long, default_value_t = device::DEFAULT_TIMEOUT.as_secs())]
     timeout: u64,
     /// Also count instructions exactly with this QEMU plugin (a build of
-    /// `../shared/tools/qemu-insn-count.c`).
+    /// `tools/qemu-insn-count.c`, see `tools/README.md`).
     #[arg(long)]
     plugin: Option<PathBuf>,
     /// Write the measurements into `models/<id>.json` (`firmware`).
@@ -74,7 +75,7 @@ fn main() -> Result<ExitCode> {
 }
 
 fn sim_main(models: &Path, data_dir: Option<&Path>, json: bool) -> Result<ExitCode> {
-    let test = trainer::data::load_test(data_dir)?;
+    let test = fashion_mnist::load_test(data_dir)?;
     // One fixed-size buffer for every model, as a firmware image would reserve statically.
     let mut scratch = [0i8; SCRATCH_CAPACITY];
     let mut runs = Vec::new();
@@ -122,7 +123,7 @@ fn device_main(args: &DeviceCli) -> Result<ExitCode> {
     } else {
         args.model.clone()
     };
-    let test = trainer::data::load_test(args.data_dir.as_deref())?;
+    let test = fashion_mnist::load_test(args.data_dir.as_deref())?;
     let mut failed = false;
     for id in &ids {
         let opts = DeviceOptions {
@@ -185,31 +186,12 @@ fn device_main(args: &DeviceCli) -> Result<ExitCode> {
             }
         }
         if args.update_json {
-            let path = models.join(format!("{id}.json"));
-            ModelReport::read(&path)?; // a valid report
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let new = device::set_firmware_record(&text, &report)
-                .with_context(|| format!("{}: not a pretty-printed report", path.display()))?;
-            std::fs::write(&path, new).with_context(|| format!("writing {}", path.display()))?;
+            ModelReport::update_firmware(&models.join(format!("{id}.json")), report)?;
         }
     }
     if let Some(readme) = &args.update_readme {
         let reports = ModelReport::read_dir(&models)?;
-        let text = std::fs::read_to_string(readme)
-            .with_context(|| format!("reading {}", readme.display()))?;
-        let section = device::readme_section(&reports);
-        let Some(new) =
-            device::replace_section(&text, device::README_BEGIN, device::README_END, &section)
-        else {
-            bail!(
-                "{}: no {} ... {} section",
-                readme.display(),
-                device::README_BEGIN,
-                device::README_END
-            );
-        };
-        std::fs::write(readme, new).with_context(|| format!("writing {}", readme.display()))?;
+        FIRMWARE.update_file(readme, &device::readme_section(&reports))?;
     }
     Ok(if failed {
         ExitCode::FAILURE

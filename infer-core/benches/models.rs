@@ -10,39 +10,17 @@
 mod support;
 
 use std::hint::black_box;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use infer_core::{IMAGE_LEN, Model};
+use infer_core::Model;
 
 const IMAGES: usize = 256;
 
-fn data_dir() -> PathBuf {
-    std::env::var_os("FASHION_MNIST_DIR").map_or_else(
-        || PathBuf::from("/usr/share/datasets/fashion-mnist"),
-        PathBuf::from,
-    )
-}
-
-/// The first [`IMAGES`] test images (the IDX header is 16 bytes).
-fn test_images() -> Vec<[u8; IMAGE_LEN]> {
-    let path = data_dir().join("t10k-images-idx3-ubyte.gz");
-    let file = std::fs::File::open(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (set FASHION_MNIST_DIR)", path.display()));
-    let mut raw = Vec::new();
-    flate2::read::GzDecoder::new(file)
-        .read_to_end(&mut raw)
-        .expect("gzip test images");
-    raw[16..]
-        .chunks_exact(IMAGE_LEN)
-        .take(IMAGES)
-        .map(|c| c.try_into().expect("chunks_exact gives IMAGE_LEN bytes"))
-        .collect()
-}
-
 fn bench_models(c: &mut Criterion) {
-    let images = test_images();
+    let test = fashion_mnist::load_test(None)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .head(IMAGES);
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
     let mut group = c.benchmark_group("predict");
     for id in ["s5-ann", "s5-cnn", "s3-lenet-base"] {
@@ -66,10 +44,10 @@ fn bench_models(c: &mut Criterion) {
         let mut next = 0;
         group.bench_function(name, |b| {
             b.iter(|| {
-                next = (next + 1) % images.len();
+                next = (next + 1) % test.len();
                 black_box(
                     model
-                        .predict(black_box(&images[next]), &mut scratch)
+                        .predict(black_box(test.image(next)), &mut scratch)
                         .map(|p| p.class),
                 )
             })

@@ -36,7 +36,10 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::ops::{AvgPool2dDef, Conv2dDef, DenseDef, FlattenDef, MaxPool2dDef, OpDef, OpKind};
+pub use crate::ops::{
+    AddDef, AvgPool2dDef, Conv2dDef, DenseDef, FlattenDef, GlobalAvgPoolDef, LeakyReluDef,
+    MaxPool2dDef, OpDef, OpKind,
+};
 pub use crate::spec::{Padding, Shape, TensorShape};
 
 /// The first four bytes of every model file.

@@ -8,13 +8,12 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use crate::data::{Dataset, NUM_CLASSES, PIXELS, Split};
-use crate::metrics::{Metrics, agreement};
-use crate::net::{Net, NetError};
-use infer_core::owned::OwnedModel;
+use fashion_mnist::{Dataset, PIXELS, Split};
+use infer_core::format::OwnedModel;
+use model_report::{Int8Report, agreement, evaluate_int8};
 
+use crate::net::{Net, NetError};
 use crate::quantize::{self, ActivationStats, QuantizeError, RANGE_CANDIDATES};
-use crate::report::Int8Report;
 use crate::train;
 
 /// Errors while exporting.
@@ -80,21 +79,6 @@ fn split_alternate(set: &Split) -> (Split, Split) {
     (pick(0), pick(1))
 }
 
-/// Int8 predictions of a loaded model for every image of `split`, with the one `scratch`
-/// buffer reused throughout, as firmware would.
-pub fn predict_int8(
-    model: &Model<'_>,
-    split: &Split,
-    scratch: &mut [i8],
-) -> Result<Vec<u8>, infer_core::Error> {
-    (0..split.len())
-        .map(|i| {
-            let p = model.predict_raw(split.image(i), scratch)?;
-            Ok(u8::try_from(p.class).unwrap_or(u8::MAX))
-        })
-        .collect()
-}
-
 /// The quantised model [`quantize_best`] chose, and how.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Calibrated {
@@ -131,7 +115,9 @@ pub fn quantize_best(
         };
         let model = Model::from_bytes(&bytes).map_err(rejected)?;
         let mut scratch = vec![0i8; model.scratch_len()];
-        let pred = predict_int8(&model, selection, &mut scratch).map_err(rejected)?;
+        let pred = evaluate_int8(&model, selection, &mut scratch, 0)
+            .map_err(rejected)?
+            .predictions;
         let agree = agreement(&float_pred, &pred);
         let name = if correct {
             format!("{method} + bias correction")
@@ -181,23 +167,17 @@ pub fn export(
     };
     let model = Model::from_bytes(&bytes).map_err(rejected)?;
     let mut scratch = vec![0i8; model.scratch_len()];
-    let int8_pred = predict_int8(&model, &dataset.test, &mut scratch).map_err(rejected)?;
-    let golden_logits = (0..GOLDEN_IMAGES.min(dataset.test.len()))
-        .map(|i| {
-            let p = model.predict_raw(dataset.test.image(i), &mut scratch)?;
-            Ok(p.logits.to_vec())
-        })
-        .collect::<Result<_, infer_core::Error>>()
-        .map_err(rejected)?;
+    let int8 =
+        evaluate_int8(&model, &dataset.test, &mut scratch, GOLDEN_IMAGES).map_err(rejected)?;
     Ok(Int8Report {
         calibration_images: calib.len(),
         calibration_method: chosen.method,
         calibration_candidates: chosen.candidates,
-        test: Metrics::new(&dataset.test.labels, &int8_pred, NUM_CLASSES),
-        agreement: agreement(float_pred, &int8_pred),
+        agreement: agreement(float_pred, &int8.predictions),
+        test: int8.metrics,
         model_bytes: bytes.len() as u64,
         scratch_bytes: model.scratch_len(),
         macs: model.macs(),
-        golden_logits,
+        golden_logits: int8.logits,
     })
 }

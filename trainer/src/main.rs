@@ -6,13 +6,13 @@ use anyhow::{Context, Result};
 use candle_core::Device;
 use clap::{Parser, Subcommand};
 
+use fashion_mnist as data;
+use model_report::markdown::{RESULTS, summary_table};
+use model_report::{FloatReport, Metrics, ModelReport, TrainOptions};
 use trainer::arch::{self, Arch};
-use trainer::data;
 use trainer::export;
-use trainer::metrics::Metrics;
 use trainer::net::Net;
-use trainer::report::{self, FloatReport, ModelReport};
-use trainer::train::{self, TrainOptions};
+use trainer::train;
 
 /// Training allocates and frees tensors of several MiB every step; glibc's malloc hands those
 /// straight back to the kernel and faults them in again, zeroed, on the next step (half the CPU
@@ -201,7 +201,7 @@ fn load_trained(
 }
 
 fn write_summary(common: &Common) -> Result<String> {
-    let table = report::summary_table(&ModelReport::read_dir(&common.out_dir)?);
+    let table = summary_table(&ModelReport::read_dir(&common.out_dir)?);
     let path = common.out_dir.join("summary.md");
     std::fs::write(
         &path,
@@ -222,7 +222,7 @@ fn main() -> Result<()> {
         let table = write_summary(&common)?;
         print!("{table}");
         if let Some(readme) = update_readme {
-            report::update_readme(readme, &table)?;
+            RESULTS.update_file(readme, &table)?;
         }
         return Ok(());
     }

@@ -5,11 +5,15 @@
 //! [`infer_core::quant::channel_multiplier`] from the stored f32 scales.
 
 use candle_core::{Device, Tensor};
-use infer_core::format::{Activation, Pool2dDef, QParams, Shape};
-use infer_core::owned::{EncodeError, OwnedChannelQuant, OwnedLayer, OwnedModel};
+use infer_core::format::{
+    Activation, AvgPool2dDef, ChannelQuant, Conv2dDef, DenseDef, EncodeError, FlattenDef,
+    MaxPool2dDef, OpDef, OwnedModel, QParams, Shape, TensorId,
+};
+use infer_core::spec::{Conv2dGeometry, DenseGeometry, Padding, Pool2dGeometry};
 
-use crate::arch::{Dims, Layer, PIXEL_ZERO, pixel_scale};
-use crate::data::Split;
+use fashion_mnist::{PIXEL_ZERO, Split, pixel_scale};
+
+use crate::arch::{Dims, Layer};
 use crate::net::{Mode, Net, NetError};
 use crate::train::images_tensor;
 
@@ -315,9 +319,9 @@ pub enum LoweredOp {
     /// Conv or dense with a fused activation.
     Linear(Activation),
     /// Max pooling.
-    MaxPool(Pool2dDef),
+    MaxPool(Pool2dGeometry),
     /// Average pooling.
-    AvgPool(Pool2dDef),
+    AvgPool(Pool2dGeometry),
     /// Flatten.
     Flatten,
 }
@@ -327,11 +331,11 @@ fn pool(
     layer: Layer,
     kernel: usize,
     stride: usize,
-) -> Result<Pool2dDef, QuantizeError> {
+) -> Result<Pool2dGeometry, QuantizeError> {
     let k = u8::try_from(kernel);
     let s = u8::try_from(stride);
     match (k, s) {
-        (Ok(kernel), Ok(stride)) => Ok(Pool2dDef { kernel, stride }),
+        (Ok(kernel), Ok(stride)) => Ok(Pool2dGeometry { kernel, stride }),
         _ => Err(QuantizeError::Unsupported {
             index,
             layer,
@@ -468,8 +472,11 @@ pub fn quantize(
 ) -> Result<OwnedModel, QuantizeError> {
     let input = input_qparams();
     let mut cur = input;
-    let mut layers = Vec::new();
+    let mut layers: Vec<OpDef<Vec<u8>>> = Vec::new();
     for lowered in lower(&net.arch.layers)? {
+        // A chain: each op reads the tensor of the op before it (tensor 0 is the input).
+        let prev =
+            TensorId::try_from(layers.len()).map_err(|_| QuantizeError::TooLarge("op count"))?;
         let layer = net.arch.layers[lowered.first];
         let q = match (lowered.op, layer, &net.params[lowered.first]) {
             (LoweredOp::Linear(activation), _, Some(p)) => {
@@ -485,7 +492,7 @@ pub fn quantize(
                     }
                     None => b,
                 };
-                let mut quant = OwnedChannelQuant::default();
+                let mut quant = ChannelQuant::<Vec<u8>>::default();
                 for (channel, (&s, &bias)) in scales.iter().zip(&b).enumerate() {
                     let (m, shift) =
                         infer_core::quant::channel_multiplier(cur.scale, s, output.scale).ok_or(
@@ -515,37 +522,49 @@ pub fn quantize(
                         let u16_of = |v: usize| {
                             u16::try_from(v).map_err(|_| QuantizeError::TooLarge("channels"))
                         };
-                        OwnedLayer::Conv2d {
-                            in_ch: shape_of(in_dims)?.channels,
-                            out_ch: u16_of(out_ch)?,
-                            kernel_h: u8_of(kernel)?,
-                            kernel_w: u8_of(kernel)?,
-                            stride: u8_of(stride)?,
-                            padding: u8_of(padding)?,
+                        OpDef::Conv2d(Conv2dDef {
+                            input: prev,
+                            geometry: Conv2dGeometry {
+                                in_ch: shape_of(in_dims)?.channels,
+                                out_ch: u16_of(out_ch)?,
+                                kernel_h: u8_of(kernel)?,
+                                kernel_w: u8_of(kernel)?,
+                                stride: u8_of(stride)?,
+                                padding: Padding::uniform(u8_of(padding)?),
+                            },
                             weights,
                             quant,
                             output,
                             activation,
-                        }
+                        })
                     }
                     _ => {
                         let u32_of = |v: usize| {
                             u32::try_from(v).map_err(|_| QuantizeError::TooLarge("features"))
                         };
-                        OwnedLayer::Dense {
-                            in_dim: u32_of(in_dims.len())?,
-                            out_dim: u32_of(out_ch)?,
+                        OpDef::Dense(DenseDef {
+                            input: prev,
+                            geometry: DenseGeometry {
+                                in_dim: u32_of(in_dims.len())?,
+                                out_dim: u32_of(out_ch)?,
+                            },
                             weights,
                             quant,
                             output,
                             activation,
-                        }
+                        })
                     }
                 }
             }
-            (LoweredOp::MaxPool(p), ..) => OwnedLayer::MaxPool2d(p),
-            (LoweredOp::AvgPool(p), ..) => OwnedLayer::AvgPool2d(p),
-            (LoweredOp::Flatten, ..) => OwnedLayer::Flatten,
+            (LoweredOp::MaxPool(geometry), ..) => OpDef::MaxPool2d(MaxPool2dDef {
+                input: prev,
+                geometry,
+            }),
+            (LoweredOp::AvgPool(geometry), ..) => OpDef::AvgPool2d(AvgPool2dDef {
+                input: prev,
+                geometry,
+            }),
+            (LoweredOp::Flatten, ..) => OpDef::Flatten(FlattenDef { input: prev }),
             (LoweredOp::Linear(_), _, None) => {
                 return Err(QuantizeError::Unsupported {
                     index: lowered.first,
@@ -560,7 +579,7 @@ pub fn quantize(
         id: net.arch.id.to_string(),
         input_shape: shape_of(net.arch.input)?,
         input,
-        layers,
+        ops: layers,
     })
 }
 
@@ -573,7 +592,7 @@ mod tests {
     fn lowering_fuses_relu_and_drops_dropout() {
         let l = lower(&arch::s5_cnn().layers).unwrap();
         let ops: Vec<LoweredOp> = l.iter().map(|l| l.op).collect();
-        let p = Pool2dDef {
+        let p = Pool2dGeometry {
             kernel: 2,
             stride: 2,
         };
@@ -642,11 +661,11 @@ mod tests {
         let q = quantize(&net, &ranges, None).unwrap();
         let bytes = q.to_bytes().unwrap();
         let payload = &bytes[infer_core::format::HEADER_LEN..];
-        let decoded: infer_core::format::ModelDef<'_> = postcard::from_bytes(payload).unwrap();
-        assert_eq!(decoded, q.def().unwrap());
-        let model = infer_core::Model::from_bytes(&bytes).unwrap();
+        let decoded: OwnedModel = postcard::from_bytes(payload).unwrap();
+        assert_eq!(decoded, q);
+        let model: infer_core::Model = infer_core::Model::from_bytes(&bytes).unwrap();
         assert_eq!(model.id(), "s3-lenet-base");
-        assert_eq!(model.layers().len(), q.layers.len());
+        assert_eq!(model.ops().len(), q.ops.len());
         assert_eq!(model.macs(), 281_640);
     }
 
@@ -686,7 +705,7 @@ mod tests {
         for pixel in [0u8, 73, 128, 255] {
             let int8 = i32::from(pixel) - 128;
             let real = (int8 - q.zero_point) as f32 * q.scale;
-            assert!((real - crate::arch::normalise(pixel)).abs() < 1e-6);
+            assert!((real - fashion_mnist::normalise(pixel)).abs() < 1e-6);
         }
     }
 }

@@ -4,41 +4,16 @@ use std::time::Instant;
 
 use candle_core::{D, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use fashion_mnist::{PIXELS, SIDE, Split, normalise};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
-use crate::arch::normalise;
-use crate::data::{PIXELS, SIDE, Split};
 use crate::net::{Mode, Net, NetError};
 
-/// How to train.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct TrainOptions {
-    /// Epochs over the training images.
-    pub epochs: usize,
-    /// Mini-batch size.
-    pub batch_size: usize,
-    /// Adam learning rate (betas 0.9/0.999, eps 1e-8, no weight decay).
-    pub learning_rate: f64,
-    /// Seed of the shuffling and dropout generator.
-    pub seed: u64,
-}
-
-/// What one epoch did.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct EpochStats {
-    /// 1-based epoch number.
-    pub epoch: usize,
-    /// Mean training loss over the epoch's batches.
-    pub loss: f64,
-    /// Training accuracy over the epoch (dropout active).
-    pub accuracy: f64,
-    /// Wall-clock seconds.
-    pub seconds: f64,
-}
+/// How to train and what each epoch did: recorded in the model's report.
+pub use model_report::{EpochStats, TrainOptions};
 
 /// A `[n, 1, 28, 28]` tensor of normalised images for the given indices of `split`.
 pub fn images_tensor(

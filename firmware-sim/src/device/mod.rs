@@ -10,8 +10,8 @@
 //! instructions. The firmware reads SysTick right before and after each inference; the counts
 //! are deterministic and need nothing but QEMU. Each run also times a calibration loop of known
 //! length, and the runner rejects the run unless it matches. The optional exact counter (a QEMU
-//! TCG plugin, [`DeviceOptions::plugin`]) counts the same region between two calls of the
-//! firmware's `insn_marker` function.
+//! TCG plugin, [`DeviceOptions::plugin`]: `tools/qemu-insn-count.c`) counts the same region
+//! between two calls of the firmware's `insn_marker` function.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -19,19 +19,16 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use fashion_mnist::Split;
 use infer_core::Model;
-use trainer::data::Split;
-use trainer::report::{FirmwareReport, InstructionCounts};
+use model_report::{FirmwareReport, InstructionCounts, evaluate_int8};
 
 mod elf;
 mod output;
 mod report;
 
 pub use elf::read_sizes;
-pub use report::{
-    CMSIS_NN_INSTRUCTIONS, README_BEGIN, README_END, readme_section, replace_section,
-    set_firmware_record,
-};
+pub use report::{CMSIS_NN_INSTRUCTIONS, readme_section};
 
 use output::parse_output;
 
@@ -174,8 +171,9 @@ pub struct DeviceOptions {
     pub data_dir: Option<PathBuf>,
     /// QEMU time limit.
     pub timeout: Duration,
-    /// Exact instruction counter: a QEMU TCG plugin taking `marker=<addr>,out=<file>`
-    /// (`../shared/tools/qemu-insn-count.c`, built as a shared library).
+    /// Exact instruction counter: a QEMU TCG plugin taking `marker=<addr>,out=<file>` and
+    /// writing `M <count>` at each marker hit (`tools/qemu-insn-count.c`, built as a shared
+    /// library; see `tools/README.md`).
     pub plugin: Option<PathBuf>,
 }
 
@@ -536,16 +534,16 @@ pub fn host_predictions(
         path: path.to_path_buf(),
         source,
     };
-    let model = Model::from_bytes(&bytes).map_err(model_err)?;
+    let model: Model = Model::from_bytes(&bytes).map_err(model_err)?;
     let mut scratch = vec![0_i8; model.scratch_len()];
-    (0..images.min(test.len()))
-        .map(|i| {
-            let p = model
-                .predict(test.image(i), &mut scratch)
-                .map_err(model_err)?;
-            Ok((p.class, p.logits.to_vec()))
-        })
-        .collect()
+    let eval =
+        evaluate_int8(&model, &test.head(images), &mut scratch, images).map_err(model_err)?;
+    Ok(eval
+        .predictions
+        .into_iter()
+        .map(usize::from)
+        .zip(eval.logits)
+        .collect())
 }
 
 /// Images where the firmware's class or logits differ from the host's (index, device, host).

@@ -1,31 +1,15 @@
-//! The device measurements as a `firmware` record in `models/<id>.json` and as the README's
-//! generated firmware table.
+//! The README's generated firmware table, from the `firmware` records of `models/*.json` (the
+//! records themselves are set with [`model_report::ModelReport::update_firmware`]).
 
-use trainer::report::{FirmwareReport, ModelReport};
+use model_report::ModelReport;
 
-/// `text`, the pretty JSON of a [`ModelReport`] (as [`ModelReport::write`] writes it), with its
-/// `firmware` record set to `report`. Everything else is kept byte for byte (a parse and rewrite
-/// would round some floats differently), so the record, the report's last field, is spliced in
-/// as text. `None` if `text` does not end like such a file.
-pub fn set_firmware_record(text: &str, report: &FirmwareReport) -> Option<String> {
-    const KEY: &str = ",\n  \"firmware\": ";
-    let body = match text.find(KEY) {
-        Some(at) => &text[..at],
-        None => text.trim_end().strip_suffix('}')?.trim_end(),
-    };
-    let record = serde_json::to_string_pretty(report)
-        .ok()?
-        .replace('\n', "\n  ");
-    Some(format!("{body}{KEY}{record}\n}}\n"))
-}
-
-/// Marker before the generated firmware section of README.
-pub const README_BEGIN: &str = "<!-- firmware:begin -->";
-/// Marker after the generated firmware section of README.
-pub const README_END: &str = "<!-- firmware:end -->";
-
-/// CMSIS-NN's exact instructions per inference on the same models (Cortex-M4, QEMU
-/// mps2-an386, plugin-counted), from `../shared/tools/README.md`: the reference point.
+/// ARM CMSIS-NN's instructions per inference on the same three models: the reference point of
+/// the firmware table.
+///
+/// Provenance: CMSIS-NN at commit 99f736a, built with gcc 12.2 at `-O2` with its DSP (SMLAD)
+/// kernels, per-channel int8 with TensorFlow Lite Micro semantics, run on QEMU's `mps2-an386`
+/// (Cortex-M4) and counted exactly, instruction by instruction, with a TCG plugin like
+/// `tools/qemu-insn-count.c` between two marker calls around one inference.
 pub const CMSIS_NN_INSTRUCTIONS: [(&str, u64); 3] = [
     ("s3-lenet-base", 1_539_746),
     ("s5-cnn", 9_758_616),
@@ -93,62 +77,65 @@ pub fn readme_section(reports: &[ModelReport]) -> String {
     out
 }
 
-/// `text` with everything between `begin` and `end` replaced by `body`, or `None` when the
-/// markers are missing or out of order.
-pub fn replace_section(text: &str, begin: &str, end: &str, body: &str) -> Option<String> {
-    let start = text.find(begin)? + begin.len();
-    let stop = start + text[start..].find(end)?;
-    Some(format!("{}\n{body}{}", &text[..start], &text[stop..]))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::{COUNTING, MACHINE, PROFILE, TARGET};
-    use trainer::report::InstructionCounts;
+    use model_report::{FirmwareReport, FloatReport, InstructionCounts, Metrics, TrainOptions};
+
+    fn report(id: &str, firmware: Option<FirmwareReport>) -> ModelReport {
+        ModelReport {
+            id: id.into(),
+            description: String::new(),
+            layers: serde_json::Value::Null,
+            float: FloatReport {
+                options: TrainOptions {
+                    epochs: 1,
+                    batch_size: 1,
+                    learning_rate: 1e-3,
+                    seed: 0,
+                },
+                train_images: 1,
+                param_count: 1,
+                history: Vec::new(),
+                test: Metrics::new(&[0], &[0], 1),
+                safetensors_bytes: 0,
+            },
+            int8: None,
+            firmware,
+        }
+    }
 
     #[test]
-    fn the_firmware_record_is_spliced_into_the_report_text() {
-        let record = FirmwareReport {
-            target: TARGET.into(),
-            machine: MACHINE.into(),
-            profile: PROFILE.into(),
-            images: 2,
-            accuracy: 0.5,
-            flash_code_bytes: 1,
-            flash_model_bytes: 2,
-            ram_static_bytes: 3,
-            scratch_bytes: 4,
-            peak_stack_bytes: 5,
-            inference_stack_bytes: 6,
-            ram_total_bytes: 12,
+    fn the_table_lists_measured_models_with_the_cmsis_nn_reference() {
+        let firmware = FirmwareReport {
+            target: "t".into(),
+            machine: "m".into(),
+            profile: "p".into(),
+            images: 200,
+            accuracy: 0.905,
+            flash_code_bytes: 1024,
+            flash_model_bytes: 1024,
+            ram_static_bytes: 1,
+            scratch_bytes: 2,
+            peak_stack_bytes: 3,
+            inference_stack_bytes: 2,
+            ram_total_bytes: 6,
             instructions: InstructionCounts {
                 mean: 7,
                 min: 6,
                 max: 8,
             },
-            counting: COUNTING.into(),
+            counting: "c".into(),
         };
-        let text = "{\n  \"id\": \"x\",\n  \"loss\": 0.42918922216780403\n}\n";
-        let once = set_firmware_record(text, &record).unwrap();
-        assert!(once.starts_with("{\n  \"id\": \"x\",\n  \"loss\": 0.42918922216780403,\n"));
-        let value: serde_json::Value = serde_json::from_str(&once).unwrap();
-        assert_eq!(value["firmware"]["scratch_bytes"], 4);
-        let mut changed = record.clone();
-        changed.scratch_bytes = 40;
-        let twice = set_firmware_record(&once, &changed).unwrap();
-        assert_eq!(twice.matches("firmware").count(), 1);
-        assert_eq!(set_firmware_record(&once, &record).unwrap(), once);
-        assert_eq!(set_firmware_record("no json", &record), None);
-    }
-
-    #[test]
-    fn sections_are_replaced_between_markers() {
-        let text = format!("a\n{README_BEGIN}\nold\n{README_END}\nb\n");
-        assert_eq!(
-            replace_section(&text, README_BEGIN, README_END, "new\n").unwrap(),
-            format!("a\n{README_BEGIN}\nnew\n{README_END}\nb\n")
+        let table = readme_section(&[report("s5-ann", Some(firmware)), report("unmeasured", None)]);
+        assert!(
+            table.contains(
+                "| s5-ann | 1024 | 1024 | 2.0 | 1 | 2 | 3 (2) | 0.0 | 7 (6-8) |  | 463423 | \
+                 90.50 (200 images) |"
+            ),
+            "{table}"
         );
-        assert_eq!(replace_section("x", README_BEGIN, README_END, "y"), None);
+        assert!(!table.contains("unmeasured"));
+        assert!(table.ends_with("Instructions counted by c.\n"), "{table}");
     }
 }

@@ -15,16 +15,22 @@ use crate::spec::TensorShape;
 
 mod common;
 pub(crate) use common::valid_qparams;
+pub mod add;
 pub mod avg_pool2d;
 pub mod conv2d;
 pub mod dense;
 pub mod flatten;
+pub mod global_avg_pool;
+pub mod leaky_relu;
 pub mod max_pool2d;
 
+pub use add::{AddDef, QAdd};
 pub use avg_pool2d::{AvgPool2dDef, QAvgPool2d};
 pub use conv2d::{Conv2dDef, QConv2d};
 pub use dense::{DenseDef, QDense};
 pub use flatten::{FlattenDef, QFlatten};
+pub use global_avg_pool::{GlobalAvgPoolDef, QGlobalAvgPool};
+pub use leaky_relu::{LeakyReluDef, QLeakyRelu};
 pub use max_pool2d::{MaxPool2dDef, QMaxPool2d};
 
 /// One op of a model file. The variant order is part of the file format: new ops go at the end.
@@ -40,6 +46,12 @@ pub enum OpDef<B> {
     AvgPool2d(AvgPool2dDef),
     /// Flatten an image to a vector, channel-major; moves no data ([`flatten`]).
     Flatten(FlattenDef),
+    /// Element-wise addition of two tensors, the residual connection ([`add`]).
+    Add(AddDef),
+    /// The mean of each channel of an image ([`global_avg_pool`]).
+    GlobalAvgPool(GlobalAvgPoolDef),
+    /// LeakyReLU ([`leaky_relu`]).
+    LeakyRelu(LeakyReluDef),
 }
 
 /// What an op computes.
@@ -56,6 +68,12 @@ pub enum OpKind {
     AvgPool2d,
     /// Flatten.
     Flatten,
+    /// Element-wise addition.
+    Add,
+    /// Global average pooling.
+    GlobalAvgPool,
+    /// LeakyReLU.
+    LeakyRelu,
 }
 
 impl OpKind {
@@ -67,6 +85,9 @@ impl OpKind {
             Self::MaxPool2d => "MaxPool2d",
             Self::AvgPool2d => "AvgPool2d",
             Self::Flatten => "Flatten",
+            Self::Add => "Add",
+            Self::GlobalAvgPool => "GlobalAvgPool",
+            Self::LeakyRelu => "LeakyRelu",
         }
     }
 }
@@ -158,6 +179,12 @@ pub enum QOp<'a> {
     AvgPool2d(QAvgPool2d),
     /// Flatten.
     Flatten(QFlatten),
+    /// Element-wise addition.
+    Add(QAdd),
+    /// Global average pooling.
+    GlobalAvgPool(QGlobalAvgPool),
+    /// LeakyReLU.
+    LeakyRelu(QLeakyRelu),
 }
 
 impl<'a> OpDef<&'a [u8]> {
@@ -174,6 +201,13 @@ impl<'a> OpDef<&'a [u8]> {
                 avg_pool2d::prepare(d, cx).map(|(q, t)| (QOp::AvgPool2d(q), t))?
             }
             Self::Flatten(d) => flatten::prepare(d, cx).map(|(q, t)| (QOp::Flatten(q), t))?,
+            Self::Add(d) => add::prepare(d, cx).map(|(q, t)| (QOp::Add(q), t))?,
+            Self::GlobalAvgPool(d) => {
+                global_avg_pool::prepare(d, cx).map(|(q, t)| (QOp::GlobalAvgPool(q), t))?
+            }
+            Self::LeakyRelu(d) => {
+                leaky_relu::prepare(d, cx).map(|(q, t)| (QOp::LeakyRelu(q), t))?
+            }
         })
     }
 }
@@ -187,6 +221,9 @@ impl<B> OpDef<B> {
             Self::MaxPool2d(_) => OpKind::MaxPool2d,
             Self::AvgPool2d(_) => OpKind::AvgPool2d,
             Self::Flatten(_) => OpKind::Flatten,
+            Self::Add(_) => OpKind::Add,
+            Self::GlobalAvgPool(_) => OpKind::GlobalAvgPool,
+            Self::LeakyRelu(_) => OpKind::LeakyRelu,
         }
     }
 }
@@ -200,6 +237,9 @@ impl QOp<'_> {
             Self::MaxPool2d(_) => OpKind::MaxPool2d,
             Self::AvgPool2d(_) => OpKind::AvgPool2d,
             Self::Flatten(_) => OpKind::Flatten,
+            Self::Add(_) => OpKind::Add,
+            Self::GlobalAvgPool(_) => OpKind::GlobalAvgPool,
+            Self::LeakyRelu(_) => OpKind::LeakyRelu,
         }
     }
 
@@ -211,6 +251,9 @@ impl QOp<'_> {
             Self::MaxPool2d(q) => Inputs::one(q.input),
             Self::AvgPool2d(q) => Inputs::one(q.input),
             Self::Flatten(q) => Inputs::one(q.input),
+            Self::Add(q) => Inputs::two(q.inputs[0], q.inputs[1]),
+            Self::GlobalAvgPool(q) => Inputs::one(q.input),
+            Self::LeakyRelu(q) => Inputs::one(q.input),
         }
     }
 
@@ -218,7 +261,13 @@ impl QOp<'_> {
     pub fn is_alias(&self) -> bool {
         match self {
             Self::Flatten(_) => true,
-            Self::Conv2d(_) | Self::Dense(_) | Self::MaxPool2d(_) | Self::AvgPool2d(_) => false,
+            Self::Conv2d(_)
+            | Self::Dense(_)
+            | Self::MaxPool2d(_)
+            | Self::AvgPool2d(_)
+            | Self::Add(_)
+            | Self::GlobalAvgPool(_)
+            | Self::LeakyRelu(_) => false,
         }
     }
 
@@ -227,7 +276,12 @@ impl QOp<'_> {
         match self {
             Self::Conv2d(q) => q.macs(),
             Self::Dense(q) => q.macs(),
-            Self::MaxPool2d(_) | Self::AvgPool2d(_) | Self::Flatten(_) => 0,
+            Self::MaxPool2d(_)
+            | Self::AvgPool2d(_)
+            | Self::Flatten(_)
+            | Self::Add(_)
+            | Self::GlobalAvgPool(_)
+            | Self::LeakyRelu(_) => 0,
         }
     }
 
@@ -236,7 +290,12 @@ impl QOp<'_> {
         match self {
             Self::Conv2d(q) => q.param_bytes(),
             Self::Dense(q) => q.param_bytes(),
-            Self::MaxPool2d(_) | Self::AvgPool2d(_) | Self::Flatten(_) => 0,
+            Self::MaxPool2d(_)
+            | Self::AvgPool2d(_)
+            | Self::Flatten(_)
+            | Self::Add(_)
+            | Self::GlobalAvgPool(_)
+            | Self::LeakyRelu(_) => 0,
         }
     }
 
@@ -244,13 +303,15 @@ impl QOp<'_> {
     /// `work` idle scratch the kernel may use (its length only changes speed).
     pub(crate) fn invoke(&self, inputs: [&[i8]; 2], output: &mut [i8], work: &mut [i8]) {
         let [x, y] = inputs;
-        let _ = y;
         match self {
             Self::Conv2d(q) => q.invoke(x, output, work),
             Self::Dense(q) => q.invoke(x, output, work),
             Self::MaxPool2d(q) => q.invoke(x, output),
             Self::AvgPool2d(q) => q.invoke(x, output),
             Self::Flatten(_) => {}
+            Self::Add(q) => q.invoke(x, y, output),
+            Self::GlobalAvgPool(q) => q.invoke(x, output),
+            Self::LeakyRelu(q) => q.invoke(x, output),
         }
     }
 }

@@ -1,12 +1,26 @@
-//! Fashion-MNIST loading: the four gzip-compressed IDX files, validated.
+//! Fashion-MNIST: the four gzip-compressed IDX files, read and validated, and the pixel
+//! normalisation every model of the pipeline shares.
 //!
-//! The files are looked up, in order, in `--data-dir`, `$FASHION_MNIST_DIR`, and
-//! [`DEBIAN_DATA_DIR`] (Debian package `dataset-fashion-mnist`).
+//! The files are looked up, in order, in an explicit folder (the binaries' `--data-dir`),
+//! `$FASHION_MNIST_DIR` ([`DATA_DIR_ENV`]) and [`DEBIAN_DATA_DIR`] (Debian package
+//! `dataset-fashion-mnist`). This is the project's only IDX reader: the trainer, the host
+//! simulator, the tests, the benches and the firmware's build script all load images through it.
+//!
+//! ```no_run
+//! let test = fashion_mnist::load_test(None)?;
+//! assert_eq!(test.len(), 10_000);
+//! let first: &[u8; fashion_mnist::PIXELS] = test.image(0);
+//! println!("{} pixels of a {}", first.len(), fashion_mnist::CLASS_NAMES[usize::from(test.labels[0])]);
+//! # Ok::<(), fashion_mnist::DataError>(())
+//! ```
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use flate2::read::GzDecoder;
+mod idx;
+mod pixels;
+
+pub use idx::{parse_images, parse_labels};
+pub use pixels::{PIXEL_MEAN, PIXEL_STD, PIXEL_ZERO, normalise, pixel_scale};
 
 /// Where Debian's `dataset-fashion-mnist` package installs the files.
 pub const DEBIAN_DATA_DIR: &str = "/usr/share/datasets/fashion-mnist";
@@ -32,14 +46,18 @@ pub const CLASS_NAMES: [&str; NUM_CLASSES] = [
     "Ankle boot",
 ];
 
-const TRAIN_IMAGES: &str = "train-images-idx3-ubyte.gz";
-const TRAIN_LABELS: &str = "train-labels-idx1-ubyte.gz";
-const TEST_IMAGES: &str = "t10k-images-idx3-ubyte.gz";
-const TEST_LABELS: &str = "t10k-labels-idx1-ubyte.gz";
-const LABEL_MAGIC: u32 = 2049;
-const IMAGE_MAGIC: u32 = 2051;
-const TRAIN_COUNT: usize = 60_000;
-const TEST_COUNT: usize = 10_000;
+/// File name of the training images.
+pub const TRAIN_IMAGES: &str = "train-images-idx3-ubyte.gz";
+/// File name of the training labels.
+pub const TRAIN_LABELS: &str = "train-labels-idx1-ubyte.gz";
+/// File name of the test images.
+pub const TEST_IMAGES: &str = "t10k-images-idx3-ubyte.gz";
+/// File name of the test labels.
+pub const TEST_LABELS: &str = "t10k-labels-idx1-ubyte.gz";
+/// Images in the training split.
+pub const TRAIN_COUNT: usize = 60_000;
+/// Images in the test split.
+pub const TEST_COUNT: usize = 10_000;
 
 /// Everything that can go wrong reading the dataset. Each variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -173,7 +191,7 @@ pub struct Dataset {
 }
 
 /// The first folder among `explicit`, `$FASHION_MNIST_DIR` and [`DEBIAN_DATA_DIR`] that holds
-/// all four files.
+/// all four files. An explicit folder is the only candidate.
 pub fn find_data_dir(explicit: Option<&Path>) -> Result<PathBuf, DataError> {
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(dir) = explicit {
@@ -221,206 +239,18 @@ pub fn load_test(explicit: Option<&Path>) -> Result<Split, DataError> {
     load_split(&dir.join(TEST_IMAGES), &dir.join(TEST_LABELS), TEST_COUNT)
 }
 
-/// Loads and validates one split of `count` items.
+/// Loads and validates one split of `count` items from a gzip IDX3 image file and a gzip IDX1
+/// label file.
 pub fn load_split(images: &Path, labels: &Path, count: usize) -> Result<Split, DataError> {
     Ok(Split {
-        images: parse_images(images, &gunzip(images)?, count)?,
-        labels: parse_labels(labels, &gunzip(labels)?, count)?,
+        images: parse_images(images, &idx::gunzip(images)?, count)?,
+        labels: parse_labels(labels, &idx::gunzip(labels)?, count)?,
     })
-}
-
-fn gunzip(path: &Path) -> Result<Vec<u8>, DataError> {
-    let io = |source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let mut out = Vec::new();
-    GzDecoder::new(file).read_to_end(&mut out).map_err(io)?;
-    Ok(out)
-}
-
-fn be_u32(bytes: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-}
-
-fn header(path: &Path, bytes: &[u8], words: usize, magic: u32) -> Result<Vec<u32>, DataError> {
-    if bytes.len() < 4 * words {
-        return Err(DataError::TruncatedHeader {
-            path: path.to_path_buf(),
-            len: bytes.len(),
-        });
-    }
-    let fields: Vec<u32> = (0..words).map(|i| be_u32(bytes, 4 * i)).collect();
-    if fields[0] != magic {
-        return Err(DataError::BadMagic {
-            path: path.to_path_buf(),
-            expected: magic,
-            got: fields[0],
-        });
-    }
-    Ok(fields)
-}
-
-fn check_count_and_length(
-    path: &Path,
-    declared: u32,
-    expected: usize,
-    body: &[u8],
-    item_len: usize,
-) -> Result<(), DataError> {
-    let declared = declared as usize;
-    if declared != expected {
-        return Err(DataError::WrongCount {
-            path: path.to_path_buf(),
-            expected,
-            got: declared,
-        });
-    }
-    if body.len() != expected * item_len {
-        return Err(DataError::WrongLength {
-            path: path.to_path_buf(),
-            expected: expected * item_len,
-            got: body.len(),
-        });
-    }
-    Ok(())
-}
-
-/// Validates a decompressed IDX3 image file and returns its pixels.
-pub fn parse_images(path: &Path, bytes: &[u8], count: usize) -> Result<Vec<u8>, DataError> {
-    let h = header(path, bytes, 4, IMAGE_MAGIC)?;
-    if h[2] as usize != SIDE || h[3] as usize != SIDE {
-        return Err(DataError::BadDimensions {
-            path: path.to_path_buf(),
-            rows: h[2],
-            cols: h[3],
-        });
-    }
-    let body = &bytes[16..];
-    check_count_and_length(path, h[1], count, body, PIXELS)?;
-    Ok(body.to_vec())
-}
-
-/// Validates a decompressed IDX1 label file and returns its labels.
-pub fn parse_labels(path: &Path, bytes: &[u8], count: usize) -> Result<Vec<u8>, DataError> {
-    let h = header(path, bytes, 2, LABEL_MAGIC)?;
-    let body = &bytes[8..];
-    check_count_and_length(path, h[1], count, body, 1)?;
-    if let Some((index, &label)) = body
-        .iter()
-        .enumerate()
-        .find(|&(_, &l)| usize::from(l) >= NUM_CLASSES)
-    {
-        return Err(DataError::BadLabel {
-            path: path.to_path_buf(),
-            index,
-            label,
-        });
-    }
-    Ok(body.to_vec())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn idx_labels(magic: u32, count: u32, body: &[u8]) -> Vec<u8> {
-        let mut v = magic.to_be_bytes().to_vec();
-        v.extend(count.to_be_bytes());
-        v.extend(body);
-        v
-    }
-
-    fn idx_images(magic: u32, count: u32, rows: u32, cols: u32, body_len: usize) -> Vec<u8> {
-        let mut v = magic.to_be_bytes().to_vec();
-        for x in [count, rows, cols] {
-            v.extend(x.to_be_bytes());
-        }
-        v.extend(std::iter::repeat_n(7u8, body_len));
-        v
-    }
-
-    fn p() -> &'static Path {
-        Path::new("x.idx")
-    }
-
-    #[test]
-    fn valid_files_parse() {
-        assert_eq!(
-            parse_labels(p(), &idx_labels(2049, 3, &[0, 9, 4]), 3).unwrap(),
-            vec![0, 9, 4]
-        );
-        let img = parse_images(p(), &idx_images(2051, 2, 28, 28, 2 * 784), 2).unwrap();
-        assert_eq!(img.len(), 2 * 784);
-    }
-
-    #[test]
-    fn bad_magic_is_reported() {
-        let e = parse_labels(p(), &idx_labels(2051, 3, &[0, 1, 2]), 3).unwrap_err();
-        assert!(matches!(
-            e,
-            DataError::BadMagic {
-                expected: 2049,
-                got: 2051,
-                ..
-            }
-        ));
-        let e = parse_images(p(), &idx_images(2049, 1, 28, 28, 784), 1).unwrap_err();
-        assert!(matches!(e, DataError::BadMagic { expected: 2051, .. }));
-    }
-
-    #[test]
-    fn truncated_files_are_reported() {
-        let e = parse_labels(p(), &[0, 0, 8], 3).unwrap_err();
-        assert!(matches!(e, DataError::TruncatedHeader { len: 3, .. }));
-        let e = parse_labels(p(), &idx_labels(2049, 3, &[0, 1]), 3).unwrap_err();
-        assert!(matches!(
-            e,
-            DataError::WrongLength {
-                expected: 3,
-                got: 2,
-                ..
-            }
-        ));
-        let e = parse_images(p(), &idx_images(2051, 2, 28, 28, 784 + 5), 2).unwrap_err();
-        assert!(matches!(e, DataError::WrongLength { .. }));
-    }
-
-    #[test]
-    fn wrong_count_and_dims_are_reported() {
-        let e = parse_labels(p(), &idx_labels(2049, 2, &[0, 1]), 3).unwrap_err();
-        assert!(matches!(
-            e,
-            DataError::WrongCount {
-                expected: 3,
-                got: 2,
-                ..
-            }
-        ));
-        let e = parse_images(p(), &idx_images(2051, 1, 32, 28, 32 * 28), 1).unwrap_err();
-        assert!(matches!(
-            e,
-            DataError::BadDimensions {
-                rows: 32,
-                cols: 28,
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn out_of_range_label_is_reported() {
-        let e = parse_labels(p(), &idx_labels(2049, 3, &[0, 10, 1]), 3).unwrap_err();
-        assert!(matches!(
-            e,
-            DataError::BadLabel {
-                index: 1,
-                label: 10,
-                ..
-            }
-        ));
-    }
 
     #[test]
     fn missing_dir_names_the_options() {
@@ -434,11 +264,16 @@ mod tests {
     }
 
     #[test]
-    fn gzip_errors_name_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bad.gz");
-        std::fs::write(&path, b"not gzip").unwrap();
-        let msg = gunzip(&path).unwrap_err().to_string();
-        assert!(msg.contains("bad.gz"), "{msg}");
+    fn head_keeps_images_and_labels_together() {
+        let split = Split {
+            images: (0..3 * PIXELS)
+                .map(|i| u8::try_from(i / PIXELS).unwrap())
+                .collect(),
+            labels: vec![4, 5, 6],
+        };
+        let head = split.head(2);
+        assert_eq!(head.labels, vec![4, 5]);
+        assert_eq!(head.image(1), &[1u8; PIXELS]);
+        assert_eq!(split.head(10), split);
     }
 }

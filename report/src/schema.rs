@@ -1,11 +1,11 @@
-//! The per-model JSON report (`models/<id>.json`) and the printed summary table.
+//! The per-model JSON report, `models/<id>.json`: written by the trainer (`float`, `int8`) and
+//! by `firmware-sim device` (`firmware`), always through [`ModelReport::write`].
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::Metrics;
-use crate::train::{EpochStats, TrainOptions};
 
 /// Errors reading or writing a report.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +26,42 @@ pub enum ReportError {
         /// The cause.
         source: serde_json::Error,
     },
+    /// A Markdown file lacks the markers of a generated section.
+    #[error("{path}: no {begin} ... {end} section")]
+    MissingSection {
+        /// The file.
+        path: String,
+        /// The opening marker.
+        begin: &'static str,
+        /// The closing marker.
+        end: &'static str,
+    },
+}
+
+/// How a model was trained.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TrainOptions {
+    /// Epochs over the training images.
+    pub epochs: usize,
+    /// Mini-batch size.
+    pub batch_size: usize,
+    /// Adam learning rate (betas 0.9/0.999, eps 1e-8, no weight decay).
+    pub learning_rate: f64,
+    /// Seed of the shuffling and dropout generator.
+    pub seed: u64,
+}
+
+/// What one training epoch did.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EpochStats {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's batches.
+    pub loss: f64,
+    /// Training accuracy over the epoch (dropout active).
+    pub accuracy: f64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
 }
 
 /// What training produced.
@@ -146,7 +182,8 @@ impl ModelReport {
         })
     }
 
-    /// Writes the report as pretty JSON.
+    /// Writes the report as pretty JSON with a final newline: the one writer of
+    /// `models/<id>.json`. Reading a file it wrote and writing it again gives the same bytes.
     pub fn write(&self, path: &Path) -> Result<(), ReportError> {
         let io = |source| ReportError::Io {
             path: path.display().to_string(),
@@ -154,6 +191,15 @@ impl ModelReport {
         };
         let text = serde_json::to_string_pretty(self).map_err(|e| io(e.into()))?;
         std::fs::write(path, text + "\n").map_err(io)
+    }
+
+    /// Sets the `firmware` record of the report at `path`: reads it, replaces the record, and
+    /// writes it back through [`ModelReport::write`]. Returns the updated report.
+    pub fn update_firmware(path: &Path, firmware: FirmwareReport) -> Result<Self, ReportError> {
+        let mut report = Self::read(path)?;
+        report.firmware = Some(firmware);
+        report.write(path)?;
+        Ok(report)
     }
 
     /// Every `*.json` report in `dir`, sorted by id.
@@ -174,81 +220,106 @@ impl ModelReport {
     }
 }
 
-fn pct(x: f64) -> String {
-    format!("{:.2}", 100.0 * x)
-}
-
-/// A Markdown table of the reports: float and int8 accuracy, agreement, sizes.
-pub fn summary_table(reports: &[ModelReport]) -> String {
-    let mut out = String::from(
-        "| model | params | epochs | float acc % | int8 acc % | diff (pts) | agreement % | macro F1 (int8) | model bytes | scratch bytes | MACs |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
-    );
-    for r in reports {
-        let f = &r.float;
-        let (int8, diff, agree, f1, bytes, scratch, macs) = match &r.int8 {
-            Some(q) => (
-                pct(q.test.accuracy),
-                format!("{:+.2}", 100.0 * (q.test.accuracy - f.test.accuracy)),
-                pct(q.agreement),
-                format!("{:.4}", q.test.macro_f1),
-                q.model_bytes.to_string(),
-                q.scratch_bytes.to_string(),
-                q.macs.to_string(),
-            ),
-            None => Default::default(),
-        };
-        out += &format!(
-            "| {} | {} | {} | {} | {int8} | {diff} | {agree} | {f1} | {bytes} | {scratch} | {macs} |\n",
-            r.id,
-            f.param_count,
-            f.options.epochs,
-            pct(f.test.accuracy),
-        );
-    }
-    out
-}
-
-/// Marker before the generated table in README.
-pub const README_BEGIN: &str = "<!-- results:begin -->";
-/// Marker after the generated table in README.
-pub const README_END: &str = "<!-- results:end -->";
-
-/// `text` with everything between [`README_BEGIN`] and [`README_END`] replaced by `table`, or
-/// `None` when the markers are missing or out of order.
-pub fn replace_between_markers(text: &str, table: &str) -> Option<String> {
-    let begin = text.find(README_BEGIN)? + README_BEGIN.len();
-    let end = begin + text[begin..].find(README_END)?;
-    Some(format!("{}\n{table}{}", &text[..begin], &text[end..]))
-}
-
-/// Rewrites the generated table in a README file.
-pub fn update_readme(path: &Path, table: &str) -> Result<(), ReportError> {
-    let io = |source| ReportError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let text = std::fs::read_to_string(path).map_err(io)?;
-    let new = replace_between_markers(&text, table).ok_or_else(|| {
-        io(std::io::Error::other(format!(
-            "no {README_BEGIN} ... {README_END} section"
-        )))
-    })?;
-    std::fs::write(path, new).map_err(io)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn report() -> ModelReport {
+        ModelReport {
+            id: "x".into(),
+            description: "a test model".into(),
+            layers: serde_json::json!(["Flatten", { "Dropout": { "p": 0.2_f32 } }]),
+            float: FloatReport {
+                options: TrainOptions {
+                    epochs: 1,
+                    batch_size: 2,
+                    learning_rate: 1e-3,
+                    seed: 3,
+                },
+                train_images: 4,
+                param_count: 5,
+                history: vec![EpochStats {
+                    epoch: 1,
+                    loss: 0.429_189_222_167_804_03,
+                    accuracy: 0.817_366_666_666_666_7,
+                    seconds: 2.117_975_022,
+                }],
+                test: Metrics::new(&[0, 1, 1], &[0, 1, 0], 2),
+                safetensors_bytes: 6,
+            },
+            int8: None,
+            firmware: None,
+        }
+    }
+
+    fn firmware(scratch_bytes: u64) -> FirmwareReport {
+        FirmwareReport {
+            target: "thumbv7em-none-eabihf".into(),
+            machine: "board".into(),
+            profile: "release".into(),
+            images: 2,
+            accuracy: 0.905,
+            flash_code_bytes: 1,
+            flash_model_bytes: 2,
+            ram_static_bytes: 3,
+            scratch_bytes,
+            peak_stack_bytes: 5,
+            inference_stack_bytes: 6,
+            ram_total_bytes: 12,
+            instructions: InstructionCounts {
+                mean: 7,
+                min: 6,
+                max: 8,
+            },
+            counting: "SysTick".into(),
+        }
+    }
+
     #[test]
-    fn markers_delimit_the_generated_table() {
-        let text = format!("intro\n{README_BEGIN}\nold\n{README_END}\nrest\n");
-        let new = replace_between_markers(&text, "| t |\n").unwrap();
-        assert_eq!(
-            new,
-            format!("intro\n{README_BEGIN}\n| t |\n{README_END}\nrest\n")
+    fn the_firmware_record_is_set_through_the_one_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.json");
+        report().write(&path).unwrap();
+        let before = std::fs::read_to_string(&path).unwrap();
+
+        let updated = ModelReport::update_firmware(&path, firmware(4)).unwrap();
+        let once = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(ModelReport::read(&path).unwrap(), updated);
+        assert_eq!(updated.firmware, Some(firmware(4)));
+        // Everything before the record is kept byte for byte, floats included; the record comes
+        // last.
+        let body = before.trim_end().strip_suffix('}').unwrap().trim_end();
+        assert!(once.starts_with(body), "{once}");
+        assert!(once.contains("\"firmware\": {") && once.ends_with("}\n}\n"));
+
+        ModelReport::update_firmware(&path, firmware(40)).unwrap();
+        let twice = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(twice.matches("firmware").count(), 1);
+        ModelReport::update_firmware(&path, firmware(4)).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), once);
+    }
+
+    #[test]
+    fn a_report_read_and_written_back_is_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.json");
+        let mut r = report();
+        r.firmware = Some(firmware(4));
+        r.write(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        ModelReport::read(&path).unwrap().write(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    }
+
+    #[test]
+    fn errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broken.json");
+        std::fs::write(&path, "{").unwrap();
+        let msg = ModelReport::read(&path).unwrap_err().to_string();
+        assert!(
+            msg.contains("broken.json") && msg.contains("not a model report"),
+            "{msg}"
         );
-        assert_eq!(replace_between_markers("no markers", "x"), None);
     }
 }

@@ -94,7 +94,7 @@ impl std::fmt::Display for Metrics {
             .zip(&self.confusion)
             .enumerate()
         {
-            let name = crate::data::CLASS_NAMES.get(c).copied().unwrap_or("?");
+            let name = fashion_mnist::CLASS_NAMES.get(c).copied().unwrap_or("?");
             let cells: Vec<String> = row.iter().map(|n| format!("{n:>5}")).collect();
             writeln!(f, "{name:>12} {:>7.2}  {}", 100.0 * acc, cells.join(""))?;
         }

@@ -1,0 +1,113 @@
+//! The host int8 evaluation loop: an infer-core model over a dataset split, exactly as firmware
+//! runs it (one scratch buffer reused for every image), giving the predictions, the logits of the
+//! first images and the metrics. The trainer's export check, `firmware-sim` and the tests all
+//! score int8 models through [`evaluate_int8`].
+
+use fashion_mnist::{NUM_CLASSES, Split};
+use infer_core::Model;
+
+use crate::metrics::Metrics;
+
+/// What an int8 model did on a split.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Int8Eval {
+    /// Predicted class of every image, in order.
+    pub predictions: Vec<u8>,
+    /// Int8 logits of the first images (as many as asked for, at most the split's length).
+    pub logits: Vec<Vec<i8>>,
+    /// The predictions scored against the split's labels.
+    pub metrics: Metrics,
+}
+
+/// Classifies every image of `split` with `model`, reusing the one `scratch` buffer throughout
+/// as firmware would, and keeps the logits of the first `keep_logits` images.
+///
+/// # Errors
+///
+/// infer-core's error for the first image it rejects: [`infer_core::Error::ScratchTooSmall`]
+/// if `scratch` is shorter than [`Model::scratch_len`], [`infer_core::Error::InputLength`] if
+/// the model does not take 28x28 images.
+pub fn evaluate_int8(
+    model: &Model<'_>,
+    split: &Split,
+    scratch: &mut [i8],
+    keep_logits: usize,
+) -> Result<Int8Eval, infer_core::Error> {
+    let mut predictions = Vec::with_capacity(split.len());
+    let mut logits = Vec::with_capacity(keep_logits.min(split.len()));
+    for i in 0..split.len() {
+        let p = model.predict_raw(split.image(i), scratch)?;
+        predictions.push(u8::try_from(p.class).unwrap_or(u8::MAX));
+        if i < keep_logits {
+            logits.push(p.logits.to_vec());
+        }
+    }
+    let metrics = Metrics::new(&split.labels, &predictions, NUM_CLASSES);
+    Ok(Int8Eval {
+        predictions,
+        logits,
+        metrics,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fashion_mnist::PIXELS;
+
+    /// Three synthetic images (a ramp, all black, all white) with labels 0, 1, 2.
+    fn split() -> Split {
+        let mut images: Vec<u8> = (0..PIXELS)
+            .map(|i| u8::try_from(i % 256).unwrap())
+            .collect();
+        images.extend([0u8; PIXELS]);
+        images.extend([255u8; PIXELS]);
+        Split {
+            images,
+            labels: vec![0, 1, 2],
+        }
+    }
+
+    fn lenet() -> Vec<u8> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/s3-lenet-base.fmq");
+        std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn the_loop_is_one_predict_per_image_with_the_first_logits_kept() {
+        let bytes = lenet();
+        let model = Model::from_bytes(&bytes).unwrap();
+        let split = split();
+        let mut scratch = vec![0i8; model.scratch_len()];
+        let eval = evaluate_int8(&model, &split, &mut scratch, 2).unwrap();
+        assert_eq!(eval.predictions.len(), 3);
+        assert_eq!(eval.logits.len(), 2);
+        for i in 0..split.len() {
+            let p = model.predict_raw(split.image(i), &mut scratch).unwrap();
+            assert_eq!(usize::from(eval.predictions[i]), p.class, "image {i}");
+            if i < 2 {
+                assert_eq!(eval.logits[i], p.logits, "image {i}");
+            }
+        }
+        assert_eq!(
+            eval.metrics,
+            Metrics::new(&split.labels, &eval.predictions, NUM_CLASSES)
+        );
+        // Asking for more logits than images keeps them all.
+        let all = evaluate_int8(&model, &split, &mut scratch, 10).unwrap();
+        assert_eq!(all.logits.len(), 3);
+    }
+
+    #[test]
+    fn a_short_scratch_buffer_is_infer_cores_error() {
+        let bytes = lenet();
+        let model = Model::from_bytes(&bytes).unwrap();
+        let mut scratch = vec![0i8; model.scratch_len() - 1];
+        assert_eq!(
+            evaluate_int8(&model, &split(), &mut scratch, 0),
+            Err(infer_core::Error::ScratchTooSmall {
+                needed: model.scratch_len()
+            })
+        );
+    }
+}

@@ -1,0 +1,24 @@
+//! The pipeline's records and how they are scored, without any training code:
+//!
+//! - [`schema`]: the per-model JSON report, `models/<id>.json` ([`ModelReport`] and its parts),
+//!   read and written in one place;
+//! - [`metrics`]: accuracy, macro precision/recall/F1, per-class accuracy, confusion;
+//! - [`eval`]: the host int8 evaluation loop (an infer-core model over a Fashion-MNIST split);
+//! - [`markdown`]: the generated README sections and the results table.
+//!
+//! The trainer writes the `float` and `int8` records, `firmware-sim device` the `firmware`
+//! record; both go through [`ModelReport::write`], so a report read and written back is
+//! unchanged byte for byte.
+
+pub mod eval;
+pub mod markdown;
+pub mod metrics;
+pub mod schema;
+
+pub use eval::{Int8Eval, evaluate_int8};
+pub use markdown::{Section, summary_table};
+pub use metrics::{Metrics, agreement};
+pub use schema::{
+    EpochStats, FirmwareReport, FloatReport, InstructionCounts, Int8Report, ModelReport,
+    ReportError, TrainOptions,
+};
