@@ -450,6 +450,9 @@ fn bad_tensor_ref() {
             OpDef::MaxPool2d(p) => p.input = tensor,
             OpDef::AvgPool2d(p) => p.input = tensor,
             OpDef::Flatten(f) => f.input = tensor,
+            OpDef::Add(a) => a.inputs[1] = tensor,
+            OpDef::GlobalAvgPool(g) => g.input = tensor,
+            OpDef::LeakyRelu(l) => l.input = tensor,
         }
         load_err(&m)
     };

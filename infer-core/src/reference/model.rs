@@ -119,6 +119,14 @@ pub fn run_model<'t, const N: usize>(
                     *o = x;
                 }
             }
+            QOp::Add(q) => {
+                let [a, b] = q.inputs();
+                super::add_i8(tensor(a), tensor(b), &q.params(), output);
+            }
+            QOp::GlobalAvgPool(q) => {
+                super::global_avg_pool_i8(tensor(q.input()), q.input_shape(), output);
+            }
+            QOp::LeakyRelu(q) => super::leaky_relu_i8(tensor(q.input()), &q.params(), output),
         }
     }
     let tensors: &'t [i8] = tensors;
