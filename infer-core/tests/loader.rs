@@ -15,7 +15,7 @@ use infer_core::{Error, Model, reference};
 use proptest::prelude::*;
 use support::{
     Builder, Dims, Lcg, MNIST_SHAPE, PIXEL_Q, cnn_model, file, lenet_model, payload, q, quant_mut,
-    standard_model, tiny_model,
+    residual_model, standard_model, tiny_model,
 };
 
 fn load(bytes: &[u8]) -> Result<Model<'_>, Error> {
@@ -982,6 +982,92 @@ fn a_tensor_feeding_two_ops_runs_and_equals_the_reference() {
     }
 }
 
+#[test]
+fn a_residual_block_runs_and_equals_the_reference() {
+    let bytes = residual_model().to_bytes().unwrap();
+    let model = load(&bytes).unwrap();
+    let kinds: Vec<_> = model.ops().iter().map(|o| o.kind()).collect();
+    assert_eq!(
+        kinds,
+        [
+            OpKind::Conv2d,
+            OpKind::Conv2d,
+            OpKind::Conv2d,
+            OpKind::Add,
+            OpKind::LeakyRelu,
+            OpKind::GlobalAvgPool,
+            OpKind::Dense
+        ]
+    );
+    // The block's input (t1, 256 bytes) lives until the add (step 3), beside the convs'
+    // input and output: 3 * 256 bytes at steps 2 and 3.
+    assert_eq!(model.ops()[0].output_lifetime(), (0, 3));
+    assert_eq!(model.scratch_len(), 3 * 256);
+    let mut rng = Lcg::new(17);
+    let mut classes = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let want = check_predict(&model, &rng.pixels(128));
+        classes.insert(argmax(&want));
+    }
+    assert!(classes.len() > 1, "degenerate test model: {classes:?}");
+
+    // The residual is the model input itself: conv -> conv -> add(input, conv2).
+    let shape = Shape {
+        channels: 2,
+        height: 6,
+        width: 6,
+    };
+    let mut b = Builder::new(shape, q(0.03, 0), 43);
+    let t1 = b.conv_from(0, 3, (3, 1, 1), q(0.05, -128), Activation::Relu);
+    let t2 = b.conv_from(t1, 2, (3, 1, 1), q(0.06, 5), Activation::None);
+    let t3 = b.add_from(0, t2, q(0.08, 0), Activation::None);
+    let t4 = b.global_avg_pool_from(t3);
+    b.dense_from(t4, 5, q(0.05, 0), Activation::None);
+    let bytes = b.build().to_bytes().unwrap();
+    let model = load(&bytes).unwrap();
+    for _ in 0..20 {
+        check_predict(&model, &rng.pixels(72));
+    }
+}
+
+#[test]
+fn add_gap_and_leaky_relu_errors() {
+    // Inputs of different shapes.
+    let mut m = residual_model();
+    if let OpDef::Add(a) = &mut m.ops[3] {
+        a.inputs[0] = 0; // 2x8x8 against 4x8x8
+    }
+    assert_eq!(load_err(&m), Error::UnsupportedOp { op: 3 });
+    let mut m = residual_model();
+    if let OpDef::Add(a) = &mut m.ops[3] {
+        a.output = q(0.0, 0);
+    }
+    assert_eq!(load_err(&m), Error::BadQuantParams { op: 3 });
+    let mut m = residual_model();
+    if let OpDef::Add(a) = &mut m.ops[3] {
+        a.inputs[1] = 4;
+    }
+    assert_eq!(load_err(&m), Error::BadTensorRef { op: 3, tensor: 4 });
+    // LeakyReLU's slope is in [0, 1).
+    for alpha in [1.0, -0.1, f32::NAN] {
+        let mut m = residual_model();
+        if let OpDef::LeakyRelu(l) = &mut m.ops[4] {
+            l.alpha = alpha;
+        }
+        assert_eq!(load_err(&m), Error::BadQuantParams { op: 4 });
+    }
+    // Global average pooling of a flat vector.
+    let mut m = residual_model();
+    if let OpDef::GlobalAvgPool(g) = &mut m.ops[5] {
+        g.input = 6;
+    }
+    assert_eq!(load_err(&m), Error::BadTensorRef { op: 5, tensor: 6 });
+    let mut b = Builder::new(MNIST_SHAPE, PIXEL_Q, 2);
+    let t1 = b.flatten_from(0);
+    b.global_avg_pool_from(t1);
+    assert_eq!(load_err(&b.build()), Error::ExpectedImage { op: 1 });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Mutations: nothing makes `from_bytes` or `predict` panic, and what loads is right
 
@@ -990,7 +1076,11 @@ fn every_single_byte_payload_mutation_with_a_fixed_header_is_safe() {
     // Exhaustive over positions, a few values each; the header is recomputed so that the
     // decoder and the validator (not the CRC) see every mutation. Anything that still loads
     // must run and agree with the reference.
-    for (owned, min_loaded) in [(tiny_model(), 100), (branch_model(), 100)] {
+    for (owned, min_loaded) in [
+        (tiny_model(), 100),
+        (branch_model(), 100),
+        (residual_model(), 100),
+    ] {
         let payload = payload(&owned);
         let mut loaded = 0;
         for i in 0..payload.len() {
@@ -1020,6 +1110,10 @@ enum Spec {
     Avg(u8, u8),
     Flatten,
     Dense(u32, Activation),
+    /// `x + x`, or `x + y` for an earlier `y`.
+    Add(Option<prop::sample::Index>, Activation),
+    LeakyRelu(f32),
+    GlobalAvgPool,
 }
 
 fn arb_activation() -> impl Strategy<Value = Activation> {
@@ -1036,6 +1130,10 @@ fn arb_image_spec() -> impl Strategy<Value = Spec> {
             .prop_map(|(o, k, s, p, a)| Spec::Conv(o, k, s, p, a)),
         1 => (1_u8..4, 1_u8..3).prop_map(|(k, s)| Spec::Max(k, s)),
         1 => (1_u8..4, 1_u8..3).prop_map(|(k, s)| Spec::Avg(k, s)),
+        1 => (prop::option::of(any::<prop::sample::Index>()), arb_activation())
+            .prop_map(|(y, a)| Spec::Add(y, a)),
+        1 => (0.0_f32..1.0).prop_map(Spec::LeakyRelu),
+        1 => Just(Spec::GlobalAvgPool),
     ]
 }
 
@@ -1088,6 +1186,14 @@ fn build(
             Spec::Avg(k, s) => b.avg_pool_from(x, k, s),
             Spec::Flatten => b.flatten_from(x),
             Spec::Dense(n, a) => b.dense_from(x, n, out, a),
+            Spec::Add(y, a) => {
+                let y = y.map_or(x, |i| {
+                    TensorId::try_from(i.index(usize::from(last) + 1)).unwrap()
+                });
+                b.add_from(x, y, out, a)
+            }
+            Spec::LeakyRelu(alpha) => b.leaky_relu_from(x, alpha, out),
+            Spec::GlobalAvgPool => b.global_avg_pool_from(x),
         };
     }
     let dims = b.all_dims();
@@ -1148,13 +1254,19 @@ proptest! {
                 }
                 let pixels = Lcg::new(seed).pixels(model.input_len());
                 check_predict(&model, &pixels);
-                let chain = specs.iter().all(|(_, from)| from.is_none());
+                let chain = specs
+                    .iter()
+                    .all(|(spec, from)| from.is_none() && !matches!(spec, Spec::Add(Some(_), _)));
                 if chain {
                     prop_assert_eq!(model.scratch_len(), chain_scratch(&owned, &dims));
                 }
             }
             Err(e) => {
-                // Only shape-related rejections are expected from this generator.
+                // Only shape-related rejections are expected from this generator, and scales
+                // an Add or a LeakyReLU cannot rescale between.
+                let rescales = |op: usize| {
+                    matches!(owned.ops[op], OpDef::Add(_) | OpDef::LeakyRelu(_))
+                };
                 prop_assert!(
                     matches!(
                         e,
@@ -1162,7 +1274,7 @@ proptest! {
                             | Error::ExpectedFlat { .. }
                             | Error::ExpectedImage { .. }
                             | Error::OutputShape { .. }
-                    ),
+                    ) || matches!(e, Error::BadQuantParams { op } if rescales(op)),
                     "unexpected error {:?}",
                     e
                 );

@@ -8,6 +8,7 @@ use infer_core::format::{
     Activation, AvgPool2dDef, ChannelQuant, Conv2dDef, DenseDef, FlattenDef, HEADER_LEN, Header,
     MaxPool2dDef, OpDef, OwnedModel, Padding, QParams, Shape, TensorId,
 };
+use infer_core::ops::{AddDef, GlobalAvgPoolDef, LeakyReluDef};
 use infer_core::quant::channel_multiplier;
 use infer_core::spec::{Conv2dGeometry, DenseGeometry, Pool2dGeometry};
 
@@ -289,6 +290,39 @@ impl Builder {
         )
     }
 
+    /// `a + b` (the builder takes `a`'s shape).
+    pub fn add_from(
+        &mut self,
+        a: TensorId,
+        b: TensorId,
+        output: QParams,
+        activation: Activation,
+    ) -> TensorId {
+        let (dims, _) = self.tensors[usize::from(a)];
+        let def = AddDef {
+            inputs: [a, b],
+            output,
+            activation,
+        };
+        self.push(OpDef::Add(def), dims, output)
+    }
+
+    pub fn global_avg_pool_from(&mut self, input: TensorId) -> TensorId {
+        let (dims, q) = self.tensors[usize::from(input)];
+        let def = GlobalAvgPoolDef { input };
+        self.push(OpDef::GlobalAvgPool(def), Dims::Flat(dims.chw().0), q)
+    }
+
+    pub fn leaky_relu_from(&mut self, input: TensorId, alpha: f32, output: QParams) -> TensorId {
+        let (dims, _) = self.tensors[usize::from(input)];
+        let def = LeakyReluDef {
+            input,
+            alpha,
+            output,
+        };
+        self.push(OpDef::LeakyRelu(def), dims, output)
+    }
+
     pub fn conv(
         mut self,
         out_ch: u16,
@@ -402,4 +436,24 @@ pub fn lenet_model() -> OwnedModel {
         .dense(84, q(0.3, -128), Activation::Relu)
         .dense(10, q(0.3, 2), Activation::None)
         .build()
+}
+
+/// A residual block: 2x8x8 input -> conv 3x3 pad 1 (t1, 4x8x8, ReLU) -> conv 3x3 pad 1 (t2) ->
+/// conv 3x3 pad 1 (t3) -> add(t1, t3) (t4, ReLU) -> LeakyReLU (t5) -> global average pooling
+/// (t6, 4) -> dense 10 (t7). t1 stays alive across the block.
+pub fn residual_model() -> OwnedModel {
+    let shape = Shape {
+        channels: 2,
+        height: 8,
+        width: 8,
+    };
+    let mut b = Builder::new(shape, q(0.02, -10), 41);
+    let t1 = b.conv_from(0, 4, (3, 1, 1), q(0.05, -128), Activation::Relu);
+    let t2 = b.conv_from(t1, 4, (3, 1, 1), q(0.08, -20), Activation::Relu);
+    let t3 = b.conv_from(t2, 4, (3, 1, 1), q(0.1, 3), Activation::None);
+    let t4 = b.add_from(t1, t3, q(0.12, -60), Activation::Relu);
+    let t5 = b.leaky_relu_from(t4, 0.1, q(0.1, -40));
+    let t6 = b.global_avg_pool_from(t5);
+    b.dense_from(t6, 10, q(0.05, 0), Activation::None);
+    b.build()
 }
