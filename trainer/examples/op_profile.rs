@@ -21,7 +21,8 @@ use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use trainer::arch::{self, Arch, Layer};
+use trainer::arch::{self, Arch};
+use trainer::layers::{AvgPool2d, Conv2d, Layer, MaxPool2d};
 use trainer::net::{Mode, Net};
 use trainer::ops::{self, Pooling};
 
@@ -85,7 +86,7 @@ impl Impl {
 }
 
 /// One conv or pool layer as the networks use it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Case {
     name: &'static str,
     layer: Layer,
@@ -96,20 +97,22 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
-    let conv = |out_ch, kernel, padding| Layer::Conv2d {
-        out_ch,
-        kernel,
-        stride: 1,
-        padding,
+    let conv = |out_ch, kernel, padding| {
+        Layer::Conv2d(Conv2d {
+            out_ch,
+            kernel,
+            stride: 1,
+            padding,
+        })
     };
-    let max2 = Layer::MaxPool2d {
+    let max2 = Layer::MaxPool2d(MaxPool2d {
         kernel: 2,
         stride: 2,
-    };
-    let avg2 = Layer::AvgPool2d {
+    });
+    let avg2 = Layer::AvgPool2d(AvgPool2d {
         kernel: 2,
         stride: 2,
-    };
+    });
     vec![
         Case {
             name: "cnn conv1 1->32 k3p1",
@@ -119,7 +122,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "cnn maxpool1",
-            layer: max2,
+            layer: max2.clone(),
             input: [32, 28, 28],
             track_x: true,
         },
@@ -131,7 +134,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "cnn maxpool2",
-            layer: max2,
+            layer: max2.clone(),
             input: [64, 14, 14],
             track_x: true,
         },
@@ -143,7 +146,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "lenet avgpool1",
-            layer: avg2,
+            layer: avg2.clone(),
             input: [6, 24, 24],
             track_x: true,
         },
@@ -155,7 +158,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "lenet avgpool2",
-            layer: avg2,
+            layer: avg2.clone(),
             input: [16, 8, 8],
             track_x: true,
         },
@@ -169,36 +172,40 @@ fn apply(
     params: Option<(&Tensor, &Tensor)>,
     imp: Impl,
 ) -> Result<Tensor> {
-    Ok(match (layer, params, imp) {
+    Ok(match (layer.clone(), params, imp) {
         (
-            Layer::Conv2d {
+            Layer::Conv2d(Conv2d {
                 stride, padding, ..
-            },
+            }),
             Some((w, b)),
             Impl::Stock,
         ) => x
             .conv2d(w, padding, stride, 1, 1)?
             .broadcast_add(&b.reshape((1, (), 1, 1))?)?,
         (
-            Layer::Conv2d {
+            Layer::Conv2d(Conv2d {
                 stride, padding, ..
-            },
+            }),
             Some((w, b)),
             _,
         ) => ops::conv2d(x, w, Some(b), stride, padding)?,
-        (Layer::MaxPool2d { kernel, stride }, _, Impl::Stock) => {
+        (Layer::MaxPool2d(MaxPool2d { kernel, stride }), _, Impl::Stock) => {
             x.max_pool2d_with_stride(kernel, stride)?
         }
-        (Layer::MaxPool2d { kernel, stride }, _, _) => ops::max_pool2d(x, kernel, stride)?,
-        (Layer::AvgPool2d { kernel, stride }, _, Impl::Stock) => {
+        (Layer::MaxPool2d(MaxPool2d { kernel, stride }), _, _) => {
+            ops::max_pool2d(x, kernel, stride)?
+        }
+        (Layer::AvgPool2d(AvgPool2d { kernel, stride }), _, Impl::Stock) => {
             x.avg_pool2d_with_stride(kernel, stride)?
         }
-        (Layer::AvgPool2d { kernel, stride }, _, _) => ops::avg_pool2d(x, kernel, stride)?,
-        (Layer::Dense { .. }, Some((w, b)), _) => x.matmul(&w.t()?)?.broadcast_add(b)?,
-        (Layer::Relu, _, _) => x.relu()?,
-        (Layer::Flatten, _, _) => x.flatten_from(1)?,
-        (Layer::Dropout { .. }, _, _) => x.clone(),
-        (Layer::Conv2d { .. } | Layer::Dense { .. }, None, _) => {
+        (Layer::AvgPool2d(AvgPool2d { kernel, stride }), _, _) => {
+            ops::avg_pool2d(x, kernel, stride)?
+        }
+        (Layer::Dense(_), Some((w, b)), _) => x.matmul(&w.t()?)?.broadcast_add(b)?,
+        (Layer::Relu(_), _, _) => x.relu()?,
+        (Layer::Flatten(_), _, _) => x.flatten_from(1)?,
+        (Layer::Dropout(_), _, _) => x.clone(),
+        (Layer::Conv2d(Conv2d { .. }) | Layer::Dense(_), None, _) => {
             anyhow::bail!("{layer:?} without parameters")
         }
     })
@@ -224,7 +231,7 @@ fn profile_ops(reps: usize) -> Result<()> {
             x
         };
         let params = match case.layer {
-            Layer::Conv2d { out_ch, kernel, .. } => Some((
+            Layer::Conv2d(Conv2d { out_ch, kernel, .. }) => Some((
                 Var::from_tensor(&random(&[out_ch, c, kernel, kernel], seed + 1)?)?,
                 Var::from_tensor(&random(&[out_ch], seed + 2)?)?,
             )),
@@ -236,14 +243,15 @@ fn profile_ops(reps: usize) -> Result<()> {
             .iter()
             .map(|&imp| {
                 let x = x.clone();
-                Box::new(move || apply(case.layer, &x, params, imp).map(drop)) as Job<'_>
+                let layer = case.layer.clone();
+                Box::new(move || apply(layer.clone(), &x, params, imp).map(drop)) as Job<'_>
             })
             .collect();
         let fwd_ms = medians(reps, &mut fwd)?;
         // Backward from y (dy = 1).
         let mut outputs = Vec::new();
         for &imp in &imps {
-            outputs.push(apply(case.layer, &x, params, imp)?);
+            outputs.push(apply(case.layer.clone(), &x, params, imp)?);
         }
         let mut bwd: Vec<Job<'_>> = imps
             .iter()
@@ -286,18 +294,18 @@ fn block(
     imp: Impl,
 ) -> Result<Tensor> {
     let layer = match pool {
-        Pooling::Max { kernel, stride } => Layer::MaxPool2d { kernel, stride },
-        Pooling::Avg { kernel, stride } => Layer::AvgPool2d { kernel, stride },
+        Pooling::Max { kernel, stride } => Layer::MaxPool2d(MaxPool2d { kernel, stride }),
+        Pooling::Avg { kernel, stride } => Layer::AvgPool2d(AvgPool2d { kernel, stride }),
     };
     if imp == Impl::Fused {
         return Ok(ops::conv_block(x, w, b, 1, padding, Some(pool))?);
     }
-    let conv = Layer::Conv2d {
+    let conv = Layer::Conv2d(Conv2d {
         out_ch: w.dim(0)?,
         kernel: w.dim(2)?,
         stride: 1,
         padding,
-    };
+    });
     let y = apply(conv, x, Some((w, b)), imp)?.relu()?;
     apply(layer, &y, None, imp)
 }
@@ -431,11 +439,13 @@ impl Trainee {
             return Ok(self.net.forward(x, Mode::Eval)?);
         }
         let mut cur = x.clone();
-        for (layer, p) in self.net.arch.layers.iter().zip(&self.net.params) {
-            let params = p
-                .as_ref()
-                .map(|p| (p.weight.as_tensor(), p.bias.as_tensor()));
-            cur = apply(*layer, &cur, params, self.imp)?;
+        for (i, layer) in self.net.arch.layers.iter().enumerate() {
+            let p = self.net.store.at(&i.to_string());
+            let params = match (p.get("weight"), p.get("bias")) {
+                (Ok(w), Ok(b)) => Some((w.as_tensor(), b.as_tensor())),
+                _ => None,
+            };
+            cur = apply(layer.clone(), &cur, params, self.imp)?;
         }
         Ok(cur)
     }

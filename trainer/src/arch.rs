@@ -4,95 +4,23 @@
 //! infer-core's op list at export ([`crate::quantize`]): adding a layer kind breaks the
 //! exhaustive `match`es on both sides instead of failing at run time.
 
+use infer_core::spec::{Shape, TensorShape};
 use serde::Serialize;
 
-/// One layer of a network, including training-only layers.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub enum Layer {
-    /// 2-D convolution with bias, square kernel.
-    Conv2d {
-        /// Output channels.
-        out_ch: usize,
-        /// Kernel side.
-        kernel: usize,
-        /// Stride.
-        stride: usize,
-        /// Zero padding on each side.
-        padding: usize,
-    },
-    /// Fully connected layer with bias over a flat input.
-    Dense {
-        /// Output features.
-        out_dim: usize,
-    },
-    /// Rectified linear unit.
-    Relu,
-    /// Max pooling, square window.
-    MaxPool2d {
-        /// Window side.
-        kernel: usize,
-        /// Stride.
-        stride: usize,
-    },
-    /// Average pooling, square window.
-    AvgPool2d {
-        /// Window side.
-        kernel: usize,
-        /// Stride.
-        stride: usize,
-    },
-    /// Flatten `[c, h, w]` to `[c*h*w]`, channel-major.
-    Flatten,
-    /// Inverted dropout with drop probability `p` (training only).
-    Dropout {
-        /// Probability of zeroing an element.
-        p: f32,
-    },
-}
-
-/// Shape of one activation (batch dimension excluded).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Dims {
-    /// `[channels, height, width]`.
-    Image {
-        /// Channels.
-        c: usize,
-        /// Rows.
-        h: usize,
-        /// Columns.
-        w: usize,
-    },
-    /// `[features]`.
-    Flat(usize),
-}
-
-impl Dims {
-    /// Number of elements.
-    pub fn len(self) -> usize {
-        match self {
-            Dims::Image { c, h, w } => c * h * w,
-            Dims::Flat(n) => n,
-        }
-    }
-
-    /// Whether there are no elements.
-    pub fn is_empty(self) -> bool {
-        self.len() == 0
-    }
-}
+use crate::layers::{AvgPool2d, Conv2d, Dense, Dropout, Flatten, Layer, MaxPool2d, Relu};
 
 /// Why an architecture description is not a valid network.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ArchError {
     /// A layer got an input it cannot take.
-    #[error("layer {index} ({layer:?}) cannot take input {input:?}")]
+    #[error("layer {path} ({layer:?}) cannot take input {input:?}")]
     BadInput {
-        /// Layer index.
-        index: usize,
+        /// The layer's path.
+        path: String,
         /// The layer.
         layer: Layer,
         /// The input it got.
-        input: Dims,
+        input: TensorShape,
     },
     /// No architecture of that id exists.
     #[error("unknown model id `{0}` (known: {known})", known = ids().join(", "))]
@@ -118,7 +46,7 @@ pub struct Arch {
     /// What the study built and how we read it.
     pub description: &'static str,
     /// Input shape.
-    pub input: Dims,
+    pub input: TensorShape,
     /// Layers in order.
     pub layers: Vec<Layer>,
     /// Default training settings.
@@ -126,104 +54,76 @@ pub struct Arch {
 }
 
 impl Arch {
-    /// The output shape of every layer, checking each layer accepts its input.
-    pub fn shapes(&self) -> Result<Vec<Dims>, ArchError> {
-        let mut shapes = Vec::with_capacity(self.layers.len());
-        let mut cur = self.input;
-        for (index, &layer) in self.layers.iter().enumerate() {
-            let bad = || ArchError::BadInput {
-                index,
-                layer,
-                input: cur,
-            };
-            cur = match (layer, cur) {
-                (
-                    Layer::Conv2d {
-                        out_ch,
-                        kernel,
-                        stride,
-                        padding,
-                    },
-                    Dims::Image { h, w, .. },
-                ) => {
-                    if stride == 0
-                        || kernel == 0
-                        || kernel > h + 2 * padding
-                        || kernel > w + 2 * padding
-                    {
-                        return Err(bad());
-                    }
-                    Dims::Image {
-                        c: out_ch,
-                        h: (h + 2 * padding - kernel) / stride + 1,
-                        w: (w + 2 * padding - kernel) / stride + 1,
-                    }
-                }
-                (Layer::Dense { out_dim }, Dims::Flat(_)) => Dims::Flat(out_dim),
-                (
-                    Layer::MaxPool2d { kernel, stride } | Layer::AvgPool2d { kernel, stride },
-                    Dims::Image { c, h, w },
-                ) => {
-                    if stride == 0 || kernel == 0 || kernel > h || kernel > w {
-                        return Err(bad());
-                    }
-                    Dims::Image {
-                        c,
-                        h: (h - kernel) / stride + 1,
-                        w: (w - kernel) / stride + 1,
-                    }
-                }
-                (Layer::Flatten, d) => Dims::Flat(d.len()),
-                (Layer::Relu | Layer::Dropout { .. }, d) => d,
-                (Layer::Conv2d { .. } | Layer::MaxPool2d { .. } | Layer::AvgPool2d { .. }, _)
-                | (Layer::Dense { .. }, Dims::Image { .. }) => return Err(bad()),
-            };
-            shapes.push(cur);
-        }
-        Ok(shapes)
+    /// The output shape of every top-level layer, checking each layer accepts its input.
+    pub fn shapes(&self) -> Result<Vec<TensorShape>, ArchError> {
+        shapes_of(&self.layers, self.input, "")
     }
 
-    /// Number of trainable parameters.
+    /// Number of trainable parameters (from the layers' own parameter lists).
     pub fn param_count(&self) -> Result<usize, ArchError> {
-        let mut input = self.input;
-        let mut total = 0;
-        for (layer, out) in self.layers.iter().zip(self.shapes()?) {
-            total += match (*layer, input) {
-                (Layer::Conv2d { out_ch, kernel, .. }, Dims::Image { c, .. }) => {
-                    out_ch * c * kernel * kernel + out_ch
-                }
-                (Layer::Dense { out_dim }, d) => out_dim * d.len() + out_dim,
-                _ => 0,
-            };
-            input = out;
-        }
-        Ok(total)
+        let inputs = std::iter::once(self.input).chain(self.shapes()?);
+        Ok(self
+            .layers
+            .iter()
+            .zip(inputs)
+            .map(|(l, x)| l.param_count(x))
+            .sum())
     }
 }
 
-const MNIST_INPUT: Dims = Dims::Image { c: 1, h: 28, w: 28 };
+/// The output shape of each of `layers` (named under `prefix`) from `input`.
+pub fn shapes_of(
+    layers: &[Layer],
+    input: TensorShape,
+    prefix: &str,
+) -> Result<Vec<TensorShape>, ArchError> {
+    let mut cur = input;
+    let mut out = Vec::with_capacity(layers.len());
+    for (i, layer) in layers.iter().enumerate() {
+        cur = layer.output(cur).ok_or_else(|| ArchError::BadInput {
+            path: crate::net::join(prefix, &i.to_string()),
+            layer: layer.clone(),
+            input: cur,
+        })?;
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+const MNIST_INPUT: TensorShape = TensorShape::Image(Shape {
+    channels: 1,
+    height: 28,
+    width: 28,
+});
 
 fn conv(out_ch: usize, kernel: usize, padding: usize) -> Layer {
-    Layer::Conv2d {
+    Layer::Conv2d(Conv2d {
         out_ch,
         kernel,
         stride: 1,
         padding,
-    }
+    })
 }
 
 fn dense(out_dim: usize) -> Layer {
-    Layer::Dense { out_dim }
+    Layer::Dense(Dense { out_dim })
 }
 
-const MAX2: Layer = Layer::MaxPool2d {
+const RELU: Layer = Layer::Relu(Relu);
+const FLATTEN: Layer = Layer::Flatten(Flatten);
+
+fn dropout(p: f32) -> Layer {
+    Layer::Dropout(Dropout { p })
+}
+
+const MAX2: Layer = Layer::MaxPool2d(MaxPool2d {
     kernel: 2,
     stride: 2,
-};
-const AVG2: Layer = Layer::AvgPool2d {
+});
+const AVG2: Layer = Layer::AvgPool2d(AvgPool2d {
     kernel: 2,
     stride: 2,
-};
+});
 
 /// S5 MLP: 784-256-128-10, ReLU, dropout 0.2 after each hidden layer.
 ///
@@ -235,13 +135,13 @@ pub fn s5_ann() -> Arch {
         description: "MLP 784-256-128-10, ReLU, dropout 0.2 (S5)",
         input: MNIST_INPUT,
         layers: vec![
-            Layer::Flatten,
+            FLATTEN,
             dense(256),
-            Layer::Relu,
-            Layer::Dropout { p: 0.2 },
+            RELU,
+            dropout(0.2),
             dense(128),
-            Layer::Relu,
-            Layer::Dropout { p: 0.2 },
+            RELU,
+            dropout(0.2),
             dense(10),
         ],
         settings: TrainSettings {
@@ -264,15 +164,15 @@ pub fn s5_cnn() -> Arch {
         input: MNIST_INPUT,
         layers: vec![
             conv(32, 3, 1),
-            Layer::Relu,
+            RELU,
             MAX2,
             conv(64, 3, 1),
-            Layer::Relu,
+            RELU,
             MAX2,
-            Layer::Flatten,
+            FLATTEN,
             dense(128),
-            Layer::Relu,
-            Layer::Dropout { p: 0.25 },
+            RELU,
+            dropout(0.25),
             dense(10),
         ],
         settings: TrainSettings {
@@ -296,16 +196,16 @@ pub fn s3_lenet_base() -> Arch {
         input: MNIST_INPUT,
         layers: vec![
             conv(6, 5, 0),
-            Layer::Relu,
+            RELU,
             AVG2,
             conv(16, 5, 0),
-            Layer::Relu,
+            RELU,
             AVG2,
-            Layer::Flatten,
+            FLATTEN,
             dense(120),
-            Layer::Relu,
+            RELU,
             dense(84),
-            Layer::Relu,
+            RELU,
             dense(10),
         ],
         settings: TrainSettings {
@@ -316,6 +216,11 @@ pub fn s3_lenet_base() -> Arch {
     }
 }
 
+/// Every architecture the trainer knows.
+pub fn all() -> Vec<Arch> {
+    deployable()
+}
+
 /// The deployable models, in the order the main job trains them.
 pub fn deployable() -> Vec<Arch> {
     vec![s5_ann(), s5_cnn(), s3_lenet_base()]
@@ -323,12 +228,12 @@ pub fn deployable() -> Vec<Arch> {
 
 /// Ids of every architecture the trainer knows.
 pub fn ids() -> Vec<&'static str> {
-    deployable().iter().map(|a| a.id).collect()
+    all().iter().map(|a| a.id).collect()
 }
 
 /// The architecture with this id.
 pub fn by_id(id: &str) -> Result<Arch, ArchError> {
-    deployable()
+    all()
         .into_iter()
         .find(|a| a.id == id)
         .ok_or_else(|| ArchError::UnknownId(id.to_string()))
@@ -342,7 +247,12 @@ mod tests {
     fn deployable_shapes_end_in_ten_classes() {
         for arch in deployable() {
             let shapes = arch.shapes().unwrap();
-            assert_eq!(*shapes.last().unwrap(), Dims::Flat(10), "{}", arch.id);
+            assert_eq!(
+                *shapes.last().unwrap(),
+                TensorShape::Flat(10),
+                "{}",
+                arch.id
+            );
         }
     }
 
@@ -362,7 +272,7 @@ mod tests {
         a.layers.remove(0);
         assert!(matches!(
             a.shapes(),
-            Err(ArchError::BadInput { index: 0, .. })
+            Err(ArchError::BadInput { ref path, .. }) if path == "0"
         ));
     }
 

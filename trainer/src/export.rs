@@ -13,7 +13,7 @@ use infer_core::format::OwnedModel;
 use model_report::{Int8Report, agreement, evaluate_int8};
 
 use crate::net::{Net, NetError};
-use crate::quantize::{self, ActivationStats, QuantizeError, RANGE_CANDIDATES};
+use crate::quantize::{ActivationStats, QuantizeError, RANGE_CANDIDATES};
 use crate::train;
 
 /// Errors while exporting.
@@ -107,7 +107,8 @@ pub fn quantize_best(
         .flat_map(|&m| [(m, false), (m, true)]);
     for (method, correct) in candidates {
         let corrected = correct.then_some(stats);
-        let qmodel = quantize::quantize(net, &stats.ranges(method), corrected)?;
+        let qmodel = crate::lower::lower(net, &stats.ranges(method), corrected)
+            .map_err(QuantizeError::from)?;
         let bytes = qmodel.to_bytes().map_err(QuantizeError::from)?;
         let rejected = |error| ExportError::Rejected {
             id: net.arch.id.to_string(),

@@ -1,13 +1,16 @@
 //! Host-side trainer for the Fashion-MNIST reference models.
 //!
 //! Pipeline: [`data`] (the `fashion-mnist` crate) loads the dataset, [`arch`] describes each
-//! network as data, [`net`] builds it in candle, [`train`] fits it, [`quantize`] turns it into an
-//! int8 infer-core model and [`export`] writes and verifies the files. The reports, metrics and
+//! network as data (a list of [`layers`]), [`net`] builds it in candle, [`train`] fits it,
+//! [`quantize`] calibrates it and [`lower`] turns it into an int8 infer-core model, and
+//! [`export`] writes and verifies the files. The reports, metrics and
 //! the int8 evaluation loop live in the `model-report` crate, shared with `firmware-sim`, which
 //! does not link candle.
 
 pub mod arch;
 pub mod export;
+pub mod layers;
+pub mod lower;
 pub mod net;
 pub mod ops;
 pub mod quantize;

@@ -1,0 +1,149 @@
+//! The layers a network is described with: one type per file, each owning its shape rule
+//! (through [`infer_core::spec`]), its parameters, its candle forward pass and its lowering to
+//! int8 ops; registered in [`Layer`], the serialisable description an [`crate::arch::Arch`]
+//! lists.
+//!
+//! Adding a layer: a file here with its type and an implementation of [`LayerOps`]; a variant
+//! of [`Layer`] and its arm in [`Layer::ops`] (the only `match` over layers). If it needs a
+//! new int8 op, that op is added to infer-core first (`infer-core/src/ops/`).
+
+use candle_core::{Tensor, Var};
+use infer_core::spec::TensorShape;
+use serde::{Deserialize, Serialize};
+
+use crate::lower::{LowerError, Lowerer};
+use crate::net::{Forward, NetError, Params};
+
+pub mod avg_pool2d;
+pub mod conv2d;
+pub mod dense;
+pub mod dropout;
+pub mod flatten;
+pub mod max_pool2d;
+pub mod relu;
+
+pub use avg_pool2d::AvgPool2d;
+pub use conv2d::Conv2d;
+pub use dense::Dense;
+pub use dropout::Dropout;
+pub use flatten::Flatten;
+pub use max_pool2d::MaxPool2d;
+pub use relu::Relu;
+
+/// How a parameter starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init {
+    /// Uniform in `[-bound, bound)`, drawn from the network's seeded generator (PyTorch's
+    /// default for conv and linear layers, `bound = 1 / sqrt(fan_in)`).
+    Uniform(f32),
+    /// Every element this value.
+    Fill(f32),
+}
+
+/// One tensor of a layer: its name under the layer's path, shape, start, and whether the
+/// optimiser trains it (running statistics are updated by the forward pass instead).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamSpec {
+    /// Name under the layer's path, e.g. `weight` (or `body.0.weight` for a nested layer's).
+    pub name: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Initial values.
+    pub init: Init,
+    /// Whether the optimiser updates it.
+    pub trainable: bool,
+}
+
+impl ParamSpec {
+    /// A trainable tensor, uniform in `±1/sqrt(fan_in)`.
+    pub fn uniform(name: &str, shape: Vec<usize>, fan_in: usize) -> Self {
+        Self {
+            name: name.to_string(),
+            shape,
+            init: Init::Uniform(1.0 / (fan_in.max(1) as f32).sqrt()),
+            trainable: true,
+        }
+    }
+}
+
+/// What every layer type provides.
+pub trait LayerOps {
+    /// The output shape for `input`, or `None` if the layer cannot take it.
+    fn output(&self, input: TensorShape) -> Option<TensorShape>;
+
+    /// The layer's tensors, nested layers' included, in the order they are initialised (none
+    /// by default).
+    fn params(&self, _input: TensorShape) -> Vec<ParamSpec> {
+        Vec::new()
+    }
+
+    /// The float forward pass of one batch.
+    fn forward(
+        &self,
+        x: &Tensor,
+        params: &Params<'_>,
+        cx: &mut Forward<'_, '_>,
+    ) -> Result<Tensor, NetError>;
+
+    /// Appends the layer's int8 lowering to `lw` (see [`Lowerer`]: conv and dense open an op,
+    /// BatchNorm folds into it, activations fuse, dropout vanishes).
+    fn lower(&self, lw: &mut Lowerer<'_>, params: &Params<'_>) -> Result<(), LowerError>;
+}
+
+/// One layer of a network, including training-only ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Layer {
+    /// 2-D convolution.
+    Conv2d(Conv2d),
+    /// Fully connected layer over a flat input.
+    Dense(Dense),
+    /// Rectified linear unit.
+    Relu(Relu),
+    /// Max pooling.
+    MaxPool2d(MaxPool2d),
+    /// Average pooling.
+    AvgPool2d(AvgPool2d),
+    /// Flatten an image to a vector, channel-major.
+    Flatten(Flatten),
+    /// Inverted dropout (training only).
+    Dropout(Dropout),
+}
+
+impl Layer {
+    /// The layer's implementation.
+    pub fn ops(&self) -> &dyn LayerOps {
+        match self {
+            Self::Conv2d(l) => l,
+            Self::Dense(l) => l,
+            Self::Relu(l) => l,
+            Self::MaxPool2d(l) => l,
+            Self::AvgPool2d(l) => l,
+            Self::Flatten(l) => l,
+            Self::Dropout(l) => l,
+        }
+    }
+
+    /// See [`LayerOps::output`].
+    pub fn output(&self, input: TensorShape) -> Option<TensorShape> {
+        self.ops().output(input)
+    }
+
+    /// See [`LayerOps::params`].
+    pub fn params(&self, input: TensorShape) -> Vec<ParamSpec> {
+        self.ops().params(input)
+    }
+
+    /// Number of trainable parameters for `input`.
+    pub fn param_count(&self, input: TensorShape) -> usize {
+        self.params(input)
+            .iter()
+            .filter(|p| p.trainable)
+            .map(|p| p.shape.iter().product::<usize>())
+            .sum()
+    }
+}
+
+/// The value of one variable as a flat `f32` vector.
+pub(crate) fn values(var: &Var) -> Result<Vec<f32>, candle_core::Error> {
+    var.as_tensor().flatten_all()?.to_vec1()
+}
