@@ -15,6 +15,7 @@ use crate::lower::{LowerError, Lowerer};
 use crate::net::{Forward, NetError, Params};
 
 pub mod avg_pool2d;
+pub mod batch_norm;
 pub mod conv2d;
 pub mod dense;
 pub mod dropout;
@@ -23,6 +24,7 @@ pub mod max_pool2d;
 pub mod relu;
 
 pub use avg_pool2d::AvgPool2d;
+pub use batch_norm::BatchNorm;
 pub use conv2d::Conv2d;
 pub use dense::Dense;
 pub use dropout::Dropout;
@@ -107,6 +109,8 @@ pub enum Layer {
     Flatten(Flatten),
     /// Inverted dropout (training only).
     Dropout(Dropout),
+    /// Batch normalisation (folded into the conv or dense layer before it at export).
+    BatchNorm(BatchNorm),
 }
 
 impl Layer {
@@ -120,6 +124,7 @@ impl Layer {
             Self::AvgPool2d(l) => l,
             Self::Flatten(l) => l,
             Self::Dropout(l) => l,
+            Self::BatchNorm(l) => l,
         }
     }
 
