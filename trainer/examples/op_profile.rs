@@ -23,7 +23,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use trainer::arch::{self, Arch};
 use trainer::layers::{AvgPool2d, Conv2d, Layer, MaxPool2d};
-use trainer::net::{Mode, Net};
+use trainer::net::{Forward, Mode, Net, Store};
 use trainer::ops::{self, Pooling};
 
 #[global_allocator]
@@ -165,7 +165,9 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// Applies a conv / pool / relu layer with the given implementation.
+/// Applies a layer with the given implementation: conv and pooling with candle's stock ops or
+/// ours; any other layer through its own forward pass (evaluation mode, no parameters: the
+/// networks profiled here have none outside conv and dense layers).
 fn apply(
     layer: Layer,
     x: &Tensor,
@@ -202,11 +204,14 @@ fn apply(
             ops::avg_pool2d(x, kernel, stride)?
         }
         (Layer::Dense(_), Some((w, b)), _) => x.matmul(&w.t()?)?.broadcast_add(b)?,
-        (Layer::Relu(_), _, _) => x.relu()?,
-        (Layer::Flatten(_), _, _) => x.flatten_from(1)?,
-        (Layer::Dropout(_), _, _) => x.clone(),
         (Layer::Conv2d(Conv2d { .. }) | Layer::Dense(_), None, _) => {
             anyhow::bail!("{layer:?} without parameters")
+        }
+        (other, _, _) => {
+            let store = Store::default();
+            other
+                .ops()
+                .forward(x, &store.at("profile"), &mut Forward::new(Mode::Eval))?
         }
     })
 }
