@@ -20,6 +20,7 @@ pub mod conv2d;
 pub mod dense;
 pub mod dropout;
 pub mod flatten;
+pub mod leaky_relu;
 pub mod max_pool2d;
 pub mod relu;
 
@@ -29,6 +30,7 @@ pub use conv2d::Conv2d;
 pub use dense::Dense;
 pub use dropout::Dropout;
 pub use flatten::Flatten;
+pub use leaky_relu::LeakyRelu;
 pub use max_pool2d::MaxPool2d;
 pub use relu::Relu;
 
@@ -111,6 +113,8 @@ pub enum Layer {
     Dropout(Dropout),
     /// Batch normalisation (folded into the conv or dense layer before it at export).
     BatchNorm(BatchNorm),
+    /// LeakyReLU (an int8 op of its own).
+    LeakyRelu(LeakyRelu),
 }
 
 impl Layer {
@@ -125,6 +129,7 @@ impl Layer {
             Self::Flatten(l) => l,
             Self::Dropout(l) => l,
             Self::BatchNorm(l) => l,
+            Self::LeakyRelu(l) => l,
         }
     }
 
