@@ -20,6 +20,7 @@ pub mod conv2d;
 pub mod dense;
 pub mod dropout;
 pub mod flatten;
+pub mod global_avg_pool;
 pub mod leaky_relu;
 pub mod max_pool2d;
 pub mod relu;
@@ -30,6 +31,7 @@ pub use conv2d::Conv2d;
 pub use dense::Dense;
 pub use dropout::Dropout;
 pub use flatten::Flatten;
+pub use global_avg_pool::GlobalAvgPool;
 pub use leaky_relu::LeakyRelu;
 pub use max_pool2d::MaxPool2d;
 pub use relu::Relu;
@@ -115,6 +117,8 @@ pub enum Layer {
     BatchNorm(BatchNorm),
     /// LeakyReLU (an int8 op of its own).
     LeakyRelu(LeakyRelu),
+    /// Global average pooling.
+    GlobalAvgPool(GlobalAvgPool),
 }
 
 impl Layer {
@@ -130,6 +134,7 @@ impl Layer {
             Self::Dropout(l) => l,
             Self::BatchNorm(l) => l,
             Self::LeakyRelu(l) => l,
+            Self::GlobalAvgPool(l) => l,
         }
     }
 
