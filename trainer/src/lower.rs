@@ -18,7 +18,7 @@ use infer_core::format::{
 use infer_core::spec::{Conv2dGeometry, DenseGeometry, TensorShape};
 
 use crate::layers::LayerOps;
-use crate::net::{Net, NetError, Params};
+use crate::net::{Net, NetError, Params, Store};
 use crate::quantize::{
     ActivationStats, activation_qparams, corrected_bias, input_qparams, quantize_bias,
     quantize_weights,
@@ -413,15 +413,15 @@ impl<'n> Lowerer<'n> {
     }
 }
 
-/// Lowers `layers` (named under `prefix`) of `net` into `lw`.
+/// Lowers `layers` (their tensors in `store` under `prefix`) into `lw`.
 pub fn lower_layers(
     lw: &mut Lowerer<'_>,
-    net: &Net,
+    store: &Store,
     layers: &[crate::layers::Layer],
     prefix: &str,
 ) -> Result<(), LowerError> {
     for (i, layer) in layers.iter().enumerate() {
-        let params: Params<'_> = net.store.at(&crate::net::join(prefix, &i.to_string()));
+        let params: Params<'_> = store.at(&crate::net::join(prefix, &i.to_string()));
         layer.ops().lower(lw, &params)?;
     }
     Ok(())
@@ -451,7 +451,7 @@ pub fn lower(
         },
         open: None,
     };
-    lower_layers(&mut lw, net, &net.arch.layers, "")?;
+    lower_layers(&mut lw, &net.store, &net.arch.layers, "")?;
     lw.close()?;
     Ok(OwnedModel {
         id: net.arch.id.to_string(),

@@ -24,6 +24,7 @@ pub mod global_avg_pool;
 pub mod leaky_relu;
 pub mod max_pool2d;
 pub mod relu;
+pub mod residual;
 
 pub use avg_pool2d::AvgPool2d;
 pub use batch_norm::BatchNorm;
@@ -35,6 +36,7 @@ pub use global_avg_pool::GlobalAvgPool;
 pub use leaky_relu::LeakyRelu;
 pub use max_pool2d::MaxPool2d;
 pub use relu::Relu;
+pub use residual::Residual;
 
 /// How a parameter starts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -119,6 +121,8 @@ pub enum Layer {
     LeakyRelu(LeakyRelu),
     /// Global average pooling.
     GlobalAvgPool(GlobalAvgPool),
+    /// A residual block, `body(x) + shortcut(x)` (an int8 Add).
+    Residual(Residual),
 }
 
 impl Layer {
@@ -135,6 +139,7 @@ impl Layer {
             Self::BatchNorm(l) => l,
             Self::LeakyRelu(l) => l,
             Self::GlobalAvgPool(l) => l,
+            Self::Residual(l) => l,
         }
     }
 
