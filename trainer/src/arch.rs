@@ -7,7 +7,10 @@
 use infer_core::spec::{Shape, TensorShape};
 use serde::Serialize;
 
-use crate::layers::{AvgPool2d, Conv2d, Dense, Dropout, Flatten, Layer, MaxPool2d, Relu};
+use crate::layers::{
+    AvgPool2d, BatchNorm, Conv2d, Dense, Dropout, Flatten, GlobalAvgPool, Layer, LeakyRelu,
+    MaxPool2d, Relu, Residual,
+};
 
 /// Why an architecture description is not a valid network.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -216,6 +219,48 @@ pub fn s3_lenet_base() -> Arch {
     }
 }
 
+/// A small residual network, not from the studies: the smallest model that runs every part of
+/// the graph format (a stride-2 conv stem with BatchNorm and LeakyReLU, one basic residual
+/// block with an identity shortcut, global average pooling, dense), about 5,000 parameters.
+pub fn tiny_resnet() -> Arch {
+    let conv3 = |stride| {
+        Layer::Conv2d(Conv2d {
+            out_ch: 16,
+            kernel: 3,
+            stride,
+            padding: 1,
+        })
+    };
+    Arch {
+        id: "tiny-resnet",
+        description: "Demo: conv3x3/2 16-BN-LeakyReLU(0.1), residual block (conv3x3-BN-ReLU-conv3x3-BN, identity) + ReLU, global average pooling, FC 10 (not from the studies)",
+        input: MNIST_INPUT,
+        layers: vec![
+            conv3(2),
+            Layer::BatchNorm(BatchNorm),
+            Layer::LeakyRelu(LeakyRelu { alpha: 0.1 }),
+            Layer::Residual(Residual {
+                body: vec![
+                    conv3(1),
+                    Layer::BatchNorm(BatchNorm),
+                    RELU,
+                    conv3(1),
+                    Layer::BatchNorm(BatchNorm),
+                ],
+                shortcut: Vec::new(),
+            }),
+            RELU,
+            Layer::GlobalAvgPool(GlobalAvgPool),
+            dense(10),
+        ],
+        settings: TrainSettings {
+            epochs: 5,
+            batch_size: 64,
+            learning_rate: 1e-3,
+        },
+    }
+}
+
 /// Every architecture the trainer knows.
 pub fn all() -> Vec<Arch> {
     deployable()
@@ -223,7 +268,7 @@ pub fn all() -> Vec<Arch> {
 
 /// The deployable models, in the order the main job trains them.
 pub fn deployable() -> Vec<Arch> {
-    vec![s5_ann(), s5_cnn(), s3_lenet_base()]
+    vec![s5_ann(), s5_cnn(), s3_lenet_base(), tiny_resnet()]
 }
 
 /// Ids of every architecture the trainer knows.
@@ -264,6 +309,8 @@ mod tests {
         assert_eq!(s5_cnn().param_count().unwrap(), 421_642);
         // (6*25+6) + (16*6*25+16) + (256*120+120) + (120*84+84) + (84*10+10)
         assert_eq!(s3_lenet_base().param_count().unwrap(), 44_426);
+        // (16*9+16) + 2*16 (BN) + 2 * ((16*16*9+16) + 2*16) + (16*10+10)
+        assert_eq!(tiny_resnet().param_count().unwrap(), 5_066);
     }
 
     #[test]
