@@ -5,7 +5,9 @@
 //! - `images.bin`, `labels.bin`: the first `$FIRMWARE_IMAGES` (default 200) Fashion-MNIST test
 //!   images and labels, read and validated by the workspace's `fashion-mnist` crate from
 //!   `$FASHION_MNIST_DIR` (default Debian's `/usr/share/datasets/fashion-mnist`);
-//! - `config.rs`: the constants `src/main.rs` includes;
+//! - `config.rs`: the constants `src/main.rs` includes (among them the model's op count, the op
+//!   capacity of the firmware's `Model`, so that a large model loads and a small one costs little
+//!   RAM);
 //!
 //! and passes the linker scripts (`memory.x`, cortex-m-rt's `link.x`, defmt's `defmt.x`).
 
@@ -18,6 +20,9 @@ const MODEL_ENV: &str = "FIRMWARE_MODEL";
 const IMAGES_ENV: &str = "FIRMWARE_IMAGES";
 const DEFAULT_MODEL: &str = "s3-lenet-base";
 const DEFAULT_IMAGES: usize = 200;
+/// Op capacity the build script loads the model with, to count its ops (the firmware's own
+/// `Model` then holds exactly that many).
+const HOST_MAX_OPS: usize = 255;
 
 fn main() {
     if let Err(message) = run() {
@@ -55,13 +60,14 @@ fn run() -> Result<(), String> {
             available_models(&models_dir)
         )
     })?;
-    let model = infer_core::Model::from_bytes(&model_bytes).map_err(|e| {
+    let model = infer_core::Model::<HOST_MAX_OPS>::from_bytes(&model_bytes).map_err(|e| {
         format!(
             "{}: infer-core rejects the model: {e}",
             model_path.display()
         )
     })?;
     let scratch_len = model.scratch_len();
+    let ops = model.ops().len();
     if model.input_shape() != infer_core::IMAGE_SHAPE {
         return Err(format!(
             "{}: the firmware feeds 1x28x28 images, the model takes {:?}",
@@ -106,6 +112,8 @@ fn run() -> Result<(), String> {
          pub const MODEL_LEN: usize = {model_len};\n\
          /// Scratch bytes the model needs (`Model::scratch_len`), reserved statically.\n\
          pub const SCRATCH_LEN: usize = {scratch_len};\n\
+         /// Ops of the model: the op capacity of the firmware's `Model`.\n\
+         pub const MAX_OPS: usize = {ops};\n\
          /// Number of embedded test images.\n\
          pub const IMAGES: usize = {images};\n",
         model_len = model_bytes.len(),
