@@ -1,7 +1,8 @@
 //! Prepares what the firmware embeds, at build time:
 //!
 //! - `model.fmq`: the exported model `../models/$FIRMWARE_MODEL.fmq` (default `s3-lenet-base`),
-//!   validated here by infer-core itself, which also gives the scratch length to reserve;
+//!   validated here by infer-core itself, which also gives the scratch length to reserve, and
+//!   checked against the ops this build links (the `op-*` features);
 //! - `images.bin`, `labels.bin`: the first `$FIRMWARE_IMAGES` (default 200) Fashion-MNIST test
 //!   images and labels, read and validated by the workspace's `fashion-mnist` crate from
 //!   `$FASHION_MNIST_DIR` (default Debian's `/usr/share/datasets/fashion-mnist`);
@@ -15,6 +16,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use fashion_mnist::{DATA_DIR_ENV, TEST_COUNT, TEST_IMAGES, TEST_LABELS};
+use infer_core::Model;
+use infer_core::ops::OpKind;
 
 const MODEL_ENV: &str = "FIRMWARE_MODEL";
 const IMAGES_ENV: &str = "FIRMWARE_IMAGES";
@@ -60,7 +63,7 @@ fn run() -> Result<(), String> {
             available_models(&models_dir)
         )
     })?;
-    let model = infer_core::Model::<HOST_MAX_OPS>::from_bytes(&model_bytes).map_err(|e| {
+    let model = Model::<HOST_MAX_OPS>::from_bytes(&model_bytes).map_err(|e| {
         format!(
             "{}: infer-core rejects the model: {e}",
             model_path.display()
@@ -68,6 +71,7 @@ fn run() -> Result<(), String> {
     })?;
     let scratch_len = model.scratch_len();
     let ops = model.ops().len();
+    check_ops_built(&model, &model_path)?;
     if model.input_shape() != infer_core::IMAGE_SHAPE {
         return Err(format!(
             "{}: the firmware feeds 1x28x28 images, the model takes {:?}",
@@ -119,6 +123,35 @@ fn run() -> Result<(), String> {
         model_len = model_bytes.len(),
     );
     fs::write(out_dir.join("config.rs"), config).map_err(|e| format!("writing config.rs: {e}"))
+}
+
+/// The firmware feature that builds an op: `op-<infer-core feature>` (`None`: always built).
+fn firmware_feature(kind: OpKind) -> Option<String> {
+    kind.feature().map(|f| format!("op-{f}"))
+}
+
+/// Checks that every op of the model is built into this firmware (its `op-*` feature is on),
+/// so that a missing op fails the build with the features to enable rather than the run.
+fn check_ops_built<const N: usize>(model: &Model<'_, N>, path: &Path) -> Result<(), String> {
+    let mut missing: Vec<String> = Vec::new();
+    for kind in model.ops().iter().map(|op| op.kind()) {
+        let Some(feature) = firmware_feature(kind) else {
+            continue;
+        };
+        let var = format!("CARGO_FEATURE_{}", feature.to_uppercase().replace('-', "_"));
+        if std::env::var_os(var).is_none() && !missing.contains(&feature) {
+            missing.push(feature);
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: the model uses ops this build leaves out: enable the firmware features {}",
+            path.display(),
+            missing.join(",")
+        ))
+    }
 }
 
 fn env(name: &str) -> Result<String, String> {

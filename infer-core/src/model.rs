@@ -19,7 +19,8 @@
 //! [`dense_i8`](crate::kernels::dense_i8) may widen its input there) when they fit, which makes
 //! those ops faster but never changes `scratch_len` or the results.
 //!
-//! A convolution whose output only feeds a 2x2, stride-2 max pooling runs as one kernel,
+//! A convolution whose output only feeds a 2x2, stride-2 max pooling runs as one kernel (when
+//! both the `conv2d` and `max-pool2d` features are on),
 //! [`conv2d_max_pool2d_i8`](crate::kernels::conv2d_max_pool2d_i8) (bit-exact with the two in
 //! turn), from the convolution's input straight into the pooling's output; the convolution's
 //! output is never stored. The plan reserves, during that step, the bytes by which the
@@ -29,7 +30,9 @@ use crate::error::Error;
 use crate::format::{CRC, HEADER_LEN, MAGIC, ModelDef, OpDef, QParams, Shape, TensorId, VERSION};
 use crate::ops::{Context, OpKind, QOp, TensorInfo};
 use crate::plan::{self, Buffer, MAX_BUFFERS};
-use crate::spec::{Pool2dGeometry, TensorShape};
+#[cfg(all(feature = "conv2d", feature = "max-pool2d"))]
+use crate::spec::Pool2dGeometry;
+use crate::spec::TensorShape;
 
 /// Most classes (output logits) a model may have.
 pub const MAX_CLASSES: usize = 16;
@@ -195,6 +198,7 @@ fn decode_op(bytes: &[u8]) -> Result<(OpDef<&[u8]>, &[u8]), Error> {
 }
 
 /// Whether `next` is a 2x2, stride-2 max pooling of `conv`'s output `tensor`.
+#[cfg(all(feature = "conv2d", feature = "max-pool2d"))]
 fn fuses(conv: &QOp<'_>, next: Option<&QOp<'_>>, tensor: TensorId) -> bool {
     let pool = Pool2dGeometry {
         kernel: 2,
@@ -203,6 +207,25 @@ fn fuses(conv: &QOp<'_>, next: Option<&QOp<'_>>, tensor: TensorId) -> bool {
     matches!(conv, QOp::Conv2d(_))
         && matches!(next, Some(QOp::MaxPool2d(p)) if p.input == tensor && p.geometry == pool)
 }
+
+/// Nothing fuses unless both convolution and max pooling are built.
+#[cfg(not(all(feature = "conv2d", feature = "max-pool2d")))]
+fn fuses(_: &QOp<'_>, _: Option<&QOp<'_>>, _: TensorId) -> bool {
+    false
+}
+
+/// Runs a step the plan fused ([`Run::WithMaxPool`]): a convolution and the max pooling after
+/// it, into the pooling's output.
+#[cfg(all(feature = "conv2d", feature = "max-pool2d"))]
+fn invoke_fused(op: &QOp<'_>, input: &[i8], output: &mut [i8], work: &mut [i8]) {
+    if let QOp::Conv2d(conv) = op {
+        conv.invoke_with_max_pool(input, output, work);
+    }
+}
+
+/// Nothing fuses unless both convolution and max pooling are built.
+#[cfg(not(all(feature = "conv2d", feature = "max-pool2d")))]
+fn invoke_fused(_: &QOp<'_>, _: &[i8], _: &mut [i8], _: &mut [i8]) {}
 
 impl<'a, const MAX_OPS: usize> Model<'a, MAX_OPS> {
     /// Validates a model file and returns a view borrowing from `bytes`: the header, the CRC,
@@ -593,11 +616,9 @@ impl<'a, const MAX_OPS: usize> Model<'a, MAX_OPS> {
             for ((slot, &at), &id) in inputs.iter_mut().zip(&step.inputs).zip(ids.ids()) {
                 *slot = rest.get(at, self.tensor_len(id));
             }
-            match (step.run, &step.op) {
-                (Run::WithMaxPool, QOp::Conv2d(conv)) => {
-                    conv.invoke_with_max_pool(inputs[0], output, work);
-                }
-                _ => step.op.invoke(inputs, output, work),
+            match step.run {
+                Run::WithMaxPool => invoke_fused(&step.op, inputs[0], output, work),
+                Run::Kernel | Run::Skip => step.op.invoke(inputs, output, work),
             }
         }
 
@@ -755,7 +776,7 @@ mod tests {
 
     #[test]
     fn carve_gives_disjoint_regions_and_the_rest() {
-        let mut s: [i8; 10] = core::array::from_fn(|i| i as i8);
+        let mut s: [i8; 10] = core::array::from_fn(|i| i8::try_from(i).unwrap());
         let (out, work, rest) = carve(&mut s, (6, 2), (1, 3));
         assert_eq!((&*out, &*work), (&[6_i8, 7][..], &[1_i8, 2, 3][..]));
         assert_eq!(rest.get(4, 2), &[4, 5]);
