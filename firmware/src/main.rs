@@ -143,8 +143,9 @@ fn run() -> Result<(), infer_core::Error> {
     Ok(())
 }
 
-/// Validates the embedded model into a static: the 3 KB view then lives in `.bss` (counted as
-/// static RAM) instead of in `run`'s stack frame for the whole run.
+/// Validates the embedded model into a static: the view (about 190 bytes per op, `MAX_OPS` of
+/// them) then lives in `.bss` (counted as static RAM) instead of in `run`'s stack frame for the
+/// whole run.
 #[inline(never)]
 fn load_model() -> Result<&'static LoadedModel, infer_core::Error> {
     let model = LoadedModel::from_bytes(&MODEL)?;
