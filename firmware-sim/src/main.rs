@@ -9,8 +9,8 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use firmware_sim::device::{self, DeviceOptions, ModelNeeds};
 use firmware_sim::{SCRATCH_CAPACITY, describe, model_files, run_model};
-use model_report::markdown::FIRMWARE;
-use model_report::{FirmwareReport, ModelReport};
+use model_report::markdown::{FIRMWARE, RESULTS};
+use model_report::{FirmwareReport, ModelReport, summary_table};
 
 /// Run exported models through infer-core as firmware would, over the full test set, and check
 /// their int8 accuracy against the float accuracy the trainer recorded.
@@ -62,7 +62,7 @@ struct DeviceCli {
     /// `int8.model_bytes` and `int8.scratch_bytes` as infer-core loads it on the host.
     #[arg(long)]
     update_json: bool,
-    /// Regenerate the firmware section of this README from `models/*.json`.
+    /// Regenerate the firmware and results tables of this README from `models/*.json`.
     #[arg(long)]
     update_readme: Option<PathBuf>,
 }
@@ -217,6 +217,8 @@ fn device_main(args: &DeviceCli) -> Result<ExitCode> {
     if let Some(readme) = &args.update_readme {
         let reports = ModelReport::read_dir(&models)?;
         FIRMWARE.update_file(readme, &device::readme_section(&reports))?;
+        // `--update-json` also changes the int8 sizes the results table shows.
+        RESULTS.update_file(readme, &summary_table(&reports))?;
     }
     Ok(if failed {
         ExitCode::FAILURE
