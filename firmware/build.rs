@@ -1,11 +1,14 @@
 //! Prepares what the firmware embeds, at build time:
 //!
 //! - `model.fmq`: the exported model `../models/$FIRMWARE_MODEL.fmq` (default `s3-lenet-base`),
-//!   validated here by infer-core itself, which also gives the scratch length to reserve;
+//!   validated here by infer-core itself, which also gives the scratch length to reserve, and
+//!   checked against the ops this build links (the `op-*` features);
 //! - `images.bin`, `labels.bin`: the first `$FIRMWARE_IMAGES` (default 200) Fashion-MNIST test
 //!   images and labels, read and validated by the workspace's `fashion-mnist` crate from
 //!   `$FASHION_MNIST_DIR` (default Debian's `/usr/share/datasets/fashion-mnist`);
-//! - `config.rs`: the constants `src/main.rs` includes;
+//! - `config.rs`: the constants `src/main.rs` includes (among them the model's op count, the op
+//!   capacity of the firmware's `Model`, so that a large model loads and a small one costs little
+//!   RAM);
 //!
 //! and passes the linker scripts (`memory.x`, cortex-m-rt's `link.x`, defmt's `defmt.x`).
 
@@ -13,11 +16,16 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use fashion_mnist::{DATA_DIR_ENV, TEST_COUNT, TEST_IMAGES, TEST_LABELS};
+use infer_core::Model;
+use infer_core::ops::OpKind;
 
 const MODEL_ENV: &str = "FIRMWARE_MODEL";
 const IMAGES_ENV: &str = "FIRMWARE_IMAGES";
 const DEFAULT_MODEL: &str = "s3-lenet-base";
 const DEFAULT_IMAGES: usize = 200;
+/// Op capacity the build script loads the model with, to count its ops (the firmware's own
+/// `Model` then holds exactly that many).
+const HOST_MAX_OPS: usize = 255;
 
 fn main() {
     if let Err(message) = run() {
@@ -55,13 +63,15 @@ fn run() -> Result<(), String> {
             available_models(&models_dir)
         )
     })?;
-    let model = infer_core::Model::from_bytes(&model_bytes).map_err(|e| {
+    let model = Model::<HOST_MAX_OPS>::from_bytes(&model_bytes).map_err(|e| {
         format!(
             "{}: infer-core rejects the model: {e}",
             model_path.display()
         )
     })?;
     let scratch_len = model.scratch_len();
+    let ops = model.ops().len();
+    check_ops_built(&model, &model_path)?;
     if model.input_shape() != infer_core::IMAGE_SHAPE {
         return Err(format!(
             "{}: the firmware feeds 1x28x28 images, the model takes {:?}",
@@ -106,11 +116,42 @@ fn run() -> Result<(), String> {
          pub const MODEL_LEN: usize = {model_len};\n\
          /// Scratch bytes the model needs (`Model::scratch_len`), reserved statically.\n\
          pub const SCRATCH_LEN: usize = {scratch_len};\n\
+         /// Ops of the model: the op capacity of the firmware's `Model`.\n\
+         pub const MAX_OPS: usize = {ops};\n\
          /// Number of embedded test images.\n\
          pub const IMAGES: usize = {images};\n",
         model_len = model_bytes.len(),
     );
     fs::write(out_dir.join("config.rs"), config).map_err(|e| format!("writing config.rs: {e}"))
+}
+
+/// The firmware feature that builds an op: `op-<infer-core feature>` (`None`: always built).
+fn firmware_feature(kind: OpKind) -> Option<String> {
+    kind.feature().map(|f| format!("op-{f}"))
+}
+
+/// Checks that every op of the model is built into this firmware (its `op-*` feature is on),
+/// so that a missing op fails the build with the features to enable rather than the run.
+fn check_ops_built<const N: usize>(model: &Model<'_, N>, path: &Path) -> Result<(), String> {
+    let mut missing: Vec<String> = Vec::new();
+    for kind in model.ops().iter().map(|op| op.kind()) {
+        let Some(feature) = firmware_feature(kind) else {
+            continue;
+        };
+        let var = format!("CARGO_FEATURE_{}", feature.to_uppercase().replace('-', "_"));
+        if std::env::var_os(var).is_none() && !missing.contains(&feature) {
+            missing.push(feature);
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: the model uses ops this build leaves out: enable the firmware features {}",
+            path.display(),
+            missing.join(",")
+        ))
+    }
 }
 
 fn env(name: &str) -> Result<String, String> {

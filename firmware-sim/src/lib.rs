@@ -11,10 +11,14 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use fashion_mnist::Split;
 use infer_core::Model;
-use model_report::{ModelReport, evaluate_int8};
+use model_report::{ModelReport, evaluate_int8_any};
 use serde::Serialize;
 
 pub mod device;
+
+/// Op capacity of the models loaded on the host (`Model::<MAX_OPS>`): a ResNet-34, about 55
+/// ops, loads.
+pub const MAX_OPS: usize = 64;
 
 /// Size of the one static scratch buffer, as a firmware image would reserve it.
 pub const SCRATCH_CAPACITY: usize = 64 * 1024;
@@ -70,7 +74,7 @@ pub fn model_files(dir: &Path) -> Result<Vec<PathBuf>> {
 /// accuracy in the `.json` beside it.
 pub fn run_model(path: &Path, test: &Split, scratch: &mut [i8]) -> Result<ModelRun> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let model = Model::from_bytes(&bytes)
+    let model = Model::<MAX_OPS>::from_bytes(&bytes)
         .map_err(|e| anyhow::anyhow!("{}: infer-core rejects the model: {e}", path.display()))?;
     if model.scratch_len() > scratch.len() {
         bail!(
@@ -83,7 +87,7 @@ pub fn run_model(path: &Path, test: &Split, scratch: &mut [i8]) -> Result<ModelR
     let json = path.with_extension("json");
     let report = ModelReport::read(&json)?;
     let start = Instant::now();
-    let metrics = evaluate_int8(&model, test, scratch, 0)
+    let metrics = evaluate_int8_any(&model, test, scratch, 0)
         .map_err(|e| anyhow::anyhow!("{}: inference failed: {e}", path.display()))?
         .metrics;
     let us = start.elapsed().as_secs_f64() * 1e6 / test.len().max(1) as f64;

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use firmware_sim::device::{self, DeviceOptions};
+use firmware_sim::device::{self, DeviceOptions, ModelNeeds};
 use firmware_sim::{SCRATCH_CAPACITY, describe, model_files, run_model};
-use model_report::ModelReport;
-use model_report::markdown::FIRMWARE;
+use model_report::markdown::{FIRMWARE, RESULTS};
+use model_report::{FirmwareReport, ModelReport, summary_table};
 
 /// Run exported models through infer-core as firmware would, over the full test set, and check
 /// their int8 accuracy against the float accuracy the trainer recorded.
@@ -58,10 +58,11 @@ struct DeviceCli {
     /// `tools/qemu-insn-count.c`, see `tools/README.md`).
     #[arg(long)]
     plugin: Option<PathBuf>,
-    /// Write the measurements into `models/<id>.json` (`firmware`).
+    /// Write the measurements into `models/<id>.json`: the `firmware` record, and the model's
+    /// `int8.model_bytes` and `int8.scratch_bytes` as infer-core loads it on the host.
     #[arg(long)]
     update_json: bool,
-    /// Regenerate the firmware section of this README from `models/*.json`.
+    /// Regenerate the firmware and results tables of this README from `models/*.json`.
     #[arg(long)]
     update_readme: Option<PathBuf>,
 }
@@ -72,6 +73,24 @@ fn main() -> Result<ExitCode> {
         Some(Command::Device(args)) => device_main(&args),
         None => sim_main(&cli.models, cli.data_dir.as_deref(), cli.json),
     }
+}
+
+/// Writes a device run into the model's report through model-report's one writer: the
+/// `firmware` record, and the int8 record's model and scratch sizes as infer-core gives them now
+/// (the scratch plan may change with infer-core; the model bytes with the format).
+fn record(json: &Path, needs: &ModelNeeds, firmware: FirmwareReport) -> Result<()> {
+    let mut report = ModelReport::read(json)?;
+    let int8 = report.int8.as_mut().with_context(|| {
+        format!(
+            "{}: no int8 record (export the model first)",
+            json.display()
+        )
+    })?;
+    int8.model_bytes = needs.model_bytes;
+    int8.scratch_bytes = needs.scratch_len;
+    report.firmware = Some(firmware);
+    report.write(json)?;
+    Ok(())
 }
 
 fn sim_main(models: &Path, data_dir: Option<&Path>, json: bool) -> Result<ExitCode> {
@@ -171,6 +190,12 @@ fn device_main(args: &DeviceCli) -> Result<ExitCode> {
                 exact.mean, exact.min, exact.max
             );
         }
+        let ops: Vec<&str> = run.needs.kinds.iter().map(|k| k.name()).collect();
+        println!(
+            "  ops linked: {} (firmware features: {})",
+            ops.join(", "),
+            run.needs.firmware_features().join(",")
+        );
         println!(
             "  build {:.1} s, QEMU {:.1} s",
             run.build_time.as_secs_f64(),
@@ -186,12 +211,14 @@ fn device_main(args: &DeviceCli) -> Result<ExitCode> {
             }
         }
         if args.update_json {
-            ModelReport::update_firmware(&models.join(format!("{id}.json")), report)?;
+            record(&models.join(format!("{id}.json")), &run.needs, report)?;
         }
     }
     if let Some(readme) = &args.update_readme {
         let reports = ModelReport::read_dir(&models)?;
         FIRMWARE.update_file(readme, &device::readme_section(&reports))?;
+        // `--update-json` also changes the int8 sizes the results table shows.
+        RESULTS.update_file(readme, &summary_table(&reports))?;
     }
     Ok(if failed {
         ExitCode::FAILURE

@@ -43,7 +43,10 @@ mod config {
 }
 mod report;
 
-use config::{IMAGES, MODEL_ID, MODEL_LEN, SCRATCH_LEN};
+use config::{IMAGES, MAX_OPS, MODEL_ID, MODEL_LEN, SCRATCH_LEN};
+
+/// The loaded model: exactly as many ops as the embedded model has.
+type LoadedModel = Model<'static, MAX_OPS>;
 
 /// The exported model, in its own output section (`.model`, see `memory.x`).
 #[unsafe(link_section = ".model")]
@@ -140,12 +143,13 @@ fn run() -> Result<(), infer_core::Error> {
     Ok(())
 }
 
-/// Validates the embedded model into a static: the 3 KB view then lives in `.bss` (counted as
-/// static RAM) instead of in `run`'s stack frame for the whole run.
+/// Validates the embedded model into a static: the view (about 190 bytes per op, `MAX_OPS` of
+/// them) then lives in `.bss` (counted as static RAM) instead of in `run`'s stack frame for the
+/// whole run.
 #[inline(never)]
-fn load_model() -> Result<&'static Model<'static>, infer_core::Error> {
-    let model = Model::from_bytes(&MODEL)?;
-    match cortex_m::singleton!(LOADED: MaybeUninit<Model<'static>> = MaybeUninit::uninit()) {
+fn load_model() -> Result<&'static LoadedModel, infer_core::Error> {
+    let model = LoadedModel::from_bytes(&MODEL)?;
+    match cortex_m::singleton!(LOADED: MaybeUninit<LoadedModel> = MaybeUninit::uninit()) {
         Some(slot) => Ok(slot.write(model)),
         None => panic!("load_model called twice"),
     }

@@ -6,6 +6,8 @@
 
 use core::fmt;
 
+use crate::ops::OpKind;
+
 /// Which per-layer byte array of a model file an [`Error::BufferLength`] is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -143,6 +145,14 @@ pub enum Error {
         /// Op index.
         op: usize,
     },
+    /// An op is of a kind this build of infer-core leaves out: its cargo feature
+    /// ([`OpKind::feature`]) is off.
+    OpNotBuilt {
+        /// Op index.
+        op: usize,
+        /// What the op computes.
+        kind: OpKind,
+    },
     /// The model's output is not a flat vector of 1 to [`crate::MAX_CLASSES`] class logits.
     OutputShape {
         /// Number of output elements.
@@ -240,6 +250,13 @@ impl fmt::Display for Error {
                  than input, unequal padding per side, inputs of different shapes, or tensor \
                  too large)"
             ),
+            Self::OpNotBuilt { op, kind } => write!(
+                f,
+                "op {op} is a {}, which this build of infer-core leaves out: enable \
+                 infer-core's cargo feature `{}`",
+                kind.name(),
+                kind.feature().unwrap_or(kind.name())
+            ),
             Self::OutputShape { len } => write!(
                 f,
                 "model output must be a flat vector of 1 to {} logits, got {len} elements",
@@ -293,6 +310,15 @@ mod tests {
         assert_eq!(
             Error::ScratchTooSmall { needed: 3920 }.to_string(),
             "scratch buffer too small: the model needs 3920 bytes"
+        );
+        assert_eq!(
+            Error::OpNotBuilt {
+                op: 2,
+                kind: OpKind::MaxPool2d
+            }
+            .to_string(),
+            "op 2 is a MaxPool2d, which this build of infer-core leaves out: enable infer-core's \
+             cargo feature `max-pool2d`"
         );
         assert!(
             Error::UnsupportedVersion(9)

@@ -66,6 +66,11 @@
 //!
 //! # Features
 //!
+//! - One per op, all on by default: `conv2d`, `dense`, `max-pool2d`, `avg-pool2d`, `add`,
+//!   `global-avg-pool`, `leaky-relu` (flatten is always built). Firmware that runs one known
+//!   model depends on infer-core with `default-features = false` and the features of that
+//!   model's ops, and links no other kernel; a model using an op that is not built fails to load
+//!   with [`Error::OpNotBuilt`] ([`ops`] module docs).
 //! - `defmt`: implements `defmt::Format` for the public types, for logging on firmware.
 //! - `alloc`: [`format::OwnedModel`], the owned model and its encoder, for writers (the
 //!   trainer, tests).

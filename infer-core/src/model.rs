@@ -21,7 +21,8 @@
 //! [`dense_i8`](crate::kernels::dense_i8) may widen its input there) when they fit, which makes
 //! those ops faster but never changes `scratch_len` or the results.
 //!
-//! A convolution whose output only feeds a 2x2, stride-2 max pooling runs as one kernel,
+//! A convolution whose output only feeds a 2x2, stride-2 max pooling runs as one kernel (when
+//! both the `conv2d` and `max-pool2d` features are on),
 //! [`conv2d_max_pool2d_i8`](crate::kernels::conv2d_max_pool2d_i8) (bit-exact with the two in
 //! turn), from the convolution's input straight into the pooling's output; the convolution's
 //! output is never stored. The plan reserves, during that step, the bytes by which the
@@ -30,8 +31,10 @@
 use crate::error::Error;
 use crate::format::{CRC, HEADER_LEN, MAGIC, ModelDef, OpDef, QParams, Shape, TensorId, VERSION};
 use crate::ops::{Context, OpKind, QOp, TensorInfo};
-use crate::plan::{self, Buffer, MAX_BUFFERS};
-use crate::spec::{Pool2dGeometry, TensorShape};
+use crate::plan::{Buffer, Buffers};
+#[cfg(all(feature = "conv2d", feature = "max-pool2d"))]
+use crate::spec::Pool2dGeometry;
+use crate::spec::TensorShape;
 
 /// Most classes (output logits) a model may have.
 pub const MAX_CLASSES: usize = 16;
@@ -77,6 +80,19 @@ pub struct ModelOp<'a> {
 }
 
 impl<'a> ModelOp<'a> {
+    /// A validated op before the plan places its tensors.
+    fn unplanned(op: QOp<'a>, output: TensorInfo) -> Self {
+        Self {
+            op,
+            output,
+            run: Run::Kernel,
+            inputs: [0; 2],
+            output_at: 0,
+            work: (0, 0),
+            lifetime: (0, 0),
+        }
+    }
+
     /// The validated op: its kind, parameters and quantisation.
     pub fn op(&self) -> &QOp<'a> {
         &self.op
@@ -197,6 +213,7 @@ fn decode_op(bytes: &[u8]) -> Result<(OpDef<&[u8]>, &[u8]), Error> {
 }
 
 /// Whether `next` is a 2x2, stride-2 max pooling of `conv`'s output `tensor`.
+#[cfg(all(feature = "conv2d", feature = "max-pool2d"))]
 fn fuses(conv: &QOp<'_>, next: Option<&QOp<'_>>, tensor: TensorId) -> bool {
     let pool = Pool2dGeometry {
         kernel: 2,
@@ -205,6 +222,25 @@ fn fuses(conv: &QOp<'_>, next: Option<&QOp<'_>>, tensor: TensorId) -> bool {
     matches!(conv, QOp::Conv2d(_))
         && matches!(next, Some(QOp::MaxPool2d(p)) if p.input == tensor && p.geometry == pool)
 }
+
+/// Nothing fuses unless both convolution and max pooling are built.
+#[cfg(not(all(feature = "conv2d", feature = "max-pool2d")))]
+fn fuses(_: &QOp<'_>, _: Option<&QOp<'_>>, _: TensorId) -> bool {
+    false
+}
+
+/// Runs a step the plan fused ([`Run::WithMaxPool`]): a convolution and the max pooling after
+/// it, into the pooling's output.
+#[cfg(all(feature = "conv2d", feature = "max-pool2d"))]
+fn invoke_fused(op: &QOp<'_>, input: &[i8], output: &mut [i8], work: &mut [i8]) {
+    if let QOp::Conv2d(conv) = op {
+        conv.invoke_with_max_pool(input, output, work);
+    }
+}
+
+/// Nothing fuses unless both convolution and max pooling are built.
+#[cfg(not(all(feature = "conv2d", feature = "max-pool2d")))]
+fn invoke_fused(_: &QOp<'_>, _: &[i8], _: &mut [i8], _: &mut [i8]) {}
 
 impl<'a, const MAX_OPS: usize> Model<'a, MAX_OPS> {
     /// Validates a model file and returns a view borrowing from `bytes`: the header, the CRC,
@@ -227,15 +263,15 @@ impl<'a, const MAX_OPS: usize> Model<'a, MAX_OPS> {
     /// [`Error::OutputShape`].
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, Error> {
         let payload = check_header(bytes)?;
-        let (def, ops) = decode_prefix(payload)?;
+        let (def, ops_bytes) = decode_prefix(payload)?;
         // The ops are decoded one at a time rather than as a list (a list would hold every op
         // on the stack at once). The first pass only decodes, so that decoding errors come
         // before validation errors.
         let count = usize::try_from(def.ops).map_err(|_| Error::Decode)?;
-        if count > MAX_OPS || count >= MAX_BUFFERS {
+        if count > MAX_OPS {
             return Err(Error::TooManyOps { capacity: MAX_OPS });
         }
-        let mut rest = ops;
+        let mut rest = ops_bytes;
         for _ in 0..count {
             rest = decode_op(rest)?.1;
         }
@@ -258,9 +294,10 @@ impl<'a, const MAX_OPS: usize> Model<'a, MAX_OPS> {
             qparams: def.input,
         };
 
+        let full = Error::TooManyOps { capacity: MAX_OPS };
         let mut outputs: heapless::Vec<TensorInfo, MAX_OPS> = heapless::Vec::new();
-        let mut qops: heapless::Vec<QOp<'a>, MAX_OPS> = heapless::Vec::new();
-        let mut rest = ops;
+        let mut ops: heapless::Vec<ModelOp<'a>, MAX_OPS> = heapless::Vec::new();
+        let mut rest = ops_bytes;
         for op in 0..count {
             let (def, next) = decode_op(rest)?;
             rest = next;
@@ -270,9 +307,8 @@ impl<'a, const MAX_OPS: usize> Model<'a, MAX_OPS> {
                 outputs: &outputs,
             };
             let (q, out) = def.prepare(&cx)?;
-            let full = Error::TooManyOps { capacity: MAX_OPS };
             outputs.push(out).map_err(|_| full)?;
-            qops.push(q).map_err(|_| full)?;
+            ops.push(ModelOp::unplanned(q, out)).map_err(|_| full)?;
         }
         let output = *outputs.last().ok_or(Error::NoOps)?;
         let output_len = match output.shape {
@@ -285,84 +321,95 @@ impl<'a, const MAX_OPS: usize> Model<'a, MAX_OPS> {
                 });
             }
         };
-        Self::plan(
-            def.id, input, input_len, &qops, &outputs, output, output_len,
-        )
+        let mut model = Model {
+            id: def.id,
+            input_shape: def.input_shape,
+            input_qparams: def.input,
+            ops,
+            input_at: 0,
+            input_len,
+            output,
+            output_at: 0,
+            output_len,
+            scratch_len: 0,
+        };
+        model.plan()?;
+        Ok(model)
     }
 
     /// Lays out the tensors in the scratch buffer ([`crate::plan`]) and records each step's
-    /// memory.
-    fn plan(
-        id: &'a str,
-        input: TensorInfo,
-        input_len: usize,
-        qops: &[QOp<'a>],
-        outputs: &[TensorInfo],
-        output: TensorInfo,
-        output_len: usize,
-    ) -> Result<Self, Error> {
-        let n = qops.len();
-        // How each step runs.
-        let mut runs = [Run::Kernel; MAX_BUFFERS];
-        for (i, q) in qops.iter().enumerate() {
-            let own =
-                TensorId::try_from(i + 1).map_err(|_| Error::TooManyOps { capacity: MAX_OPS })?;
-            let used_elsewhere = qops
+    /// memory in its op. Its working arrays hold `MAX_OPS` entries, so the stack it takes
+    /// follows the model type's capacity.
+    fn plan(&mut self) -> Result<(), Error> {
+        let n = self.ops.len();
+        let too_many = Error::TooManyOps { capacity: MAX_OPS };
+        // How each step runs (`ops[i].run`, `Run::Kernel` so far).
+        for i in 0..n {
+            let own = TensorId::try_from(i + 1).map_err(|_| too_many)?;
+            let ops = &self.ops;
+            let Some(step) = ops.get(i) else { break };
+            let used_elsewhere = ops
                 .iter()
                 .enumerate()
-                .any(|(j, other)| j != i + 1 && other.inputs().ids().contains(&own));
-            let run = runs
-                .get_mut(i)
-                .ok_or(Error::TooManyOps { capacity: MAX_OPS })?;
-            if q.is_alias() {
-                *run = Run::Skip;
-            } else if *run == Run::Kernel
+                .any(|(j, other)| j != i + 1 && other.op.inputs().ids().contains(&own));
+            let fused = step.run == Run::Kernel
+                && !step.op.is_alias()
                 && !used_elsewhere
                 && i + 1 < n
-                && fuses(q, qops.get(i + 1), own)
-            {
-                *run = Run::WithMaxPool;
-                if let Some(next) = runs.get_mut(i + 1) {
-                    *next = Run::Skip;
+                && fuses(&step.op, ops.get(i + 1).map(|o| &o.op), own);
+            let alias = step.op.is_alias();
+            if alias {
+                if let Some(step) = self.ops.get_mut(i) {
+                    step.run = Run::Skip;
+                }
+            } else if fused {
+                if let Some(step) = self.ops.get_mut(i) {
+                    step.run = Run::WithMaxPool;
+                }
+                if let Some(next) = self.ops.get_mut(i + 1) {
+                    next.run = Run::Skip;
                 }
             }
         }
-        // The buffer of every tensor: `root[t]` is the tensor whose block holds `t` (an alias
-        // shares its input's), and buffers[t] the block of a root tensor.
-        let mut root = [0_usize; MAX_BUFFERS];
-        let mut buffers = [Buffer::default(); MAX_BUFFERS];
-        let buffers = buffers
-            .get_mut(..=n)
-            .ok_or(Error::TooManyOps { capacity: MAX_OPS })?;
+        let run = |ops: &[ModelOp<'a>], i: usize| ops.get(i).map(|o| o.run);
+        // The buffer of every tensor: `root(t)` is the tensor whose block holds `t` (an alias
+        // shares its input's; `roots[t - 1]`, tensor 0 is its own), and `buffers` the block of
+        // each root tensor.
+        let mut roots = [0_usize; MAX_OPS];
+        let root = |roots: &[usize; MAX_OPS], t: usize| {
+            t.checked_sub(1)
+                .map_or(0, |i| roots.get(i).copied().unwrap_or(0))
+        };
+        let mut buffers: Buffers<MAX_OPS> = Buffers::new();
         if let Some(b) = buffers.get_mut(0) {
             *b = Buffer {
-                size: input_len,
+                size: self.input_len,
                 first: 0,
                 last: 0,
                 offset: 0,
             };
         }
-        for (i, q) in qops.iter().enumerate() {
+        for (i, step) in self.ops.iter().enumerate() {
             let t = i + 1;
-            let run = runs.get(i).copied().unwrap_or(Run::Skip);
-            let r = match (run, q.is_alias()) {
-                (_, true) => q
+            let r = if step.op.is_alias() {
+                step.op
                     .inputs()
                     .ids()
                     .first()
-                    .map_or(0, |&id| root.get(usize::from(id)).copied().unwrap_or(0)),
-                _ => t,
+                    .map_or(0, |&id| root(&roots, usize::from(id)))
+            } else {
+                t
             };
-            if let Some(slot) = root.get_mut(t) {
+            if let Some(slot) = roots.get_mut(i) {
                 *slot = r;
             }
-            let fused_pool = i > 0 && runs.get(i - 1) == Some(&Run::WithMaxPool);
-            let size = outputs.get(i).map_or(0, |o| o.shape.len());
-            let block = match run {
+            let fused_pool = i > 0 && run(&self.ops, i - 1) == Some(Run::WithMaxPool);
+            let size = step.output.shape.len();
+            let block = match step.run {
                 // The convolution's output is never stored: its block is the working space the
                 // fused kernel gets, the bytes by which it exceeds the pooling's output.
                 Run::WithMaxPool => {
-                    let pooled = outputs.get(i + 1).map_or(0, |o| o.shape.len());
+                    let pooled = self.ops.get(i + 1).map_or(0, |o| o.output.shape.len());
                     Some(Buffer {
                         size: size.saturating_sub(pooled),
                         first: i,
@@ -389,86 +436,67 @@ impl<'a, const MAX_OPS: usize> Model<'a, MAX_OPS> {
                 *slot = block;
             }
         }
-        // Every read extends its tensor's block to the step that runs it.
-        for (i, q) in qops.iter().enumerate() {
-            let step = match runs.get(i) {
-                Some(Run::Skip) if i > 0 && runs.get(i - 1) == Some(&Run::WithMaxPool) => continue,
-                Some(Run::Skip) => continue,
-                _ => i,
-            };
-            for &id in q.inputs().ids() {
-                let r = root.get(usize::from(id)).copied().unwrap_or(0);
-                if let Some(b) = buffers.get_mut(r) {
-                    b.last = b.last.max(step);
+        // Every read extends its tensor's block to the step that runs it (a fused pooling's
+        // read is the convolution's output, which is never stored).
+        for (i, step) in self.ops.iter().enumerate() {
+            if step.run == Run::Skip {
+                continue;
+            }
+            for &id in step.op.inputs().ids() {
+                if let Some(b) = buffers.get_mut(root(&roots, usize::from(id))) {
+                    b.last = b.last.max(i);
                 }
             }
         }
         // The model's output stays alive to the end.
-        let out_root = root.get(n).copied().unwrap_or(n);
+        let out_root = root(&roots, n);
         if let Some(b) = buffers.get_mut(out_root) {
             b.last = n;
         }
-        let scratch_len = plan::place(buffers).max(input_len);
+        let scratch_len = buffers.place().max(self.input_len);
 
-        let mut ops = heapless::Vec::new();
-        for (i, q) in qops.iter().enumerate() {
-            let run = runs.get(i).copied().unwrap_or(Run::Skip);
-            let at = |id: TensorId| {
-                let r = root.get(usize::from(id)).copied().unwrap_or(0);
-                buffers.get(r).map_or(0, |b| b.offset)
-            };
-            let ids = q.inputs();
+        let at = |id: TensorId| {
+            buffers
+                .get(root(&roots, usize::from(id)))
+                .map_or(0, |b| b.offset)
+        };
+        for (i, step) in self.ops.iter_mut().enumerate() {
             let mut inputs = [0; 2];
-            for (slot, &id) in inputs.iter_mut().zip(ids.ids()) {
+            for (slot, &id) in inputs.iter_mut().zip(step.op.inputs().ids()) {
                 *slot = at(id);
             }
             let own = TensorId::try_from(i + 1).unwrap_or(TensorId::MAX);
-            let (output_at, lifetime) = match run {
+            let (output_at, lifetime) = match step.run {
                 Run::WithMaxPool => {
                     let pooled = TensorId::try_from(i + 2).unwrap_or(TensorId::MAX);
                     let b = buffers.get(i + 2).copied().unwrap_or_default();
                     (at(pooled), (b.first, b.last))
                 }
                 Run::Kernel | Run::Skip => {
-                    let r = root.get(i + 1).copied().unwrap_or(0);
-                    let b = buffers.get(r).copied().unwrap_or_default();
+                    let b = buffers
+                        .get(root(&roots, i + 1))
+                        .copied()
+                        .unwrap_or_default();
                     (at(own), (b.first, b.last))
                 }
             };
-            let work = match run {
+            let work = match step.run {
                 Run::Skip => (0, 0),
-                Run::Kernel | Run::WithMaxPool => plan::largest_gap(
-                    buffers,
+                Run::Kernel | Run::WithMaxPool => buffers.largest_gap(
                     i,
                     scratch_len,
-                    Some(i + 1).filter(|_| run == Run::WithMaxPool),
+                    Some(i + 1).filter(|_| step.run == Run::WithMaxPool),
                 ),
             };
-            let op = ModelOp {
-                op: *q,
-                output: outputs.get(i).copied().unwrap_or(output),
-                run,
-                inputs,
-                output_at,
-                work,
-                lifetime,
-            };
-            ops.push(op)
-                .map_err(|_| Error::TooManyOps { capacity: MAX_OPS })?;
+            step.inputs = inputs;
+            step.output_at = output_at;
+            step.work = work;
+            step.lifetime = lifetime;
         }
-        let output_at = buffers.get(out_root).map_or(0, |b| b.offset);
-        Ok(Model {
-            id,
-            input_shape: input.shape.image().unwrap_or(IMAGE_SHAPE),
-            input_qparams: input.qparams,
-            ops,
-            input_at: buffers.first().map_or(0, |b| b.offset),
-            input_len,
-            output,
-            output_at,
-            output_len,
-            scratch_len,
-        })
+        self.output_at = buffers.get(out_root).map_or(0, |b| b.offset);
+        self.input_at = buffers.get(0).map_or(0, |b| b.offset);
+        self.scratch_len = scratch_len;
+        Ok(())
     }
 
     /// The model id, e.g. `s5-cnn`.
@@ -595,11 +623,9 @@ impl<'a, const MAX_OPS: usize> Model<'a, MAX_OPS> {
             for ((slot, &at), &id) in inputs.iter_mut().zip(&step.inputs).zip(ids.ids()) {
                 *slot = rest.get(at, self.tensor_len(id));
             }
-            match (step.run, &step.op) {
-                (Run::WithMaxPool, QOp::Conv2d(conv)) => {
-                    conv.invoke_with_max_pool(inputs[0], output, work);
-                }
-                _ => step.op.invoke(inputs, output, work),
+            match step.run {
+                Run::WithMaxPool => invoke_fused(&step.op, inputs[0], output, work),
+                Run::Kernel | Run::Skip => step.op.invoke(inputs, output, work),
             }
         }
 

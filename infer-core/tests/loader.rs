@@ -394,14 +394,9 @@ fn too_many_ops_for_the_model_type() {
         Model::<64>::from_bytes(&bytes),
         Err(Error::TooManyOps { capacity: 64 })
     );
-    // The plan's bookkeeping holds 255 ops (256 tensors).
-    let bytes = flattens(255).to_bytes().unwrap();
-    assert!(Model::<255>::from_bytes(&bytes).is_ok());
+    // The plan's bookkeeping is sized by the model type, so any capacity works.
     let bytes = flattens(256).to_bytes().unwrap();
-    assert!(matches!(
-        Model::<256>::from_bytes(&bytes),
-        Err(Error::TooManyOps { .. })
-    ));
+    assert!(Model::<256>::from_bytes(&bytes).is_ok());
 }
 
 #[test]

@@ -33,6 +33,22 @@ pub fn evaluate_int8(
     scratch: &mut [i8],
     keep_logits: usize,
 ) -> Result<Int8Eval, infer_core::Error> {
+    evaluate_int8_any(model, split, scratch, keep_logits)
+}
+
+/// [`evaluate_int8`] for a model of any op capacity (`Model::<MAX_OPS>`, such as the large one
+/// `firmware-sim` loads so that ResNet-sized models fit). `evaluate_int8` takes the default
+/// capacity, which is what lets `Model::from_bytes` infer it at the call site.
+///
+/// # Errors
+///
+/// As [`evaluate_int8`].
+pub fn evaluate_int8_any<const MAX_OPS: usize>(
+    model: &Model<'_, MAX_OPS>,
+    split: &Split,
+    scratch: &mut [i8],
+    keep_logits: usize,
+) -> Result<Int8Eval, infer_core::Error> {
     let mut predictions = Vec::with_capacity(split.len());
     let mut logits = Vec::with_capacity(keep_logits.min(split.len()));
     for i in 0..split.len() {

@@ -15,7 +15,7 @@ pub mod markdown;
 pub mod metrics;
 pub mod schema;
 
-pub use eval::{Int8Eval, evaluate_int8};
+pub use eval::{Int8Eval, evaluate_int8, evaluate_int8_any};
 pub use markdown::{Section, summary_table};
 pub use metrics::{Metrics, agreement};
 pub use schema::{

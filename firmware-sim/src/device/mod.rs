@@ -21,13 +21,17 @@ use std::time::{Duration, Instant};
 
 use fashion_mnist::Split;
 use infer_core::Model;
-use model_report::{FirmwareReport, InstructionCounts, evaluate_int8};
+use model_report::{FirmwareReport, InstructionCounts, evaluate_int8_any};
+
+use crate::MAX_OPS;
 
 mod elf;
+mod needs;
 mod output;
 mod report;
 
 pub use elf::read_sizes;
+pub use needs::{Board, IMAGE_FLASH_BYTES, ModelNeeds};
 pub use report::{CMSIS_NN_INSTRUCTIONS, readme_section};
 
 use output::parse_output;
@@ -148,6 +152,31 @@ pub enum DeviceError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The model cannot fit the board, whatever the code: refused before building.
+    #[error(
+        "{path}: does not fit the board: needs {needed} B of {memory}, the board has \
+         {available} B ({what}; see firmware/memory.x)"
+    )]
+    DoesNotFit {
+        /// The `.fmq` file.
+        path: PathBuf,
+        /// `flash` or `RAM`.
+        memory: &'static str,
+        /// Bytes needed at least.
+        needed: u64,
+        /// Bytes the board has.
+        available: u64,
+        /// What the needed bytes are.
+        what: String,
+    },
+    /// The firmware's linker script lacks a memory region.
+    #[error("{path}: {message}")]
+    LinkerScript {
+        /// The `memory.x` file.
+        path: PathBuf,
+        /// What was wrong.
+        message: String,
+    },
     /// The model file is rejected by infer-core on the host.
     #[error("{path}: infer-core rejects the model: {source}")]
     Model {
@@ -245,6 +274,8 @@ pub struct DeviceImage {
 pub struct DeviceRun {
     /// Model id as the firmware reported it.
     pub model: String,
+    /// The model as the build saw it on the host (ops built, sizes).
+    pub needs: ModelNeeds,
     /// The ELF that ran.
     pub elf: PathBuf,
     /// Every image, in order.
@@ -327,13 +358,19 @@ pub fn qemu_available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Builds the firmware for `opts.model`, runs it under QEMU and measures it.
+/// Builds the firmware for `opts.model` with only the model's ops, runs it under QEMU and
+/// measures it. A model that cannot fit the board (`firmware/memory.x`) is refused before the
+/// build ([`DeviceError::DoesNotFit`]).
 pub fn run(opts: &DeviceOptions) -> Result<DeviceRun, DeviceError> {
+    let model_path = opts.root.join("models").join(format!("{}.fmq", opts.model));
+    let needs = ModelNeeds::read(&model_path)?;
+    let board = Board::read(&opts.root.join("firmware").join("memory.x"))?;
+    needs.check_fits(&board, opts.images)?;
     if !qemu_available() {
         return Err(DeviceError::QemuMissing);
     }
     let start = Instant::now();
-    let elf = build(opts)?;
+    let elf = build(opts, &needs.firmware_features())?;
     let build_time = start.elapsed();
     let sizes = read_sizes(&elf)?;
 
@@ -385,6 +422,7 @@ pub fn run(opts: &DeviceOptions) -> Result<DeviceRun, DeviceError> {
     };
     Ok(DeviceRun {
         model: parsed.model,
+        needs,
         elf,
         images: parsed.images,
         correct: parsed.correct,
@@ -397,9 +435,9 @@ pub fn run(opts: &DeviceOptions) -> Result<DeviceRun, DeviceError> {
     })
 }
 
-/// `cargo build --release` of `firmware/` for one model; returns the ELF, copied to a name of
-/// its own (`firmware-<model>-<images>.elf`).
-fn build(opts: &DeviceOptions) -> Result<PathBuf, DeviceError> {
+/// `cargo build --release --no-default-features --features <features>` of `firmware/` for one
+/// model; returns the ELF, copied to a name of its own (`firmware-<model>-<images>.elf`).
+fn build(opts: &DeviceOptions, features: &[String]) -> Result<PathBuf, DeviceError> {
     let firmware = opts.root.join("firmware");
     let target_dir = firmware.join("target");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -410,6 +448,10 @@ fn build(opts: &DeviceOptions) -> Result<PathBuf, DeviceError> {
         .arg(firmware.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir)
+        // Only the model's ops: the others' kernels are not linked.
+        .arg("--no-default-features")
+        .arg("--features")
+        .arg(features.join(","))
         .env("FIRMWARE_MODEL", &opts.model)
         .env("FIRMWARE_IMAGES", opts.images.to_string())
         // The host's flags (and a host target dir) must not leak into the cross build.
@@ -534,10 +576,10 @@ pub fn host_predictions(
         path: path.to_path_buf(),
         source,
     };
-    let model: Model = Model::from_bytes(&bytes).map_err(model_err)?;
+    let model = Model::<MAX_OPS>::from_bytes(&bytes).map_err(model_err)?;
     let mut scratch = vec![0_i8; model.scratch_len()];
     let eval =
-        evaluate_int8(&model, &test.head(images), &mut scratch, images).map_err(model_err)?;
+        evaluate_int8_any(&model, &test.head(images), &mut scratch, images).map_err(model_err)?;
     Ok(eval
         .predictions
         .into_iter()

@@ -5,12 +5,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::common::{activation_range, valid_qparams};
-use super::{Context, TensorInfo};
-use crate::error::Error;
 use crate::format::{Activation, QParams, TensorId};
-use crate::kernels::{AddParams, add_i8};
-use crate::spec::add_output;
+#[cfg(feature = "add")]
+use {
+    super::common::{activation_range, valid_qparams},
+    super::{Context, TensorInfo},
+    crate::error::Error,
+    crate::kernels::{AddParams, add_i8},
+    crate::spec::add_output,
+};
 
 /// An addition in the file. The requantisation is derived from the three tensors' scales at
 /// load, as TFLM's ADD derives it in its Prepare.
@@ -26,6 +29,7 @@ pub struct AddDef {
 }
 
 /// A validated addition.
+#[cfg(feature = "add")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct QAdd {
@@ -33,6 +37,7 @@ pub struct QAdd {
     params: AddParams,
 }
 
+#[cfg(feature = "add")]
 pub(crate) fn prepare(def: &AddDef, cx: &Context<'_>) -> Result<(QAdd, TensorInfo), Error> {
     let [a, b] = def.inputs;
     let (a, b) = (cx.tensor(a)?, cx.tensor(b)?);
@@ -56,6 +61,7 @@ pub(crate) fn prepare(def: &AddDef, cx: &Context<'_>) -> Result<(QAdd, TensorInf
     ))
 }
 
+#[cfg(feature = "add")]
 impl QAdd {
     /// The two input tensors.
     pub fn inputs(&self) -> [TensorId; 2] {

@@ -1,10 +1,16 @@
 //! Validation shared by the ops: quantisation parameters, fused activation ranges, per-channel
 //! requantisation, buffer lengths.
 
-use crate::error::{Buffer, Error};
-use crate::format::{Activation, ChannelQuant, QParams};
-use crate::kernels::{QRequant, clamp_i8, le_i32};
-use crate::quant::channel_multiplier;
+use crate::format::QParams;
+#[cfg(any(feature = "conv2d", feature = "dense"))]
+use {
+    crate::error::{Buffer, Error},
+    crate::format::ChannelQuant,
+    crate::kernels::{QRequant, le_i32},
+    crate::quant::channel_multiplier,
+};
+#[cfg(any(feature = "conv2d", feature = "dense", feature = "add"))]
+use {crate::format::Activation, crate::kernels::clamp_i8};
 
 /// A tensor's quantisation is usable: finite positive scale, zero point in `[-128, 127]`.
 pub(crate) fn valid_qparams(q: QParams) -> bool {
@@ -13,6 +19,7 @@ pub(crate) fn valid_qparams(q: QParams) -> bool {
 
 /// The output clamp of a fused activation (TFLite's `CalculateActivationRangeQuantized`):
 /// `quantize(f) = zero_point + round(f / scale)` in `f32`, rounding half away from zero.
+#[cfg(any(feature = "conv2d", feature = "dense", feature = "add"))]
 pub(crate) fn activation_range(activation: Activation, output: QParams) -> (i8, i8) {
     let quantize = |f: f32| {
         // `as` saturates (and the scale is finite and positive, so there is no NaN).
@@ -30,6 +37,7 @@ pub(crate) fn activation_range(activation: Activation, output: QParams) -> (i8, 
 
 /// The little-endian `f32` in a 4-byte chunk (NaN for any other length, which cannot happen with
 /// `chunks_exact(4)`).
+#[cfg(any(feature = "conv2d", feature = "dense"))]
 pub(crate) fn le_f32(chunk: &[u8]) -> f32 {
     match *chunk {
         [a, b, c, d] => f32::from_le_bytes([a, b, c, d]),
@@ -38,6 +46,7 @@ pub(crate) fn le_f32(chunk: &[u8]) -> f32 {
 }
 
 /// Checks that a buffer has the `expected` length (`None` = the length overflowed).
+#[cfg(any(feature = "conv2d", feature = "dense"))]
 pub(crate) fn check_len(
     op: usize,
     buffer: Buffer,
@@ -60,6 +69,7 @@ pub(crate) fn check_len(
 /// Validates the per-channel quantisation of a conv or dense op with `channels` outputs
 /// (lengths, scales, and every stored multiplier and shift against the one re-derived from the
 /// stored scales) and returns its requantisation.
+#[cfg(any(feature = "conv2d", feature = "dense"))]
 pub(crate) fn channel_quant<'a>(
     op: usize,
     channels: usize,
@@ -104,7 +114,7 @@ pub(crate) fn channel_quant<'a>(
     })
 }
 
-#[cfg(test)]
+#[cfg(all(test, any(feature = "conv2d", feature = "dense", feature = "add")))]
 mod tests {
     use super::*;
 

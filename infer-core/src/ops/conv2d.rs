@@ -3,12 +3,18 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::common::{channel_quant, check_len, le_f32};
-use super::{Context, TensorInfo};
-use crate::error::{Buffer, Error};
 use crate::format::{Activation, ChannelQuant, QParams, TensorId};
-use crate::kernels::{Conv2dParams, QRequant, conv2d_i8, conv2d_max_pool2d_i8};
-use crate::spec::{Conv2dGeometry, Shape, TensorShape};
+#[cfg(all(feature = "conv2d", feature = "max-pool2d"))]
+use crate::kernels::conv2d_max_pool2d_i8;
+use crate::spec::Conv2dGeometry;
+#[cfg(feature = "conv2d")]
+use {
+    super::common::{channel_quant, check_len, le_f32},
+    super::{Context, TensorInfo},
+    crate::error::{Buffer, Error},
+    crate::kernels::{Conv2dParams, QRequant, conv2d_i8},
+    crate::spec::{Shape, TensorShape},
+};
 
 /// A 2-D convolution in the file: `[out_ch, in_ch, kernel_h, kernel_w]` int8 weights, one scale
 /// per output channel, an output quantisation and a fused activation.
@@ -29,6 +35,7 @@ pub struct Conv2dDef<B> {
 }
 
 /// A validated convolution.
+#[cfg(feature = "conv2d")]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct QConv2d<'a> {
     pub(crate) input: TensorId,
@@ -42,6 +49,7 @@ pub struct QConv2d<'a> {
     output_shape: Shape,
 }
 
+#[cfg(feature = "conv2d")]
 pub(crate) fn prepare<'a>(
     def: &Conv2dDef<&'a [u8]>,
     cx: &Context<'_>,
@@ -105,6 +113,7 @@ pub(crate) fn prepare<'a>(
     Ok((q, out))
 }
 
+#[cfg(feature = "conv2d")]
 impl<'a> QConv2d<'a> {
     /// The input tensor.
     pub fn input(&self) -> TensorId {
@@ -176,6 +185,7 @@ impl<'a> QConv2d<'a> {
 
     /// Runs the convolution and a 2x2, stride-2 max pooling after it in one kernel, writing the
     /// pooling's output.
+    #[cfg(feature = "max-pool2d")]
     pub(crate) fn invoke_with_max_pool(&self, input: &[i8], output: &mut [i8], work: &mut [i8]) {
         conv2d_max_pool2d_i8(
             input,

@@ -2,12 +2,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::common::{channel_quant, check_len, le_f32};
-use super::{Context, TensorInfo};
-use crate::error::{Buffer, Error};
 use crate::format::{Activation, ChannelQuant, QParams, TensorId};
-use crate::kernels::{QRequant, dense_i8};
-use crate::spec::{DenseGeometry, TensorShape};
+use crate::spec::DenseGeometry;
+#[cfg(feature = "dense")]
+use {
+    super::common::{channel_quant, check_len, le_f32},
+    super::{Context, TensorInfo},
+    crate::error::{Buffer, Error},
+    crate::kernels::{QRequant, dense_i8},
+    crate::spec::TensorShape,
+};
 
 /// A fully connected layer in the file: `[out_dim, in_dim]` int8 weights, one scale per output,
 /// an output quantisation and a fused activation. Its input must be flat (after a `Flatten`).
@@ -28,6 +32,7 @@ pub struct DenseDef<B> {
 }
 
 /// A validated fully connected layer.
+#[cfg(feature = "dense")]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct QDense<'a> {
     pub(crate) input: TensorId,
@@ -38,6 +43,7 @@ pub struct QDense<'a> {
     requant: QRequant<'a>,
 }
 
+#[cfg(feature = "dense")]
 pub(crate) fn prepare<'a>(
     def: &DenseDef<&'a [u8]>,
     cx: &Context<'_>,
@@ -86,6 +92,7 @@ pub(crate) fn prepare<'a>(
     ))
 }
 
+#[cfg(feature = "dense")]
 impl<'a> QDense<'a> {
     /// The input tensor.
     pub fn input(&self) -> TensorId {

@@ -5,11 +5,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Context, TensorInfo};
-use crate::error::Error;
 use crate::format::TensorId;
-use crate::kernels::global_avg_pool_i8;
-use crate::spec::{Shape, TensorShape, global_avg_pool_output};
+#[cfg(feature = "global-avg-pool")]
+use {
+    super::{Context, TensorInfo},
+    crate::error::Error,
+    crate::kernels::global_avg_pool_i8,
+    crate::spec::{Shape, TensorShape, global_avg_pool_output},
+};
 
 /// Global average pooling in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +23,7 @@ pub struct GlobalAvgPoolDef {
 }
 
 /// A validated global average pooling.
+#[cfg(feature = "global-avg-pool")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct QGlobalAvgPool {
@@ -27,6 +31,7 @@ pub struct QGlobalAvgPool {
     input_shape: Shape,
 }
 
+#[cfg(feature = "global-avg-pool")]
 pub(crate) fn prepare(
     def: &GlobalAvgPoolDef,
     cx: &Context<'_>,
@@ -49,6 +54,7 @@ pub(crate) fn prepare(
     ))
 }
 
+#[cfg(feature = "global-avg-pool")]
 impl QGlobalAvgPool {
     /// The input tensor.
     pub fn input(&self) -> TensorId {

@@ -4,11 +4,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::common::valid_qparams;
-use super::{Context, TensorInfo};
-use crate::error::Error;
 use crate::format::{QParams, TensorId};
-use crate::kernels::{LeakyReluParams, leaky_relu_i8};
+#[cfg(feature = "leaky-relu")]
+use {
+    super::common::valid_qparams,
+    super::{Context, TensorInfo},
+    crate::error::Error,
+    crate::kernels::{LeakyReluParams, leaky_relu_i8},
+};
 
 /// LeakyReLU in the file. The two multipliers are derived from the scales and `alpha` at load,
 /// as TFLM derives them in its Prepare.
@@ -24,6 +27,7 @@ pub struct LeakyReluDef {
 }
 
 /// A validated LeakyReLU.
+#[cfg(feature = "leaky-relu")]
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct QLeakyRelu {
@@ -32,6 +36,7 @@ pub struct QLeakyRelu {
     params: LeakyReluParams,
 }
 
+#[cfg(feature = "leaky-relu")]
 pub(crate) fn prepare(
     def: &LeakyReluDef,
     cx: &Context<'_>,
@@ -56,6 +61,7 @@ pub(crate) fn prepare(
     ))
 }
 
+#[cfg(feature = "leaky-relu")]
 impl QLeakyRelu {
     /// The input tensor.
     pub fn input(&self) -> TensorId {

@@ -2,11 +2,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Context, TensorInfo};
-use crate::error::Error;
 use crate::format::TensorId;
-use crate::kernels::{Pool2dParams, max_pool2d_i8};
-use crate::spec::{Pool2dGeometry, Shape, TensorShape};
+use crate::spec::Pool2dGeometry;
+#[cfg(feature = "max-pool2d")]
+use {
+    super::{Context, TensorInfo},
+    crate::error::Error,
+    crate::kernels::{Pool2dParams, max_pool2d_i8},
+    crate::spec::{Shape, TensorShape},
+};
 
 /// Max pooling in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +23,7 @@ pub struct MaxPool2dDef {
 }
 
 /// A validated max pooling.
+#[cfg(feature = "max-pool2d")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct QMaxPool2d {
@@ -27,6 +32,7 @@ pub struct QMaxPool2d {
     pub(crate) geometry: Pool2dGeometry,
 }
 
+#[cfg(feature = "max-pool2d")]
 pub(crate) fn prepare(
     def: &MaxPool2dDef,
     cx: &Context<'_>,
@@ -50,6 +56,7 @@ pub(crate) fn prepare(
     ))
 }
 
+#[cfg(feature = "max-pool2d")]
 impl QMaxPool2d {
     /// The input tensor.
     pub fn input(&self) -> TensorId {

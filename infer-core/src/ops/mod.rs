@@ -3,9 +3,19 @@
 //! enums below, [`OpDef`] (the file) and [`QOp`] (validated, ready to run).
 //!
 //! Adding an op: a module here with its `Def`, its validated `Q` type, `prepare` and `invoke`;
-//! a variant at the end of [`OpDef`], [`QOp`] and [`OpKind`]; the arms the compiler then asks
-//! for in this file (every `match` over ops is exhaustive). The kernel itself lives in
-//! [`crate::kernels`] and its naive oracle in [`crate::reference`].
+//! a variant at the end of [`OpDef`], [`QOp`] and [`OpKind`]; a cargo feature for it (in
+//! `default`, and in [`OpKind::feature`]); the arms the compiler then asks for in this file
+//! (every `match` over ops is exhaustive). The kernel itself lives in [`crate::kernels`] and its
+//! naive oracle in [`crate::reference`].
+//!
+//! # Which ops are built
+//!
+//! Each op but flatten has a cargo feature (`conv2d`, `dense`, `max-pool2d`, `avg-pool2d`,
+//! `add`, `global-avg-pool`, `leaky-relu`; all in `default`). With one off, its [`QOp`] variant,
+//! its `Q` type and its validation are compiled out, so nothing reaches its kernel and the
+//! linker drops it: firmware builds only the ops its model uses. [`OpDef`] keeps every variant
+//! (it is the file format), and loading a model with an op that is not built fails with
+//! [`Error::OpNotBuilt`], which names the feature.
 
 use serde::{Deserialize, Serialize};
 
@@ -24,14 +34,28 @@ pub mod global_avg_pool;
 pub mod leaky_relu;
 pub mod max_pool2d;
 
-pub use add::{AddDef, QAdd};
-pub use avg_pool2d::{AvgPool2dDef, QAvgPool2d};
-pub use conv2d::{Conv2dDef, QConv2d};
-pub use dense::{DenseDef, QDense};
+pub use add::AddDef;
+#[cfg(feature = "add")]
+pub use add::QAdd;
+pub use avg_pool2d::AvgPool2dDef;
+#[cfg(feature = "avg-pool2d")]
+pub use avg_pool2d::QAvgPool2d;
+pub use conv2d::Conv2dDef;
+#[cfg(feature = "conv2d")]
+pub use conv2d::QConv2d;
+pub use dense::DenseDef;
+#[cfg(feature = "dense")]
+pub use dense::QDense;
 pub use flatten::{FlattenDef, QFlatten};
-pub use global_avg_pool::{GlobalAvgPoolDef, QGlobalAvgPool};
-pub use leaky_relu::{LeakyReluDef, QLeakyRelu};
-pub use max_pool2d::{MaxPool2dDef, QMaxPool2d};
+pub use global_avg_pool::GlobalAvgPoolDef;
+#[cfg(feature = "global-avg-pool")]
+pub use global_avg_pool::QGlobalAvgPool;
+pub use leaky_relu::LeakyReluDef;
+#[cfg(feature = "leaky-relu")]
+pub use leaky_relu::QLeakyRelu;
+pub use max_pool2d::MaxPool2dDef;
+#[cfg(feature = "max-pool2d")]
+pub use max_pool2d::QMaxPool2d;
 
 /// One op of a model file. The variant order is part of the file format: new ops go at the end.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +101,46 @@ pub enum OpKind {
 }
 
 impl OpKind {
+    /// Every op, in the file format's order.
+    pub const ALL: [Self; 8] = [
+        Self::Conv2d,
+        Self::Dense,
+        Self::MaxPool2d,
+        Self::AvgPool2d,
+        Self::Flatten,
+        Self::Add,
+        Self::GlobalAvgPool,
+        Self::LeakyRelu,
+    ];
+
+    /// The cargo feature of infer-core that builds the op (`None`: always built).
+    pub const fn feature(self) -> Option<&'static str> {
+        match self {
+            Self::Conv2d => Some("conv2d"),
+            Self::Dense => Some("dense"),
+            Self::MaxPool2d => Some("max-pool2d"),
+            Self::AvgPool2d => Some("avg-pool2d"),
+            Self::Flatten => None,
+            Self::Add => Some("add"),
+            Self::GlobalAvgPool => Some("global-avg-pool"),
+            Self::LeakyRelu => Some("leaky-relu"),
+        }
+    }
+
+    /// Whether this build of infer-core runs the op (its feature is on).
+    pub const fn is_built(self) -> bool {
+        match self {
+            Self::Conv2d => cfg!(feature = "conv2d"),
+            Self::Dense => cfg!(feature = "dense"),
+            Self::MaxPool2d => cfg!(feature = "max-pool2d"),
+            Self::AvgPool2d => cfg!(feature = "avg-pool2d"),
+            Self::Flatten => true,
+            Self::Add => cfg!(feature = "add"),
+            Self::GlobalAvgPool => cfg!(feature = "global-avg-pool"),
+            Self::LeakyRelu => cfg!(feature = "leaky-relu"),
+        }
+    }
+
     /// The op's name as the file format's enum spells it.
     pub const fn name(self) -> &'static str {
         match self {
@@ -130,6 +194,23 @@ impl Context<'_> {
     pub fn unsupported(&self) -> Error {
         Error::UnsupportedOp { op: self.op }
     }
+
+    /// The error for an op of a kind this build leaves out (its feature is off).
+    #[cfg_attr(
+        all(
+            feature = "conv2d",
+            feature = "dense",
+            feature = "max-pool2d",
+            feature = "avg-pool2d",
+            feature = "add",
+            feature = "global-avg-pool",
+            feature = "leaky-relu"
+        ),
+        allow(dead_code)
+    )]
+    pub fn not_built(&self, kind: OpKind) -> Error {
+        Error::OpNotBuilt { op: self.op, kind }
+    }
 }
 
 /// The input tensors of one op (one or two).
@@ -166,49 +247,81 @@ impl Inputs {
 /// A validated op with typed views of its parameters, ready to run.
 ///
 /// The `Q` types give outside users read access to what was loaded: shapes, weights,
-/// per-channel scales and requantisation, quantisation of every tensor.
+/// per-channel scales and requantisation, quantisation of every tensor. Only the ops this build
+/// runs have a variant (see [the module docs](self)).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum QOp<'a> {
     /// 2-D convolution.
+    #[cfg(feature = "conv2d")]
     Conv2d(QConv2d<'a>),
     /// Fully connected layer.
+    #[cfg(feature = "dense")]
     Dense(QDense<'a>),
     /// Max pooling.
+    #[cfg(feature = "max-pool2d")]
     MaxPool2d(QMaxPool2d),
     /// Average pooling.
+    #[cfg(feature = "avg-pool2d")]
     AvgPool2d(QAvgPool2d),
     /// Flatten.
     Flatten(QFlatten),
     /// Element-wise addition.
+    #[cfg(feature = "add")]
     Add(QAdd),
     /// Global average pooling.
+    #[cfg(feature = "global-avg-pool")]
     GlobalAvgPool(QGlobalAvgPool),
     /// LeakyReLU.
+    #[cfg(feature = "leaky-relu")]
     LeakyRelu(QLeakyRelu),
+    /// Never made: holds the lifetime when no op that borrows from the file (conv2d, dense) is
+    /// built.
+    #[cfg(not(any(feature = "conv2d", feature = "dense")))]
+    #[doc(hidden)]
+    Unbuilt(core::convert::Infallible, core::marker::PhantomData<&'a ()>),
 }
 
 impl<'a> OpDef<&'a [u8]> {
     /// Validates the op against the tensors before it ([`Context`]) and returns it with the
     /// shape and quantisation of its output.
+    ///
+    /// # Errors
+    ///
+    /// The op's own validation errors, or [`Error::OpNotBuilt`] if its feature is off.
     pub(crate) fn prepare(&self, cx: &Context<'_>) -> Result<(QOp<'a>, TensorInfo), Error> {
-        Ok(match self {
-            Self::Conv2d(d) => conv2d::prepare(d, cx).map(|(q, t)| (QOp::Conv2d(q), t))?,
-            Self::Dense(d) => dense::prepare(d, cx).map(|(q, t)| (QOp::Dense(q), t))?,
-            Self::MaxPool2d(d) => {
-                max_pool2d::prepare(d, cx).map(|(q, t)| (QOp::MaxPool2d(q), t))?
-            }
-            Self::AvgPool2d(d) => {
-                avg_pool2d::prepare(d, cx).map(|(q, t)| (QOp::AvgPool2d(q), t))?
-            }
-            Self::Flatten(d) => flatten::prepare(d, cx).map(|(q, t)| (QOp::Flatten(q), t))?,
-            Self::Add(d) => add::prepare(d, cx).map(|(q, t)| (QOp::Add(q), t))?,
+        match self {
+            #[cfg(feature = "conv2d")]
+            Self::Conv2d(d) => conv2d::prepare(d, cx).map(|(q, t)| (QOp::Conv2d(q), t)),
+            #[cfg(not(feature = "conv2d"))]
+            Self::Conv2d(_) => Err(cx.not_built(OpKind::Conv2d)),
+            #[cfg(feature = "dense")]
+            Self::Dense(d) => dense::prepare(d, cx).map(|(q, t)| (QOp::Dense(q), t)),
+            #[cfg(not(feature = "dense"))]
+            Self::Dense(_) => Err(cx.not_built(OpKind::Dense)),
+            #[cfg(feature = "max-pool2d")]
+            Self::MaxPool2d(d) => max_pool2d::prepare(d, cx).map(|(q, t)| (QOp::MaxPool2d(q), t)),
+            #[cfg(not(feature = "max-pool2d"))]
+            Self::MaxPool2d(_) => Err(cx.not_built(OpKind::MaxPool2d)),
+            #[cfg(feature = "avg-pool2d")]
+            Self::AvgPool2d(d) => avg_pool2d::prepare(d, cx).map(|(q, t)| (QOp::AvgPool2d(q), t)),
+            #[cfg(not(feature = "avg-pool2d"))]
+            Self::AvgPool2d(_) => Err(cx.not_built(OpKind::AvgPool2d)),
+            Self::Flatten(d) => flatten::prepare(d, cx).map(|(q, t)| (QOp::Flatten(q), t)),
+            #[cfg(feature = "add")]
+            Self::Add(d) => add::prepare(d, cx).map(|(q, t)| (QOp::Add(q), t)),
+            #[cfg(not(feature = "add"))]
+            Self::Add(_) => Err(cx.not_built(OpKind::Add)),
+            #[cfg(feature = "global-avg-pool")]
             Self::GlobalAvgPool(d) => {
-                global_avg_pool::prepare(d, cx).map(|(q, t)| (QOp::GlobalAvgPool(q), t))?
+                global_avg_pool::prepare(d, cx).map(|(q, t)| (QOp::GlobalAvgPool(q), t))
             }
-            Self::LeakyRelu(d) => {
-                leaky_relu::prepare(d, cx).map(|(q, t)| (QOp::LeakyRelu(q), t))?
-            }
-        })
+            #[cfg(not(feature = "global-avg-pool"))]
+            Self::GlobalAvgPool(_) => Err(cx.not_built(OpKind::GlobalAvgPool)),
+            #[cfg(feature = "leaky-relu")]
+            Self::LeakyRelu(d) => leaky_relu::prepare(d, cx).map(|(q, t)| (QOp::LeakyRelu(q), t)),
+            #[cfg(not(feature = "leaky-relu"))]
+            Self::LeakyRelu(_) => Err(cx.not_built(OpKind::LeakyRelu)),
+        }
     }
 }
 
@@ -232,28 +345,46 @@ impl QOp<'_> {
     /// What the op computes.
     pub fn kind(&self) -> OpKind {
         match self {
+            #[cfg(feature = "conv2d")]
             Self::Conv2d(_) => OpKind::Conv2d,
+            #[cfg(feature = "dense")]
             Self::Dense(_) => OpKind::Dense,
+            #[cfg(feature = "max-pool2d")]
             Self::MaxPool2d(_) => OpKind::MaxPool2d,
+            #[cfg(feature = "avg-pool2d")]
             Self::AvgPool2d(_) => OpKind::AvgPool2d,
             Self::Flatten(_) => OpKind::Flatten,
+            #[cfg(feature = "add")]
             Self::Add(_) => OpKind::Add,
+            #[cfg(feature = "global-avg-pool")]
             Self::GlobalAvgPool(_) => OpKind::GlobalAvgPool,
+            #[cfg(feature = "leaky-relu")]
             Self::LeakyRelu(_) => OpKind::LeakyRelu,
+            #[cfg(not(any(feature = "conv2d", feature = "dense")))]
+            Self::Unbuilt(never, _) => match *never {},
         }
     }
 
     /// The tensors the op reads.
     pub fn inputs(&self) -> Inputs {
         match self {
+            #[cfg(feature = "conv2d")]
             Self::Conv2d(q) => Inputs::one(q.input),
+            #[cfg(feature = "dense")]
             Self::Dense(q) => Inputs::one(q.input),
+            #[cfg(feature = "max-pool2d")]
             Self::MaxPool2d(q) => Inputs::one(q.input),
+            #[cfg(feature = "avg-pool2d")]
             Self::AvgPool2d(q) => Inputs::one(q.input),
             Self::Flatten(q) => Inputs::one(q.input),
+            #[cfg(feature = "add")]
             Self::Add(q) => Inputs::two(q.inputs[0], q.inputs[1]),
+            #[cfg(feature = "global-avg-pool")]
             Self::GlobalAvgPool(q) => Inputs::one(q.input),
+            #[cfg(feature = "leaky-relu")]
             Self::LeakyRelu(q) => Inputs::one(q.input),
+            #[cfg(not(any(feature = "conv2d", feature = "dense")))]
+            Self::Unbuilt(never, _) => match *never {},
         }
     }
 
@@ -261,57 +392,97 @@ impl QOp<'_> {
     pub fn is_alias(&self) -> bool {
         match self {
             Self::Flatten(_) => true,
-            Self::Conv2d(_)
-            | Self::Dense(_)
-            | Self::MaxPool2d(_)
-            | Self::AvgPool2d(_)
-            | Self::Add(_)
-            | Self::GlobalAvgPool(_)
-            | Self::LeakyRelu(_) => false,
+            #[cfg(feature = "conv2d")]
+            Self::Conv2d(_) => false,
+            #[cfg(feature = "dense")]
+            Self::Dense(_) => false,
+            #[cfg(feature = "max-pool2d")]
+            Self::MaxPool2d(_) => false,
+            #[cfg(feature = "avg-pool2d")]
+            Self::AvgPool2d(_) => false,
+            #[cfg(feature = "add")]
+            Self::Add(_) => false,
+            #[cfg(feature = "global-avg-pool")]
+            Self::GlobalAvgPool(_) => false,
+            #[cfg(feature = "leaky-relu")]
+            Self::LeakyRelu(_) => false,
+            #[cfg(not(any(feature = "conv2d", feature = "dense")))]
+            Self::Unbuilt(never, _) => match *never {},
         }
     }
 
     /// Multiply-accumulates per inference.
     pub fn macs(&self) -> u64 {
         match self {
+            #[cfg(feature = "conv2d")]
             Self::Conv2d(q) => q.macs(),
+            #[cfg(feature = "dense")]
             Self::Dense(q) => q.macs(),
-            Self::MaxPool2d(_)
-            | Self::AvgPool2d(_)
-            | Self::Flatten(_)
-            | Self::Add(_)
-            | Self::GlobalAvgPool(_)
-            | Self::LeakyRelu(_) => 0,
+            #[cfg(feature = "max-pool2d")]
+            Self::MaxPool2d(_) => 0,
+            #[cfg(feature = "avg-pool2d")]
+            Self::AvgPool2d(_) => 0,
+            Self::Flatten(_) => 0,
+            #[cfg(feature = "add")]
+            Self::Add(_) => 0,
+            #[cfg(feature = "global-avg-pool")]
+            Self::GlobalAvgPool(_) => 0,
+            #[cfg(feature = "leaky-relu")]
+            Self::LeakyRelu(_) => 0,
+            #[cfg(not(any(feature = "conv2d", feature = "dense")))]
+            Self::Unbuilt(never, _) => match *never {},
         }
     }
 
     /// Bytes of parameters the kernels read (weights, biases, multipliers, shifts).
     pub fn param_bytes(&self) -> usize {
         match self {
+            #[cfg(feature = "conv2d")]
             Self::Conv2d(q) => q.param_bytes(),
+            #[cfg(feature = "dense")]
             Self::Dense(q) => q.param_bytes(),
-            Self::MaxPool2d(_)
-            | Self::AvgPool2d(_)
-            | Self::Flatten(_)
-            | Self::Add(_)
-            | Self::GlobalAvgPool(_)
-            | Self::LeakyRelu(_) => 0,
+            #[cfg(feature = "max-pool2d")]
+            Self::MaxPool2d(_) => 0,
+            #[cfg(feature = "avg-pool2d")]
+            Self::AvgPool2d(_) => 0,
+            Self::Flatten(_) => 0,
+            #[cfg(feature = "add")]
+            Self::Add(_) => 0,
+            #[cfg(feature = "global-avg-pool")]
+            Self::GlobalAvgPool(_) => 0,
+            #[cfg(feature = "leaky-relu")]
+            Self::LeakyRelu(_) => 0,
+            #[cfg(not(any(feature = "conv2d", feature = "dense")))]
+            Self::Unbuilt(never, _) => match *never {},
         }
     }
 
     /// Runs the op: `inputs` in the order of [`QOp::inputs`], `output` of the output's length,
     /// `work` idle scratch the kernel may use (its length only changes speed).
+    #[cfg_attr(
+        not(all(feature = "add", any(feature = "conv2d", feature = "dense"))),
+        allow(unused_variables)
+    )]
     pub(crate) fn invoke(&self, inputs: [&[i8]; 2], output: &mut [i8], work: &mut [i8]) {
         let [x, y] = inputs;
         match self {
+            #[cfg(feature = "conv2d")]
             Self::Conv2d(q) => q.invoke(x, output, work),
+            #[cfg(feature = "dense")]
             Self::Dense(q) => q.invoke(x, output, work),
+            #[cfg(feature = "max-pool2d")]
             Self::MaxPool2d(q) => q.invoke(x, output),
+            #[cfg(feature = "avg-pool2d")]
             Self::AvgPool2d(q) => q.invoke(x, output),
             Self::Flatten(_) => {}
+            #[cfg(feature = "add")]
             Self::Add(q) => q.invoke(x, y, output),
+            #[cfg(feature = "global-avg-pool")]
             Self::GlobalAvgPool(q) => q.invoke(x, output),
+            #[cfg(feature = "leaky-relu")]
             Self::LeakyRelu(q) => q.invoke(x, output),
+            #[cfg(not(any(feature = "conv2d", feature = "dense")))]
+            Self::Unbuilt(never, _) => match *never {},
         }
     }
 }
