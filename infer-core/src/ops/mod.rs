@@ -486,3 +486,105 @@ impl QOp<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{Activation, ChannelQuant};
+    use crate::spec::{Conv2dGeometry, DenseGeometry, Padding, Pool2dGeometry, Shape};
+
+    /// One op of each kind over a 1x4x4 input (valid or not: only whether it is built matters).
+    fn one_of_each() -> [OpDef<&'static [u8]>; 8] {
+        let q = QParams {
+            scale: 0.5,
+            zero_point: 0,
+        };
+        let quant = ChannelQuant {
+            weight_scales: &[][..],
+            bias: &[][..],
+            multipliers: &[][..],
+            shifts: &[][..],
+        };
+        let pool = Pool2dGeometry {
+            kernel: 2,
+            stride: 2,
+        };
+        [
+            OpDef::Conv2d(Conv2dDef {
+                input: 0,
+                geometry: Conv2dGeometry {
+                    in_ch: 1,
+                    out_ch: 1,
+                    kernel_h: 1,
+                    kernel_w: 1,
+                    stride: 1,
+                    padding: Padding::default(),
+                },
+                weights: &[],
+                quant,
+                output: q,
+                activation: Activation::None,
+            }),
+            OpDef::Dense(DenseDef {
+                input: 0,
+                geometry: DenseGeometry {
+                    in_dim: 16,
+                    out_dim: 1,
+                },
+                weights: &[],
+                quant,
+                output: q,
+                activation: Activation::None,
+            }),
+            OpDef::MaxPool2d(MaxPool2dDef {
+                input: 0,
+                geometry: pool,
+            }),
+            OpDef::AvgPool2d(AvgPool2dDef {
+                input: 0,
+                geometry: pool,
+            }),
+            OpDef::Flatten(FlattenDef { input: 0 }),
+            OpDef::Add(AddDef {
+                inputs: [0, 0],
+                output: q,
+                activation: Activation::None,
+            }),
+            OpDef::GlobalAvgPool(GlobalAvgPoolDef { input: 0 }),
+            OpDef::LeakyRelu(LeakyReluDef {
+                input: 0,
+                alpha: 0.1,
+                output: q,
+            }),
+        ]
+    }
+
+    #[test]
+    fn an_op_that_is_not_built_is_refused_by_name() {
+        // Run with `--no-default-features` (and single op features) to see the refusals.
+        let cx = Context {
+            op: 3,
+            input: TensorInfo {
+                shape: TensorShape::Image(Shape {
+                    channels: 1,
+                    height: 4,
+                    width: 4,
+                }),
+                qparams: QParams {
+                    scale: 0.5,
+                    zero_point: 0,
+                },
+            },
+            outputs: &[],
+        };
+        let defs = one_of_each();
+        assert_eq!(defs.each_ref().map(OpDef::kind), OpKind::ALL);
+        for def in &defs {
+            let kind = def.kind();
+            let refused = Err(Error::OpNotBuilt { op: 3, kind });
+            let result = def.prepare(&cx).map(|(q, _)| q.kind());
+            assert_eq!(kind.is_built(), result != refused, "{kind:?}: {result:?}");
+            assert_eq!(kind.feature().is_none(), kind == OpKind::Flatten);
+        }
+    }
+}
