@@ -224,6 +224,27 @@ impl OwnedModel {
     /// # Errors
     /// See [`EncodeError`].
     pub fn to_bytes(&self) -> Result<alloc::vec::Vec<u8>, EncodeError> {
+        self.encode()
+    }
+
+    /// Decodes a model file (header, CRC, payload) into the owned types, so that a tool can
+    /// read or rewrite a model without adding postcard itself. The ops are not validated: load
+    /// the file with [`crate::Model::from_bytes`] for that.
+    ///
+    /// # Errors
+    /// The header errors of [`crate::Model::from_bytes`], [`crate::Error::Decode`] and
+    /// [`crate::Error::TrailingBytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, crate::Error> {
+        let payload = crate::model::check_header(bytes)?;
+        let (model, rest) =
+            postcard::take_from_bytes::<Self>(payload).map_err(|_| crate::Error::Decode)?;
+        if !rest.is_empty() {
+            return Err(crate::Error::TrailingBytes(rest.len()));
+        }
+        Ok(model)
+    }
+
+    fn encode(&self) -> Result<alloc::vec::Vec<u8>, EncodeError> {
         if self.ops.len() >= usize::from(TensorId::MAX) {
             return Err(EncodeError::TooManyOps);
         }

@@ -718,7 +718,7 @@ fn argmax(values: &[i8]) -> usize {
 }
 
 /// Checks the 16-byte header and returns the payload.
-fn check_header(bytes: &[u8]) -> Result<&[u8], Error> {
+pub(crate) fn check_header(bytes: &[u8]) -> Result<&[u8], Error> {
     let (header, payload) = bytes
         .split_first_chunk::<HEADER_LEN>()
         .ok_or(Error::Truncated)?;

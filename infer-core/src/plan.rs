@@ -1,12 +1,10 @@
 //! The scratch plan: where each tensor lives in the caller's scratch buffer.
 //!
 //! Every tensor that holds data gets a [`Buffer`] alive from the step that writes it to the last
-//! step that reads it. [`Buffers::place`] lays the buffers out greedily, largest first, each at
-//! the lowest offset where it overlaps no buffer alive at the same time (TensorFlow Lite Micro's
-//! greedy planner works the same way); when that needs more bytes than the busiest step holds,
-//! a two-ended layout (a chain ping-pongs between the two ends) is tried within that many. The
-//! plan is computed once, at load, from the graph alone, so [`crate::Model::scratch_len`] is
-//! exact and the same on every machine.
+//! step that reads it. [`place`] lays the buffers out greedily, largest first, each at the lowest
+//! offset where it overlaps no buffer alive at the same time (TensorFlow Lite Micro's greedy
+//! planner works the same way). The plan is computed once, at load, from the graph alone, so
+//! [`crate::Model::scratch_len`] is exact and the same on every machine.
 
 /// One block of scratch: its size, the steps `first..=last` during which it holds data, and
 /// (once placed) its offset.
@@ -82,116 +80,12 @@ impl<const N: usize> Buffers<N> {
         core::iter::once(&self.input).chain(&self.outputs)
     }
 
-    /// Places every buffer (sets its `offset`) and returns the bytes the plan needs: the greedy
-    /// layout ([`Buffers::place_greedy`]) or, if that needs more than the busiest step holds
-    /// ([`Buffers::peak`]), the two-ended one ([`Buffers::place_two_ended`]) when it fits in
-    /// that.
-    pub fn place(&mut self) -> usize {
-        let greedy = self.place_greedy();
-        let peak = self.peak();
-        if greedy <= peak {
-            return greedy;
-        }
-        let saved = *self;
-        if self.place_two_ended(peak) {
-            return peak;
-        }
-        *self = saved;
-        greedy
-    }
-
-    /// The most bytes alive during one step: no plan needs fewer.
-    fn peak(&self) -> usize {
-        let last = self.iter().map(|b| b.last).max().unwrap_or(0);
-        (0..=last)
-            .map(|step| {
-                self.iter()
-                    .filter(|b| b.size > 0 && b.first <= step && step <= b.last)
-                    .fold(0_usize, |sum, b| sum.saturating_add(b.size))
-            })
-            .max()
-            .unwrap_or(0)
-    }
-
-    /// Lays the buffers out in `[0, total)` in the order they are made (by first step; among
-    /// buffers made in the same step the longest-lived first), each at the end of `[0, total)`
-    /// opposite to the last placed buffer it meets in time (the bottom if it meets none): at
-    /// the lowest offset that fits at the bottom, the highest at the top, or failing that the
-    /// other end. A chain then ping-pongs between the two ends. Returns whether every buffer
-    /// fits.
-    fn place_two_ended(&mut self, total: usize) -> bool {
-        let key = |t: usize, b: &Buffer| (b.first, core::cmp::Reverse(b.last), t);
-        // Whether each tensor's buffer went to the top (tensor 0, then the outputs).
-        let mut top_input = false;
-        let mut top_outputs = [false; N];
-        let mut last_key = None;
-        loop {
-            let pick = self
-                .iter()
-                .enumerate()
-                .filter(|&(t, b)| b.size > 0 && last_key.is_none_or(|l| key(t, b) > l))
-                .min_by_key(|&(t, b)| key(t, b));
-            let Some((i, &this)) = pick else { return true };
-            let this_key = key(i, &this);
-            last_key = Some(this_key);
-            // The placed buffers this one meets, in placing order.
-            let meeting = || {
-                self.iter()
-                    .enumerate()
-                    .filter(move |&(j, b)| b.size > 0 && key(j, b) < this_key && this.meets(b))
-            };
-            let fits = |offset: usize| {
-                offset
-                    .checked_add(this.size)
-                    .is_some_and(|end| end <= total)
-                    && meeting().all(|(_, b)| !this.collides(offset, b))
-            };
-            let bottom = core::iter::once(0)
-                .chain(meeting().map(|(_, b)| b.end()))
-                .filter(|&o| fits(o))
-                .min();
-            let top_offset = total
-                .checked_sub(this.size)
-                .into_iter()
-                .chain(meeting().filter_map(|(_, b)| b.offset.checked_sub(this.size)))
-                .filter(|&o| fits(o))
-                .max();
-            let is_top = |j: usize| match j.checked_sub(1) {
-                None => top_input,
-                Some(k) => top_outputs.get(k).copied().unwrap_or(false),
-            };
-            let want_top = meeting()
-                .max_by_key(|&(j, b)| key(j, b))
-                .is_some_and(|(j, _)| !is_top(j));
-            let choice = if want_top {
-                top_offset.map(|o| (o, true)).or(bottom.map(|o| (o, false)))
-            } else {
-                bottom.map(|o| (o, false)).or(top_offset.map(|o| (o, true)))
-            };
-            let Some((offset, at_top)) = choice else {
-                return false;
-            };
-            if let Some(b) = self.get_mut(i) {
-                b.offset = offset;
-            }
-            match i.checked_sub(1) {
-                None => top_input = at_top,
-                Some(k) => {
-                    if let Some(t) = top_outputs.get_mut(k) {
-                        *t = at_top;
-                    }
-                }
-            }
-        }
-    }
-
-    /// The greedy layout: places every buffer (sets its `offset`) and returns the bytes it
-    /// needs.
+    /// Places every buffer (sets its `offset`) and returns the bytes the plan needs.
     ///
     /// Order: by size, largest first (ties: lowest index first), so the result depends only on
     /// the buffers. Each goes at the lowest offset among 0 and the ends of the already placed
     /// buffers it meets in time, where it collides with none of them.
-    fn place_greedy(&mut self) -> usize {
+    pub fn place(&mut self) -> usize {
         // Placing order: `(Reverse(size), index)` ascending. The buffers placed before one are
         // exactly those ordered before it, so no bookkeeping is needed.
         let key = |t: usize, b: &Buffer| (core::cmp::Reverse(b.size), t);
@@ -286,59 +180,6 @@ mod tests {
             last,
             offset: 0,
         }
-    }
-
-    /// No two buffers alive at the same time overlap, and all lie below `total`.
-    fn assert_disjoint<const N: usize>(b: &Buffers<N>, total: usize) {
-        for (i, x) in b.iter().enumerate() {
-            assert!(x.end() <= total, "{x:?} beyond {total}");
-            for y in b.iter().skip(i + 1) {
-                assert!(
-                    x.size == 0
-                        || y.size == 0
-                        || !x.meets(y)
-                        || x.end() <= y.offset
-                        || y.end() <= x.offset,
-                    "{x:?} {y:?}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn any_chain_needs_only_its_largest_step() {
-        // A flattened 1-pixel input read at step 1, then dense layers of 9, 2, 8, 10 and 1
-        // outputs: greedily, 10 and 9 both go at 0 (they never meet), 8 above 10, and 2
-        // (between 9 and 8 in time) finds no room below 18 = the busiest step (8 + 10); the
-        // two-ended layout fits.
-        let mut b = buffers(
-            buf(1, 0, 1),
-            [
-                buf(9, 1, 2),
-                buf(2, 2, 3),
-                buf(8, 3, 4),
-                buf(10, 4, 5),
-                buf(1, 5, 5),
-            ],
-        );
-        let total = b.place();
-        assert_eq!(total, 18);
-        assert_disjoint(&b, total);
-        // A conv (784 -> 3136) fused with its pooling (784): the input, the fused kernel's
-        // work (3136 - 784) and the pooled output at step 0, then dense layers.
-        let mut b = buffers(
-            buf(784, 0, 0),
-            [
-                buf(2352, 0, 0),
-                buf(784, 0, 1),
-                buf(100, 1, 2),
-                buf(700, 2, 3),
-                buf(10, 3, 3),
-            ],
-        );
-        let total = b.place();
-        assert_eq!(total, 3920);
-        assert_disjoint(&b, total);
     }
 
     #[test]

@@ -857,9 +857,14 @@ fn chain_scratch_is_the_largest_step() {
 }
 
 #[test]
-fn dense_chain_scratch_is_the_largest_step() {
-    // Dense layers of 9, 2, 8, 10 and 1 outputs after a 1-pixel input: the largest step is
-    // 8 + 10 = 18 bytes, which two blocks (one at each end of 18 bytes) hold in turn.
+fn dense_chain_scratch_is_the_greedy_plan() {
+    // Dense layers of 9, 2, 8, 10 and 1 outputs after a 1-pixel input: the busiest step holds
+    // 8 + 10 = 18 bytes, and two blocks at the two ends of 18 bytes would do. The greedy
+    // planner (largest first, lowest offset; TFLM's works the same way) puts 10 and 9 both at
+    // 0 (they never meet), 8 above 10, and then 2 (alive between 9 and 8) finds no room below
+    // 18: 20 bytes. A two-ended fallback that reached 18 cost 3.8 KB of firmware code, which
+    // took LeNet's firmware over its 96 KiB flash budget; the chains of the real models plan to
+    // their busiest step (test above).
     let shape = Shape {
         channels: 1,
         height: 1,
@@ -875,7 +880,7 @@ fn dense_chain_scratch_is_the_largest_step() {
     let bytes = owned.to_bytes().unwrap();
     let model = load(&bytes).unwrap();
     check_predict(&model, &[200]);
-    assert_eq!(model.scratch_len(), 18);
+    assert_eq!(model.scratch_len(), 20);
 }
 
 #[test]
@@ -1253,7 +1258,8 @@ proptest! {
                     .iter()
                     .all(|(spec, from)| from.is_none() && !matches!(spec, Spec::Add(Some(_), _)));
                 if chain {
-                    prop_assert_eq!(model.scratch_len(), chain_scratch(&owned, &dims));
+                    // No plan needs less than the busiest step; the greedy one may need more.
+                    prop_assert!(model.scratch_len() >= chain_scratch(&owned, &dims));
                 }
             }
             Err(e) => {
@@ -1277,9 +1283,10 @@ proptest! {
         }
     }
 
-    /// Chains of dense layers (a flatten first): the scratch is the largest step.
+    /// Chains of dense layers (a flatten first): the scratch is at least the busiest step, and
+    /// the model runs in exactly its scratch (`check_predict`).
     #[test]
-    fn dense_chain_scratch_is_the_largest_step_for_any_sizes(
+    fn dense_chain_scratch_covers_the_busiest_step_for_any_sizes(
         sizes in proptest::collection::vec(1_u32..40, 1..7),
         classes in 1_u32..=16,
         input in 1_u16..40,
@@ -1296,6 +1303,6 @@ proptest! {
         let bytes = owned.to_bytes().unwrap();
         let model = load(&bytes).unwrap();
         check_predict(&model, &Lcg::new(seed).pixels(usize::from(input)));
-        prop_assert_eq!(model.scratch_len(), chain_scratch(&owned, &dims));
+        prop_assert!(model.scratch_len() >= chain_scratch(&owned, &dims));
     }
 }

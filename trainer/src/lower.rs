@@ -541,6 +541,7 @@ mod tests {
         let payload = &bytes[infer_core::format::HEADER_LEN..];
         let decoded: OwnedModel = postcard::from_bytes(payload).unwrap();
         assert_eq!(decoded, q);
+        assert_eq!(OwnedModel::from_bytes(&bytes).unwrap(), q);
         let model: infer_core::Model = infer_core::Model::from_bytes(&bytes).unwrap();
         assert_eq!(model.id(), "s3-lenet-base");
         assert_eq!(model.ops().len(), q.ops.len());

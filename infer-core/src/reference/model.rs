@@ -3,7 +3,6 @@
 
 use crate::error::Error;
 use crate::format::TensorId;
-use crate::kernels::{Conv2dParams, Pool2dParams};
 use crate::model::Model;
 use crate::ops::QOp;
 
@@ -75,9 +74,10 @@ pub fn run_model<'t, const N: usize>(
                 .unwrap_or_default()
         };
         match step.op() {
+            #[cfg(feature = "conv2d")]
             QOp::Conv2d(q) => {
                 let g = q.geometry();
-                let params = Conv2dParams {
+                let params = crate::kernels::Conv2dParams {
                     kernel_h: usize::from(g.kernel_h),
                     kernel_w: usize::from(g.kernel_w),
                     stride: usize::from(g.stride),
@@ -93,6 +93,7 @@ pub fn run_model<'t, const N: usize>(
                     output,
                 );
             }
+            #[cfg(feature = "dense")]
             QOp::Dense(q) => super::dense_i8(
                 tensor(q.input()),
                 q.input_qparams().zero_point,
@@ -100,15 +101,17 @@ pub fn run_model<'t, const N: usize>(
                 &q.requant(),
                 output,
             ),
+            #[cfg(feature = "max-pool2d")]
             QOp::MaxPool2d(q) => {
-                let params = Pool2dParams {
+                let params = crate::kernels::Pool2dParams {
                     kernel: usize::from(q.geometry().kernel),
                     stride: usize::from(q.geometry().stride),
                 };
                 super::max_pool2d_i8(tensor(q.input()), q.input_shape(), &params, output);
             }
+            #[cfg(feature = "avg-pool2d")]
             QOp::AvgPool2d(q) => {
-                let params = Pool2dParams {
+                let params = crate::kernels::Pool2dParams {
                     kernel: usize::from(q.geometry().kernel),
                     stride: usize::from(q.geometry().stride),
                 };
@@ -119,14 +122,19 @@ pub fn run_model<'t, const N: usize>(
                     *o = x;
                 }
             }
+            #[cfg(feature = "add")]
             QOp::Add(q) => {
                 let [a, b] = q.inputs();
                 super::add_i8(tensor(a), tensor(b), &q.params(), output);
             }
+            #[cfg(feature = "global-avg-pool")]
             QOp::GlobalAvgPool(q) => {
                 super::global_avg_pool_i8(tensor(q.input()), q.input_shape(), output);
             }
+            #[cfg(feature = "leaky-relu")]
             QOp::LeakyRelu(q) => super::leaky_relu_i8(tensor(q.input()), &q.params(), output),
+            #[cfg(not(any(feature = "conv2d", feature = "dense")))]
+            QOp::Unbuilt(never, _) => match *never {},
         }
     }
     let tensors: &'t [i8] = tensors;
