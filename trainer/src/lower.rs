@@ -493,7 +493,12 @@ mod tests {
                 let act = match op {
                     OpDef::Conv2d(c) => Some(c.activation),
                     OpDef::Dense(d) => Some(d.activation),
-                    _ => None,
+                    OpDef::Add(a) => Some(a.activation),
+                    OpDef::MaxPool2d(_)
+                    | OpDef::AvgPool2d(_)
+                    | OpDef::Flatten(_)
+                    | OpDef::GlobalAvgPool(_)
+                    | OpDef::LeakyRelu(_) => None,
                 };
                 (op.kind(), act)
             })

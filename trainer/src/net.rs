@@ -15,7 +15,6 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::arch::{Arch, ArchError};
 use crate::layers::{Init, Layer};
-use crate::ops::Pooling;
 
 /// Errors building, running or loading a network.
 #[derive(Debug, thiserror::Error)]
@@ -189,17 +188,7 @@ pub(crate) fn run_layers(
         let params = store.at(&path);
         if cx.trace.is_none() {
             if let (Layer::Conv2d(conv), Some(Layer::Relu(_))) = (layer, layers.get(i + 1)) {
-                let pool = match layers.get(i + 2) {
-                    Some(Layer::MaxPool2d(p)) => Some(Pooling::Max {
-                        kernel: p.kernel,
-                        stride: p.stride,
-                    }),
-                    Some(Layer::AvgPool2d(p)) => Some(Pooling::Avg {
-                        kernel: p.kernel,
-                        stride: p.stride,
-                    }),
-                    _ => None,
-                };
+                let pool = layers.get(i + 2).and_then(|l| l.ops().pooling());
                 let (w, b) = (params.get("weight")?, params.get("bias")?);
                 cur = crate::ops::conv_block(&cur, w, b, conv.stride, conv.padding, pool)?;
                 i += if pool.is_some() { 3 } else { 2 };

@@ -42,6 +42,13 @@ impl LayerOps for MaxPool2d {
         Ok(crate::ops::max_pool2d(x, self.kernel, self.stride)?)
     }
 
+    fn pooling(&self) -> Option<crate::ops::Pooling> {
+        Some(crate::ops::Pooling::Max {
+            kernel: self.kernel,
+            stride: self.stride,
+        })
+    }
+
     fn lower(&self, lw: &mut Lowerer<'_>, params: &Params<'_>) -> Result<(), LowerError> {
         let geometry = self
             .geometry()

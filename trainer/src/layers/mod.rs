@@ -93,6 +93,11 @@ pub trait LayerOps {
         cx: &mut Forward<'_, '_>,
     ) -> Result<Tensor, NetError>;
 
+    /// The pooling this layer is, for the fused conv-ReLU-pool training op (none by default).
+    fn pooling(&self) -> Option<crate::ops::Pooling> {
+        None
+    }
+
     /// Appends the layer's int8 lowering to `lw` (see [`Lowerer`]: conv and dense open an op,
     /// BatchNorm folds into it, activations fuse, dropout vanishes).
     fn lower(&self, lw: &mut Lowerer<'_>, params: &Params<'_>) -> Result<(), LowerError>;
