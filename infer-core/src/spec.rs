@@ -137,14 +137,40 @@ impl Padding {
     }
 }
 
-/// One output dimension of a sliding window: `(input + pad_before + pad_after - kernel) /
-/// stride + 1`, or `None` if the kernel or stride is zero or the window does not fit.
-fn window_output(input: u16, pad_before: u8, pad_after: u8, kernel: u8, stride: u8) -> Option<u16> {
+/// The output length of a window sliding over `input` values padded by `pad_before` and
+/// `pad_after`: `(input + pad_before + pad_after - kernel) / stride + 1`; `None` if the kernel or
+/// stride is zero, the window does not fit, or a value overflows. Every output size in the
+/// project (infer-core's ops and kernels, the trainer's layers and candle ops) comes from here.
+///
+/// ```
+/// use infer_core::spec::window_len;
+///
+/// assert_eq!(window_len(28, 1, 1, 3, 2), Some(14));
+/// assert_eq!(window_len(4, 0, 0, 5, 1), None);
+/// ```
+pub fn window_len(
+    input: usize,
+    pad_before: usize,
+    pad_after: usize,
+    kernel: usize,
+    stride: usize,
+) -> Option<usize> {
     if kernel == 0 || stride == 0 {
         return None;
     }
-    let padded = u32::from(input) + u32::from(pad_before) + u32::from(pad_after);
-    let out = padded.checked_sub(u32::from(kernel))? / u32::from(stride) + 1;
+    let padded = input.checked_add(pad_before)?.checked_add(pad_after)?;
+    Some(padded.checked_sub(kernel)? / stride + 1)
+}
+
+/// [`window_len`] for the model format's field types.
+fn window_output(input: u16, pad_before: u8, pad_after: u8, kernel: u8, stride: u8) -> Option<u16> {
+    let out = window_len(
+        usize::from(input),
+        usize::from(pad_before),
+        usize::from(pad_after),
+        usize::from(kernel),
+        usize::from(stride),
+    )?;
     u16::try_from(out).ok()
 }
 

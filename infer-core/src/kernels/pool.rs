@@ -20,10 +20,7 @@ impl Pool2dParams {
     ///
     /// `None` if the kernel or stride is zero or the window is larger than the input.
     pub fn output_size(&self, height: usize, width: usize) -> Option<(usize, usize)> {
-        if self.kernel == 0 || self.stride == 0 {
-            return None;
-        }
-        let dim = |input: usize| Some(input.checked_sub(self.kernel)? / self.stride + 1);
+        let dim = |input: usize| crate::spec::window_len(input, 0, 0, self.kernel, self.stride);
         Some((dim(height)?, dim(width)?))
     }
 }

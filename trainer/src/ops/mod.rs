@@ -82,7 +82,8 @@ fn f32_data<'a>(
     Ok(&data[start..end])
 }
 
-/// Output side of a window sweep: `(size + 2·padding − kernel) / stride + 1`.
+/// Output side of a window sweep (`infer_core::spec::window_len`, the project's one rule),
+/// or an error naming the op and the sizes.
 fn out_size(
     op: &'static str,
     size: usize,
@@ -90,13 +91,12 @@ fn out_size(
     stride: usize,
     padding: usize,
 ) -> candle_core::Result<usize> {
-    if kernel == 0 || stride == 0 || kernel > size + 2 * padding {
-        return Err(OpError::shape(
+    infer_core::spec::window_len(size, padding, padding, kernel, stride).ok_or_else(|| {
+        OpError::shape(
             op,
             format!("kernel {kernel}, stride {stride}, padding {padding} do not fit size {size}"),
-        ));
-    }
-    Ok((size + 2 * padding - kernel) / stride + 1)
+        )
+    })
 }
 
 #[cfg(test)]
