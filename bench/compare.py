@@ -143,6 +143,7 @@ def torch_env(args: argparse.Namespace) -> dict:
 
 def torch_run(args: argparse.Namespace, models: list[str], extra: list[str], logf: Path) -> list[dict]:
     cmd = [str(VENV_PY), str(BENCH / "torch_models.py"), "--models", *models,
+           "--trainer", str(args.trainer_bin),
            "--threads", str(args.threads), "--infer-images", str(args.torch_infer_images), *extra]
     out = run(cmd, env=torch_env(args), log_to=logf).stdout
     return [json.loads(line) for line in out.splitlines() if line.strip().startswith("{")]
@@ -198,6 +199,7 @@ def main() -> None:
     started = datetime.datetime.now(datetime.timezone.utc)
     load_start = loadavg()
     trainer, sim, sim_native, rustc = build(tmp)
+    args.trainer_bin = trainer
     rust_env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
     log(f"work folder {tmp}; log {logf}")
 

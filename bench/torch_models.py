@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""PyTorch twins of the trainer's three models (trainer/src/arch.rs), trained and timed the same way.
+"""PyTorch twins of the trainer's models, trained and timed the same way. The twins are built
+from the trainer's own description of each network (`trainer describe`), so the two sides
+cannot drift apart.
 
 Run with the venv's python (bash bench/setup.sh first):
 
@@ -35,6 +37,7 @@ import gzip
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -47,58 +50,82 @@ PIXEL_SCALE = 1.0 / (255.0 * 0.353)
 DEFAULT_DATA_DIR = "/usr/share/datasets/fashion-mnist"
 
 
-def s5_ann() -> nn.Module:
-    """MLP 784-256-128-10, ReLU, dropout 0.2 after both hidden layers."""
-    return nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(784, 256),
-        nn.ReLU(),
-        nn.Dropout(0.2),
-        nn.Linear(256, 128),
-        nn.ReLU(),
-        nn.Dropout(0.2),
-        nn.Linear(128, 10),
-    )
+class Residual(nn.Module):
+    """`body(x) + shortcut(x)` (an empty shortcut is the identity), as the trainer's Residual."""
+
+    def __init__(self, body: nn.Module, shortcut: nn.Module):
+        super().__init__()
+        self.body = body
+        self.shortcut = shortcut
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + self.shortcut(x)
 
 
-def s5_cnn() -> nn.Module:
-    """conv3x3 32 pad 1 + MaxPool2, conv3x3 64 pad 1 + MaxPool2, FC 3136-128, dropout 0.25, FC 10."""
-    return nn.Sequential(
-        nn.Conv2d(1, 32, kernel_size=3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2, 2),
-        nn.Conv2d(32, 64, kernel_size=3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2, 2),
-        nn.Flatten(),
-        nn.Linear(3136, 128),
-        nn.ReLU(),
-        nn.Dropout(0.25),
-        nn.Linear(128, 10),
-    )
+class GlobalAvgPool(nn.Module):
+    """The mean of each channel: `[n, c, h, w]` to `[n, c]`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
 
 
-def s3_lenet_base() -> nn.Module:
-    """LeNet-5: conv5x5 6, AvgPool2, conv5x5 16, AvgPool2 (no padding), FC 256-120-84-10, ReLU."""
-    return nn.Sequential(
-        nn.Conv2d(1, 6, kernel_size=5),
-        nn.ReLU(),
-        nn.AvgPool2d(2, 2),
-        nn.Conv2d(6, 16, kernel_size=5),
-        nn.ReLU(),
-        nn.AvgPool2d(2, 2),
-        nn.Flatten(),
-        nn.Linear(256, 120),
-        nn.ReLU(),
-        nn.Linear(120, 84),
-        nn.ReLU(),
-        nn.Linear(84, 10),
-    )
+def build_layers(layers: list[dict], image: bool) -> tuple[nn.Sequential, bool]:
+    """PyTorch modules for the trainer's layer list (`trainer describe`), and whether the output
+    is still an image. Channel and feature counts come from PyTorch's lazy modules, so no shape
+    rule is written twice; only whether a tensor is an image or a vector is tracked (for
+    BatchNorm's flavour)."""
+    mods: list[nn.Module] = []
+    for layer in layers:
+        ((kind, p),) = layer.items()
+        if kind == "Conv2d":
+            mods.append(nn.LazyConv2d(p["out_ch"], p["kernel"], stride=p["stride"], padding=p["padding"]))
+        elif kind == "Dense":
+            mods.append(nn.LazyLinear(p["out_dim"]))
+        elif kind == "Relu":
+            mods.append(nn.ReLU())
+        elif kind == "LeakyRelu":
+            mods.append(nn.LeakyReLU(p["alpha"]))
+        elif kind == "MaxPool2d":
+            mods.append(nn.MaxPool2d(p["kernel"], p["stride"]))
+        elif kind == "AvgPool2d":
+            mods.append(nn.AvgPool2d(p["kernel"], p["stride"]))
+        elif kind == "Flatten":
+            mods.append(nn.Flatten())
+            image = False
+        elif kind == "Dropout":
+            mods.append(nn.Dropout(p["p"]))
+        elif kind == "BatchNorm":
+            mods.append(nn.LazyBatchNorm2d() if image else nn.LazyBatchNorm1d())
+        elif kind == "GlobalAvgPool":
+            mods.append(GlobalAvgPool())
+            image = False
+        elif kind == "Residual":
+            body, image_out = build_layers(p["body"], image)
+            shortcut, _ = build_layers(p["shortcut"], image)
+            mods.append(Residual(body, shortcut))
+            image = image_out
+        else:
+            raise SystemExit(f"layer {kind} has no PyTorch twin in bench/torch_models.py")
+    return nn.Sequential(*mods), image
 
 
-MODELS = {"s5-ann": s5_ann, "s5-cnn": s5_cnn, "s3-lenet-base": s3_lenet_base}
-# Parameter counts from trainer/src/arch.rs's tests: a cheap check that the twins match.
-PARAM_COUNTS = {"s5-ann": 235_146, "s5-cnn": 421_642, "s3-lenet-base": 44_426}
+def build_model(arch: dict) -> nn.Module:
+    """The PyTorch twin of one architecture of `trainer describe`, its lazy modules
+    materialised with PyTorch's default initialisation."""
+    model, _ = build_layers(arch["layers"], "Image" in arch["input"])
+    shape = arch["input"]["Image"]
+    model(torch.zeros(1, shape["channels"], shape["height"], shape["width"]))
+    return model
+
+
+def describe(trainer: str | None) -> dict[str, dict]:
+    """Every architecture the trainer knows, by id (`trainer describe`)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cmd = [trainer, "describe"] if trainer else ["cargo", "run", "--release", "-q", "-p", "trainer", "--", "describe"]
+    out = subprocess.run(cmd, cwd=root, check=True, capture_output=True, text=True).stdout
+    return {a["id"]: a for a in json.loads(out)}
+
+
 BATCH_SIZE = 64
 LEARNING_RATE = 1e-3
 
@@ -136,13 +163,14 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def bench_model(model_id: str, data: dict[str, torch.Tensor], args: argparse.Namespace) -> dict:
+def bench_model(arch: dict, data: dict[str, torch.Tensor], args: argparse.Namespace) -> dict:
+    model_id = arch["id"]
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    model = MODELS[model_id]()
+    model = build_model(arch)
     params = sum(p.numel() for p in model.parameters())
-    if params != PARAM_COUNTS[model_id]:
-        raise SystemExit(f"{model_id}: {params} parameters, trainer has {PARAM_COUNTS[model_id]}")
+    if params != arch["param_count"]:
+        raise SystemExit(f"{model_id}: {params} parameters, trainer has {arch['param_count']}")
     opt = torch.optim.Adam(
         model.parameters(), lr=LEARNING_RATE, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0
     )
@@ -232,7 +260,10 @@ def bench_model(model_id: str, data: dict[str, torch.Tensor], args: argparse.Nam
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--models", nargs="+", default=["s5-ann", "s5-cnn", "s3-lenet-base"])
+    p.add_argument("--trainer", default=None,
+                   help="the trainer binary whose `describe` gives the architectures "
+                        "(default: cargo run --release -p trainer)")
     p.add_argument("--threads", type=int, default=2, help="training threads (default 2)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument(
@@ -251,9 +282,13 @@ def main() -> None:
     args = p.parse_args()
     if args.epochs < 1:
         p.error("--epochs must be at least 1")
+    archs = describe(args.trainer)
+    unknown = [m for m in args.models if m not in archs]
+    if unknown:
+        p.error(f"unknown model ids {unknown} (the trainer knows: {', '.join(archs)})")
     data = load(args.data_dir)
     for model_id in args.models:
-        print(json.dumps(bench_model(model_id, data, args)), flush=True)
+        print(json.dumps(bench_model(archs[model_id], data, args)), flush=True)
 
 
 if __name__ == "__main__":

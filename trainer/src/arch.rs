@@ -1,8 +1,8 @@
 //! Networks described as data: a list of [`Layer`]s plus the training settings of the study.
 //!
-//! The same description builds the candle network ([`crate::net`]) and is lowered to
-//! infer-core's op list at export ([`crate::quantize`]): adding a layer kind breaks the
-//! exhaustive `match`es on both sides instead of failing at run time.
+//! The same description builds the candle network ([`crate::net`]), is lowered to
+//! infer-core's op graph at export ([`crate::lower`]), and, printed by `trainer describe`,
+//! builds the PyTorch twins in `bench/torch_models.py`.
 
 use infer_core::spec::{Shape, TensorShape};
 use serde::Serialize;

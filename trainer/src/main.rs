@@ -63,6 +63,10 @@ enum Command {
     Train,
     /// Quantise and verify models already trained into the output folder.
     Export,
+    /// Print the selected architectures (every one by default) as JSON: id, description, input
+    /// shape, layers, training settings, trainable parameters. `bench/torch_models.py` builds
+    /// its PyTorch twins from this.
+    Describe,
     /// Print the results table from `<out-dir>/*.json`; optionally rewrite README's copy.
     Report {
         /// Replace the text between `<!-- results:begin -->` and `<!-- results:end -->` in
@@ -101,6 +105,16 @@ fn main() -> Result<()> {
     let common = cli.common;
     let archs = selected(&common)?;
     let command = cli.command.unwrap_or(Command::Run);
+    if let Command::Describe = command {
+        let mut out = Vec::with_capacity(archs.len());
+        for arch in &archs {
+            let mut value = serde_json::to_value(arch)?;
+            value["param_count"] = serde_json::json!(arch.param_count()?);
+            out.push(value);
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
     if let Command::Report { update_readme } = &command {
         let table = write_summary(&common.out_dir)?;
         print!("{table}");
@@ -124,7 +138,7 @@ fn main() -> Result<()> {
                 let trained = load_trained(arch, &dataset, &settings)?;
                 export_one(trained, &dataset, &settings)?;
             }
-            Command::Report { .. } => unreachable!("handled above"),
+            Command::Report { .. } | Command::Describe => unreachable!("handled above"),
         }
     }
     println!("{}", write_summary(&common.out_dir)?);
