@@ -74,7 +74,7 @@ fn bench_kernels(c: &mut Criterion) {
         kernel_h: k,
         kernel_w: k,
         stride: 1,
-        padding: pad,
+        padding: infer_core::spec::Padding::uniform(pad),
     };
     let shape = |channels, side| Shape {
         channels,

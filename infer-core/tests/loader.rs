@@ -665,18 +665,6 @@ fn unsupported_ops() {
     assert_eq!(conv_with(15, 1, 6), unsupported); // kernel > 14 (no padding)
     assert_eq!(conv_with(3, 2, 0), unsupported); // no output channel
 
-    // Padding that differs per side (valid in the format, no kernel for it yet).
-    let mut m = standard_model();
-    if let OpDef::Conv2d(c) = &mut m.ops[2] {
-        c.geometry.padding = Padding {
-            top: 1,
-            bottom: 0,
-            left: 1,
-            right: 0,
-        };
-    }
-    assert_eq!(load_err(&m), unsupported);
-
     let pool_with = |kernel: u8, stride: u8| {
         let mut m = standard_model();
         let geometry = Pool2dGeometry { kernel, stride };
@@ -853,6 +841,57 @@ fn chain_scratch_is_the_largest_step() {
         let bytes = owned.to_bytes().unwrap();
         let model = load(&bytes).unwrap();
         assert_eq!(model.scratch_len(), chain_scratch(&owned, &dims));
+    }
+}
+
+#[test]
+fn per_side_padding_runs_and_matches_the_reference() {
+    // TensorFlow's SAME padding for an even kernel (one more row and column at the bottom and
+    // right), and an arbitrary asymmetric padding, through every conv strategy the shapes
+    // reach (a 1-channel 4x4 filter: tap/pair rows; 8 channels x 3x3: im2col), then pooled.
+    let shape = Shape {
+        channels: 1,
+        height: 10,
+        width: 9,
+    };
+    for (padding, pool) in [
+        (Padding::same(4, 4), true),
+        (
+            Padding {
+                top: 0,
+                bottom: 2,
+                left: 3,
+                right: 1,
+            },
+            false,
+        ),
+    ] {
+        let mut b = Builder::new(shape, q(0.05, 0), 5);
+        let x = b.last();
+        let c1 = b.conv_padded_from(x, 8, (4, 1, padding), q(0.04, -10), Activation::Relu);
+        let c2 = b.conv_padded_from(c1, 4, (3, 1, padding), q(0.03, 3), Activation::None);
+        let mut b = if pool {
+            b.max_pool(2, 2)
+        } else {
+            let _ = c2;
+            b
+        };
+        b = b.flatten().dense(10, q(0.1, 0), Activation::None);
+        let owned = b.build();
+        let bytes = owned.to_bytes().unwrap();
+        let model = load(&bytes).unwrap();
+        if let Some(op) = model.ops().first() {
+            // SAME keeps 10x9; the other: 10 + 0 + 2 - 4 + 1 = 9 rows, 9 + 3 + 1 - 4 + 1 = 10
+            // columns.
+            let want = if pool { (10, 9) } else { (9, 10) };
+            let Some(img) = op.output().shape.image() else {
+                panic!("a conv gives an image");
+            };
+            assert_eq!((img.height, img.width), want);
+        }
+        for seed in 0..4 {
+            check_predict(&model, &Lcg::new(seed).pixels(90));
+        }
     }
 }
 

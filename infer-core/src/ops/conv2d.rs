@@ -72,14 +72,11 @@ pub(crate) fn prepare<'a>(
         .and_then(TensorShape::image)
         .filter(|s| s.checked_len().is_some_and(|n| u32::try_from(n).is_ok()))
         .ok_or(cx.unsupported())?;
-    // The kernels pad every side alike; per-side padding is in the format for the layers that
-    // need it (SAME with an even kernel), and refused here until a kernel takes it.
-    let padding = geometry.padding.as_uniform().ok_or(cx.unsupported())?;
     let params = Conv2dParams {
         kernel_h: usize::from(geometry.kernel_h),
         kernel_w: usize::from(geometry.kernel_w),
         stride: usize::from(geometry.stride),
-        padding: usize::from(padding),
+        padding: geometry.padding,
     };
     check_len(
         op,

@@ -8,8 +8,8 @@ use crate::kernels::{Conv2dParams, QRequant};
 /// kernel tap in turn, padded taps skipped. See [`crate::kernels::conv2d_i8`] for the equation,
 /// shapes and rounding; this takes the same arguments less the `work` buffer.
 ///
-/// The output size is `(in + 2 * padding - kernel) / stride + 1` per axis; the number of
-/// output channels is `requant`'s ([`QRequant::channels`]). Nothing is written if the kernel
+/// The output size is [`Conv2dParams::output_size`]'s; the number of output channels is
+/// `requant`'s ([`QRequant::channels`]). Nothing is written if the kernel
 /// or stride is zero or the window does not fit; outputs or inputs beyond the slices are left
 /// alone or read as the input zero point.
 #[allow(clippy::too_many_arguments)] // the kernel's arguments
@@ -31,13 +31,12 @@ pub fn conv2d_i8(
         kernel_h: kh,
         kernel_w: kw,
         stride,
-        padding: pad,
+        padding,
     } = *params;
-    if kh == 0 || kw == 0 || stride == 0 || kh > h + 2 * pad || kw > w + 2 * pad {
+    let Some((out_h, out_w)) = params.output_size(h, w) else {
         return;
-    }
-    let out_h = (h + 2 * pad - kh) / stride + 1;
-    let out_w = (w + 2 * pad - kw) / stride + 1;
+    };
+    let (top, left) = (usize::from(padding.top), usize::from(padding.left));
     for o in 0..requant.channels() {
         for y in 0..out_h {
             for x in 0..out_w {
@@ -47,8 +46,8 @@ pub fn conv2d_i8(
                         for kx in 0..kw {
                             // The tap's input position: padded coordinates minus the padding.
                             let (Some(iy), Some(ix)) = (
-                                (y * stride + ky).checked_sub(pad),
-                                (x * stride + kx).checked_sub(pad),
+                                (y * stride + ky).checked_sub(top),
+                                (x * stride + kx).checked_sub(left),
                             ) else {
                                 continue; // above or left of the input
                             };
@@ -99,7 +98,7 @@ mod tests {
             kernel_h: 2,
             kernel_w: 2,
             stride: 1,
-            padding: 1,
+            padding: crate::spec::Padding::uniform(1),
         };
         let mut out = [0_i8; 9];
         conv2d_i8(

@@ -81,7 +81,7 @@ pub fn run_model<'t, const N: usize>(
                     kernel_h: usize::from(g.kernel_h),
                     kernel_w: usize::from(g.kernel_w),
                     stride: usize::from(g.stride),
-                    padding: usize::from(g.padding.as_uniform().unwrap_or(0)),
+                    padding: g.padding,
                 };
                 super::conv2d_i8(
                     tensor(q.input()),

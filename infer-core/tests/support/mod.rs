@@ -120,11 +120,12 @@ impl Dims {
 }
 
 /// `(x + pad_before + pad_after - kernel) / stride + 1`, or 0 if the window does not fit.
-fn window(x: usize, pad: usize, kernel: u8, stride: u8) -> usize {
-    match (x + pad).checked_sub(usize::from(kernel)) {
-        Some(d) if stride > 0 && kernel > 0 => d / usize::from(stride) + 1,
-        _ => 0,
-    }
+/// The output length of a window (infer-core's one rule, `spec::window_len`), 0 if it does
+/// not fit (the generators then expect the model to be refused).
+fn window(x: usize, (before, after): (u8, u8), kernel: u8, stride: u8) -> usize {
+    let (before, after) = (usize::from(before), usize::from(after));
+    infer_core::spec::window_len(x, before, after, usize::from(kernel), usize::from(stride))
+        .unwrap_or(0)
 }
 
 /// Builds a model op by op with deterministic random parameters, tracking every tensor's shape
@@ -203,15 +204,27 @@ impl Builder {
         output: QParams,
         activation: Activation,
     ) -> TensorId {
+        let padding = Padding::uniform(padding);
+        self.conv_padded_from(input, out_ch, (kernel, stride, padding), output, activation)
+    }
+
+    /// Conv with a square kernel reading tensor `input`, padding per side.
+    pub fn conv_padded_from(
+        &mut self,
+        input: TensorId,
+        out_ch: u16,
+        (kernel, stride, padding): (u8, u8, Padding),
+        output: QParams,
+        activation: Activation,
+    ) -> TensorId {
         let (dims, q) = self.tensors[usize::from(input)];
         let (c, h, w) = dims.chw();
         let taps = c * usize::from(kernel) * usize::from(kernel);
         let (weights, quant) = self.channels(usize::from(out_ch), taps, q, output);
-        let pad = 2 * usize::from(padding);
         let out = Dims::Image(
             usize::from(out_ch),
-            window(h, pad, kernel, stride),
-            window(w, pad, kernel, stride),
+            window(h, (padding.top, padding.bottom), kernel, stride),
+            window(w, (padding.left, padding.right), kernel, stride),
         );
         let def = Conv2dDef {
             input,
@@ -221,7 +234,7 @@ impl Builder {
                 kernel_h: kernel,
                 kernel_w: kernel,
                 stride,
-                padding: Padding::uniform(padding),
+                padding,
             },
             weights,
             quant,
@@ -263,8 +276,8 @@ impl Builder {
         let (c, h, w) = dims.chw();
         let out = Dims::Image(
             c,
-            window(h, 0, kernel, stride),
-            window(w, 0, kernel, stride),
+            window(h, (0, 0), kernel, stride),
+            window(w, (0, 0), kernel, stride),
         );
         (out, q)
     }

@@ -18,7 +18,7 @@ pub(super) fn direct_row(
     let kernel_plane = g.kernel_h * g.kernel_w;
     let plane = g.height * g.width;
     let y0 = y * g.stride; // window top, in padded coordinates
-    let (ky_lo, ky_hi) = in_bounds(y0, g.padding, g.kernel_h, g.height);
+    let (ky_lo, ky_hi) = in_bounds(y0, g.pad_top, g.kernel_h, g.height);
     let x_end = (x_first + COLS).min(g.out_w);
     for kx in 0..g.kernel_w {
         let (x_lo, x_hi) = column_range(g, kx, x_first, x_end);
@@ -28,13 +28,13 @@ pub(super) fn direct_row(
         let acc = acc
             .get_mut(x_lo - x_first..x_hi - x_first)
             .unwrap_or_default();
-        let in_start = x_lo * g.stride + kx - g.padding;
+        let in_start = x_lo * g.stride + kx - g.pad_left;
         let channels = input
             .chunks_exact(plane.max(1))
             .zip(filter.chunks_exact(kernel_plane.max(1)));
         for (in_plane, kernel) in channels {
             for ky in ky_lo..ky_hi {
-                let in_y = y0 + ky - g.padding;
+                let in_y = y0 + ky - g.pad_top;
                 let inputs = in_plane
                     .get(in_y * g.width + in_start..)
                     .unwrap_or_default();

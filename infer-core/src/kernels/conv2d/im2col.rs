@@ -16,15 +16,15 @@ pub(super) enum Source<'a> {
 #[inline(never)] // one call per layer (and its own entry in profiles)
 pub(super) fn widen_padded(input: &[i8], g: &Geometry, zero_point: i16, padded: &mut [i16]) {
     padded.fill(0);
-    let (padded_h, padded_w) = (g.height + 2 * g.padding, g.width + 2 * g.padding);
+    let (padded_h, padded_w) = g.padded_dims();
     let planes = padded.chunks_exact_mut((padded_h * padded_w).max(1));
     for (in_plane, plane) in input.chunks_exact((g.height * g.width).max(1)).zip(planes) {
         let rows = plane
             .chunks_exact_mut(padded_w.max(1))
-            .skip(g.padding)
+            .skip(g.pad_top)
             .zip(in_plane.chunks_exact(g.width.max(1)));
         for (row, in_row) in rows {
-            let row = row.get_mut(g.padding..).unwrap_or_default();
+            let row = row.get_mut(g.pad_left..).unwrap_or_default();
             for (d, &x) in row.iter_mut().zip(in_row) {
                 *d = i16::from(x) - zero_point;
             }
@@ -171,7 +171,7 @@ pub(super) fn im2col_padded<const KW: usize>(
 ) {
     let taps = g.taps();
     let patch_len = taps.next_multiple_of(CHUNK);
-    let (padded_h, padded_w) = (g.height + 2 * g.padding, g.width + 2 * g.padding);
+    let (padded_h, padded_w) = g.padded_dims();
     let plane = padded_h * padded_w;
     let kernel_w = if KW == 0 { g.kernel_w } else { KW };
     let count = patches.len() / patch_len.max(1);
@@ -231,15 +231,15 @@ pub(super) fn im2col_rows<const KW: usize>(
     for (i, patch) in (first..).zip(patches.chunks_exact_mut(patch_len.max(1))) {
         let (out_y, out_x) = g.position(i);
         let (y0, x0) = (out_y * g.stride, out_x * g.stride); // window corner, padded coordinates
-        let (ky_lo, ky_hi) = in_bounds(y0, g.padding, g.kernel_h, g.height);
-        let (kx_lo, kx_hi) = in_bounds(x0, g.padding, kernel_w, g.width);
+        let (ky_lo, ky_hi) = in_bounds(y0, g.pad_top, g.kernel_h, g.height);
+        let (kx_lo, kx_hi) = in_bounds(x0, g.pad_left, kernel_w, g.width);
         let patch = patch.get_mut(..taps).unwrap_or_default();
         let channels = input
             .chunks_exact(plane.max(1))
             .zip(patch.chunks_exact_mut(window_len));
         if KW > 0 && ky_lo == 0 && ky_hi == g.kernel_h && kx_lo == 0 && kx_hi == KW {
             // The whole window is inside the input: copy its rows as arrays.
-            let corner = (y0 - g.padding) * g.width + x0 - g.padding;
+            let corner = (y0 - g.pad_top) * g.width + x0 - g.pad_left;
             for (in_plane, window) in channels {
                 let src = in_plane.get(corner..).unwrap_or_default();
                 let rows = window.chunks_exact_mut(KW);
@@ -263,7 +263,7 @@ pub(super) fn im2col_rows<const KW: usize>(
                 }
                 // The in-bounds part of the window row starts at input column
                 // x0 + kx_lo - padding.
-                let start = (y0 + ky - g.padding) * g.width + x0 + kx_lo - g.padding;
+                let start = (y0 + ky - g.pad_top) * g.width + x0 + kx_lo - g.pad_left;
                 let mut src = in_plane.get(start..).unwrap_or_default().iter();
                 for (kx, d) in row.iter_mut().enumerate() {
                     // In-bounds taps are contiguous from kx_lo: `src` starts at that column.

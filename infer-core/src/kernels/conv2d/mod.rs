@@ -6,6 +6,7 @@ use super::{
     mac_chunk, tail_chunk,
 };
 use crate::format::Shape;
+use crate::spec::Padding;
 
 mod direct;
 mod im2col;
@@ -52,8 +53,8 @@ pub struct Conv2dParams {
     pub kernel_w: usize,
     /// Stride in both directions.
     pub stride: usize,
-    /// Padding on every side.
-    pub padding: usize,
+    /// Zero padding per side.
+    pub padding: Padding,
 }
 
 impl Conv2dParams {
@@ -62,9 +63,14 @@ impl Conv2dParams {
     ///
     /// `None` if the kernel or stride is zero or the kernel is larger than the padded input.
     pub fn output_size(&self, height: usize, width: usize) -> Option<(usize, usize)> {
-        let (k_h, k_w, s, p) = (self.kernel_h, self.kernel_w, self.stride, self.padding);
-        let dim = |input: usize, kernel: usize| crate::spec::window_len(input, p, p, kernel, s);
-        Some((dim(height, k_h)?, dim(width, k_w)?))
+        let p = self.padding;
+        let (top, bottom) = (usize::from(p.top), usize::from(p.bottom));
+        let (left, right) = (usize::from(p.left), usize::from(p.right));
+        let s = self.stride;
+        Some((
+            crate::spec::window_len(height, top, bottom, self.kernel_h, s)?,
+            crate::spec::window_len(width, left, right, self.kernel_w, s)?,
+        ))
     }
 }
 
@@ -112,7 +118,7 @@ fn in_bounds(start: usize, padding: usize, kernel: usize, input: usize) -> (usiz
 /// # Example
 ///
 /// ```
-/// use infer_core::format::Shape;
+/// use infer_core::format::{Padding, Shape};
 /// use infer_core::kernels::{Conv2dParams, QRequant, conv2d_i8};
 ///
 /// // One 2x2 input channel, one 2x2 kernel of ones, padding 1 (3x3 output), multiplier 1.0.
@@ -125,7 +131,7 @@ fn in_bounds(start: usize, padding: usize, kernel: usize, input: usize) -> (usiz
 ///     act_min: -128,
 ///     act_max: 127,
 /// };
-/// let params = Conv2dParams { kernel_h: 2, kernel_w: 2, stride: 1, padding: 1 };
+/// let params = Conv2dParams { kernel_h: 2, kernel_w: 2, stride: 1, padding: Padding::uniform(1) };
 /// let shape = Shape { channels: 1, height: 2, width: 2 };
 /// let mut out = [0_i8; 9];
 /// conv2d_i8(&[1, 2, 3, 4], shape, 0, &[1, 1, 1, 1], &params, &requant, &mut out, &mut []);
@@ -171,7 +177,7 @@ pub fn conv2d_i8(
 /// # Example
 ///
 /// ```
-/// use infer_core::format::Shape;
+/// use infer_core::format::{Padding, Shape};
 /// use infer_core::kernels::{Conv2dParams, QRequant, conv2d_max_pool2d_i8};
 ///
 /// // A 1x1 kernel of 1 (the identity) on a 2x4 input, pooled to 1x2, multiplier 1.0.
@@ -184,7 +190,7 @@ pub fn conv2d_i8(
 ///     act_min: -128,
 ///     act_max: 127,
 /// };
-/// let params = Conv2dParams { kernel_h: 1, kernel_w: 1, stride: 1, padding: 0 };
+/// let params = Conv2dParams { kernel_h: 1, kernel_w: 1, stride: 1, padding: Padding::uniform(0) };
 /// let shape = Shape { channels: 1, height: 2, width: 4 };
 /// let mut out = [0_i8; 2];
 /// let input = [1, -2, 3, 0, -5, 6, -7, 8];
@@ -220,8 +226,12 @@ pub fn conv2d_work_len(input_shape: Shape, params: &Conv2dParams, pool: bool) ->
     let in_ch = usize::from(input_shape.channels);
     let taps = in_ch * params.kernel_h * params.kernel_w;
     let padded = in_ch
-        * (usize::from(input_shape.height) + 2 * params.padding)
-        * (usize::from(input_shape.width) + 2 * params.padding);
+        * (usize::from(input_shape.height)
+            + usize::from(params.padding.top)
+            + usize::from(params.padding.bottom))
+        * (usize::from(input_shape.width)
+            + usize::from(params.padding.left)
+            + usize::from(params.padding.right));
     let values = if taps >= IM2COL_MIN_TAPS {
         (padded + 1).next_multiple_of(32) + MAX_TILE * taps.next_multiple_of(CHUNK)
     } else {
@@ -330,7 +340,12 @@ struct Geometry {
     kernel_h: usize,
     kernel_w: usize,
     stride: usize,
-    padding: usize,
+    /// Zero rows above and columns left of the input (the window's offset).
+    pad_top: usize,
+    pad_left: usize,
+    /// Zero rows below and columns right of the input.
+    pad_bottom: usize,
+    pad_right: usize,
     /// Columns of the convolution's output.
     out_w: usize,
     /// Fused 2x2 max pooling.
@@ -356,7 +371,10 @@ impl Geometry {
             kernel_h: params.kernel_h,
             kernel_w: params.kernel_w,
             stride: params.stride,
-            padding: params.padding,
+            pad_top: usize::from(params.padding.top),
+            pad_left: usize::from(params.padding.left),
+            pad_bottom: usize::from(params.padding.bottom),
+            pad_right: usize::from(params.padding.right),
             out_w,
             pool,
             rows,
@@ -367,11 +385,16 @@ impl Geometry {
     /// Values of the widened, padded copy of the input ([`widen_padded`]), rounded up to 64
     /// bytes (so that the patches after it stay aligned).
     fn padded_len(&self) -> usize {
-        let (h, w) = (
-            self.height + 2 * self.padding,
-            self.width + 2 * self.padding,
-        );
+        let (h, w) = self.padded_dims();
         (self.in_ch * h * w).next_multiple_of(32)
+    }
+
+    /// Rows and columns of the input with its padding.
+    fn padded_dims(&self) -> (usize, usize) {
+        (
+            self.height + self.pad_top + self.pad_bottom,
+            self.width + self.pad_left + self.pad_right,
+        )
     }
 
     /// Pairs of horizontally adjacent taps per filter in the pair-rows strategy:
@@ -614,7 +637,7 @@ mod tests {
             kernel_h: k,
             kernel_w: k,
             stride: s,
-            padding: pad,
+            padding: Padding::uniform(pad),
         };
         assert_eq!(p(3, 1, 0).output_size(28, 28), Some((26, 26)));
         assert_eq!(p(3, 1, 1).output_size(28, 28), Some((28, 28)));
@@ -646,7 +669,7 @@ mod tests {
             kernel_h: 3,
             kernel_w: 3,
             stride: 2,
-            padding: 1,
+            padding: Padding::uniform(1),
         };
         let shape = Shape {
             channels: 1,
@@ -682,7 +705,7 @@ mod tests {
             kernel_h: 1,
             kernel_w: 1,
             stride: 1,
-            padding: 0,
+            padding: Padding::uniform(0),
         };
         let shape = Shape {
             channels: 2,
@@ -700,7 +723,7 @@ mod tests {
     /// `((in_ch, h, w), (kh, kw, stride, padding), input, weights, requant)`
     type Case = (
         (usize, usize, usize),
-        (usize, usize, usize, usize),
+        (usize, usize, usize, Padding),
         Vec<i8>,
         Vec<i8>,
         OwnedRequant,
@@ -713,12 +736,27 @@ mod tests {
     ) -> impl Strategy<Value = Case> {
         (
             (1_usize..4, height, width),
-            (1_usize..5, 1_usize..5, 1_usize..4, 0_usize..3),
+            (
+                1_usize..5,
+                1_usize..5,
+                1_usize..4,
+                (0_u8..3, 0_u8..3, 0_u8..3, 0_u8..3).prop_map(|(top, bottom, left, right)| {
+                    Padding {
+                        top,
+                        bottom,
+                        left,
+                        right,
+                    }
+                }),
+            ),
             1_usize..5,
         )
             .prop_filter(
                 "kernel fits the padded input",
-                |((_, h, w), (kh, kw, _, p), _)| *kh <= h + 2 * p && *kw <= w + 2 * p,
+                |((_, h, w), (kh, kw, _, p), _)| {
+                    *kh <= h + usize::from(p.top) + usize::from(p.bottom)
+                        && *kw <= w + usize::from(p.left) + usize::from(p.right)
+                },
             )
             .prop_flat_map(|((c, h, w), geo, out_ch)| {
                 let (kh, kw, _, _) = geo;

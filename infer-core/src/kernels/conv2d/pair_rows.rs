@@ -23,8 +23,8 @@ pub(super) fn pair_rows(
     let row_len = g.pair_row_len();
     let window_rows = rows.len() / (g.in_ch * row_len).max(1);
     // Columns j of v inside the input: x_first + j - padding in [0, width).
-    let j_lo = g.padding.saturating_sub(x_first);
-    let j_hi = (g.width + g.padding)
+    let j_lo = g.pad_left.saturating_sub(x_first);
+    let j_hi = (g.width + g.pad_left)
         .saturating_sub(x_first)
         .min(row_len / 2);
     let channels = input.chunks_exact(plane.max(1));
@@ -32,7 +32,7 @@ pub(super) fn pair_rows(
         for (r, row) in rows.chunks_exact_mut(row_len.max(1)).enumerate() {
             row.fill(0);
             let Some(in_y) = (y + r)
-                .checked_sub(g.padding)
+                .checked_sub(g.pad_top)
                 .filter(|&in_y| in_y < g.height)
             else {
                 continue;
@@ -40,7 +40,7 @@ pub(super) fn pair_rows(
             if j_lo >= j_hi {
                 continue;
             }
-            let start = in_y * g.width + x_first + j_lo - g.padding;
+            let start = in_y * g.width + x_first + j_lo - g.pad_left;
             let src = in_plane
                 .get(start..start + (j_hi - j_lo))
                 .unwrap_or_default();

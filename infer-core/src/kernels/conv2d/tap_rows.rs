@@ -15,7 +15,7 @@ pub(super) fn tap_rows(
 ) {
     let plane = g.height * g.width;
     let y0 = y * g.stride; // window top, in padded coordinates
-    let (ky_lo, ky_hi) = in_bounds(y0, g.padding, g.kernel_h, g.height);
+    let (ky_lo, ky_hi) = in_bounds(y0, g.pad_top, g.kernel_h, g.height);
     let x_end = (x_first + COLS).min(g.out_w);
     let windows = rows.chunks_exact_mut((g.kernel_h * g.kernel_w).max(1));
     for (in_plane, window) in input.chunks_exact(plane.max(1)).zip(windows) {
@@ -29,10 +29,10 @@ pub(super) fn tap_rows(
             if x_lo >= x_hi {
                 continue;
             }
-            let in_row = (y0 + ky - g.padding) * g.width;
+            let in_row = (y0 + ky - g.pad_top) * g.width;
             let src = in_plane.get(in_row..in_row + g.width).unwrap_or_default();
             let src = src
-                .get(x_lo * g.stride + kx - g.padding..)
+                .get(x_lo * g.stride + kx - g.pad_left..)
                 .unwrap_or_default();
             let dst = row
                 .get_mut(x_lo - x_first..x_hi - x_first)
@@ -60,11 +60,11 @@ pub(super) fn column_range(
     x_end: usize,
 ) -> (usize, usize) {
     let x_lo = g
-        .padding
+        .pad_left
         .saturating_sub(kx)
         .div_ceil(g.stride.max(1))
         .max(x_first);
-    let x_hi = (g.width + g.padding)
+    let x_hi = (g.width + g.pad_left)
         .saturating_sub(kx)
         .div_ceil(g.stride.max(1))
         .min(x_end);
