@@ -10,9 +10,10 @@
 //! Inference needs one caller-provided `&mut [i8]` of [`Model::scratch_len`] bytes. Every tensor
 //! that holds data (the input image, `q = pixel - 128`, and each op's output) gets a block of it
 //! for as long as it is needed: from the op that writes it to the last op that reads it. Blocks
-//! alive at the same time never overlap; the layout is planned once at load ([`crate::plan`]:
-//! greedy, largest first, or two-ended where that needs fewer bytes), so `scratch_len` is
-//! exact; for a chain of ops it is the largest input plus output of one step. A `Flatten` moves
+//! alive at the same time never overlap; the layout is planned once at load (`plan.rs`:
+//! greedy, largest first, each block at the lowest offset that fits, as TensorFlow Lite
+//! Micro's planner), so `scratch_len` is exact and the same everywhere. It is at least the
+//! busiest step's bytes, and for the reference models' chains exactly that. A `Flatten` moves
 //! nothing: its output is its input's block. A residual block's input stays alive until its
 //! `Add`.
 //!

@@ -73,7 +73,7 @@ pub const RANGE_CANDIDATES: [RangeMethod; 5] = [
 const MAX_SAMPLES_PER_LAYER: usize = 1 << 22;
 
 /// Activation values of every arch layer's output over the calibration images, subsampled
-/// evenly to at most [`MAX_SAMPLES_PER_LAYER`] per layer, plus exact minima and maxima.
+/// evenly to at most 2^22 (`MAX_SAMPLES_PER_LAYER`) per layer, plus exact minima and maxima.
 ///
 /// The logits (the last layer) get a range of their own: from the smallest top-1 logit of any
 /// calibration image to the largest runner-up (second-largest) logit. Clamping a logit below
