@@ -18,7 +18,8 @@ Both formats are a 16-byte header (magic FMQ8, version, reserved, payload length
 postcard payload: model id, input shape, input quantisation, then the list of layers (v1) or ops
 (v2), each an enum tag followed by its fields. v2 differs only in the ops: each starts with the
 id of its input tensor (op i reads tensor i in a chain: 0 is the input), and a convolution's
-padding is stored per side (top, bottom, left, right) instead of once.
+padding is stored per side (top, bottom, left, right) instead of once, followed by its number
+of channel groups (1).
 """
 import argparse
 import json
@@ -98,6 +99,7 @@ def convert(v1):
             out += payload[pos:pos + 3]  # kernel_h, kernel_w, stride (u8, one byte each)
             padding = payload[pos + 3:pos + 4]
             out += padding * 4  # top, bottom, left, right
+            out += encode_varint(1)  # groups
             pos += 4
         elif tag == 1:  # Dense: in_dim, out_dim
             for _ in range(2):

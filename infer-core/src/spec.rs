@@ -174,7 +174,9 @@ fn window_output(input: u16, pad_before: u8, pad_after: u8, kernel: u8, stride: 
     u16::try_from(out).ok()
 }
 
-/// Geometry of a 2-D convolution (dilation 1, one group).
+/// Geometry of a 2-D convolution (dilation 1). With `groups > 1` the channels split into
+/// `groups` equal groups, each output channel seeing only the input channels of its group
+/// (`groups == in_ch == out_ch` is a depthwise convolution).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Conv2dGeometry {
@@ -190,20 +192,28 @@ pub struct Conv2dGeometry {
     pub stride: u8,
     /// Zero padding per side.
     pub padding: Padding,
+    /// Channel groups: `in_ch` and `out_ch` are multiples of it (1: a plain convolution).
+    pub groups: u16,
 }
 
 impl Conv2dGeometry {
+    /// Input channels each output channel sees, `in_ch / groups`.
+    pub fn group_in_ch(&self) -> u16 {
+        self.in_ch / self.groups.max(1)
+    }
+
     /// The output shape for `input`: `[out_ch, out_h, out_w]` with
     /// `out = (in + pad_before + pad_after - kernel) / stride + 1` per axis.
     ///
-    /// `None` if the input is not an image of `in_ch` channels, `out_ch` is zero, or the
-    /// window does not fit.
+    /// `None` if the input is not an image of `in_ch` channels, `out_ch` is zero, `groups` is
+    /// zero or does not divide both channel counts, or the window does not fit.
     ///
     /// ```
     /// use infer_core::spec::{Conv2dGeometry, Padding, Shape, TensorShape};
     ///
     /// let conv = Conv2dGeometry {
     ///     in_ch: 1, out_ch: 6, kernel_h: 5, kernel_w: 5, stride: 1, padding: Padding::uniform(0),
+    ///     groups: 1,
     /// };
     /// let input = TensorShape::Image(Shape { channels: 1, height: 28, width: 28 });
     /// let out = Shape { channels: 6, height: 24, width: 24 };
@@ -211,7 +221,8 @@ impl Conv2dGeometry {
     /// ```
     pub fn output(&self, input: TensorShape) -> Option<TensorShape> {
         let input = input.image().filter(|s| s.channels == self.in_ch)?;
-        if self.out_ch == 0 {
+        let g = self.groups;
+        if self.out_ch == 0 || g == 0 || self.in_ch % g != 0 || self.out_ch % g != 0 {
             return None;
         }
         let p = self.padding;
@@ -222,18 +233,15 @@ impl Conv2dGeometry {
         }))
     }
 
-    /// Number of weights, `out_ch * in_ch * kernel_h * kernel_w`.
+    /// Number of weights, `out_ch * (in_ch / groups) * kernel_h * kernel_w`.
     pub fn weight_count(&self) -> usize {
-        usize::from(self.out_ch)
-            * usize::from(self.in_ch)
-            * usize::from(self.kernel_h)
-            * usize::from(self.kernel_w)
+        usize::from(self.out_ch) * self.taps()
     }
 
-    /// Multiply-accumulates per output element, `in_ch * kernel_h * kernel_w` (padded taps
-    /// included).
+    /// Multiply-accumulates per output element, `(in_ch / groups) * kernel_h * kernel_w`
+    /// (padded taps included).
     pub fn taps(&self) -> usize {
-        usize::from(self.in_ch) * usize::from(self.kernel_h) * usize::from(self.kernel_w)
+        usize::from(self.group_in_ch()) * usize::from(self.kernel_h) * usize::from(self.kernel_w)
     }
 }
 
@@ -325,6 +333,7 @@ mod tests {
             kernel_w,
             stride,
             padding,
+            groups: 1,
         };
         // (28 + 1 + 2 - 4) / 1 + 1 = 28: SAME for an even kernel.
         let same4 = conv(4, 4, 1, Padding::same(4, 4));

@@ -896,6 +896,69 @@ fn per_side_padding_runs_and_matches_the_reference() {
 }
 
 #[test]
+fn grouped_convolutions_keep_their_groups_apart() {
+    // 4 input channels in 2 groups, 6 filters (3 per group), 3x3 SAME, then a depthwise 1x1
+    // (6 groups of one channel): output channels of group k depend only on input channels of
+    // group k. Checked against the reference, and by changing one group's input channels.
+    let shape = Shape {
+        channels: 4,
+        height: 6,
+        width: 6,
+    };
+    let mut b = Builder::new(shape, q(0.05, 0), 9);
+    let x = b.last();
+    let c1 = b.conv_grouped_from(
+        x,
+        6,
+        (3, 1, Padding::uniform(1)),
+        2,
+        q(0.04, -5),
+        Activation::None,
+    );
+    let c2 = b.conv_grouped_from(
+        c1,
+        6,
+        (1, 1, Padding::uniform(0)),
+        6,
+        q(0.03, 2),
+        Activation::None,
+    );
+    let _ = c2;
+    let owned = b.flatten().dense(10, q(0.1, 0), Activation::None).build();
+    let OpDef::Conv2d(conv) = &owned.ops[0] else {
+        panic!("op 0 is the grouped conv");
+    };
+    assert_eq!(conv.weights.len(), 6 * 2 * 9);
+    let bytes = owned.to_bytes().unwrap();
+    let model = load(&bytes).unwrap();
+    for seed in 0..4 {
+        check_predict(&model, &Lcg::new(seed).pixels(4 * 36));
+    }
+    // Tensor 2 (the depthwise output) for an input and for the same input with channels 2 and
+    // 3 (group 1) changed: channels 0..3 (group 0's filters) must not move.
+    let depthwise = |pixels: &[u8]| {
+        let mut scratch = vec![0_i8; model.scratch_len()];
+        model.predict_raw(pixels, &mut scratch).unwrap();
+        let at = model.ops()[1].output_offset().unwrap();
+        scratch[at..at + 6 * 36].to_vec()
+    };
+    let a = Lcg::new(1).pixels(4 * 36);
+    let mut b = a.clone();
+    for p in &mut b[2 * 36..] {
+        *p = p.wrapping_add(77);
+    }
+    let (ya, yb) = (depthwise(&a), depthwise(&b));
+    assert_eq!(ya[..3 * 36], yb[..3 * 36], "group 0 saw group 1's inputs");
+    assert_ne!(ya[3 * 36..], yb[3 * 36..], "group 1 ignored its inputs");
+    // Groups that do not divide the channels are refused.
+    let mut bad = owned.clone();
+    if let OpDef::Conv2d(conv) = &mut bad.ops[0] {
+        conv.geometry.groups = 3;
+    }
+    assert_eq!(load_err(&bad), Error::UnsupportedOp { op: 0 });
+}
+
+#[test]
 fn dense_chain_scratch_is_the_greedy_plan() {
     // Dense layers of 9, 2, 8, 10 and 1 outputs after a 1-pixel input: the busiest step holds
     // 8 + 10 = 18 bytes, and two blocks at the two ends of 18 bytes would do. The greedy

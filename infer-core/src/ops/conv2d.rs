@@ -168,31 +168,69 @@ impl<'a> QConv2d<'a> {
     }
 
     pub(crate) fn invoke(&self, input: &[i8], output: &mut [i8], work: &mut [i8]) {
-        conv2d_i8(
-            input,
-            self.input_shape,
-            self.input_qparams.zero_point,
-            self.weights,
-            &self.params,
-            &self.requant,
-            output,
-            work,
-        );
+        let zero_point = self.input_qparams.zero_point;
+        self.for_each_group(input, output, work, |x, shape, w, rq, out, work| {
+            conv2d_i8(x, shape, zero_point, w, &self.params, rq, out, work);
+        });
     }
 
     /// Runs the convolution and a 2x2, stride-2 max pooling after it in one kernel, writing the
     /// pooling's output.
     #[cfg(feature = "max-pool2d")]
     pub(crate) fn invoke_with_max_pool(&self, input: &[i8], output: &mut [i8], work: &mut [i8]) {
-        conv2d_max_pool2d_i8(
-            input,
-            self.input_shape,
-            self.input_qparams.zero_point,
-            self.weights,
-            &self.params,
-            &self.requant,
-            output,
-            work,
-        );
+        let zero_point = self.input_qparams.zero_point;
+        self.for_each_group(input, output, work, |x, shape, w, rq, out, work| {
+            conv2d_max_pool2d_i8(x, shape, zero_point, w, &self.params, rq, out, work);
+        });
+    }
+
+    /// Runs `conv` once per channel group: a group is an ordinary convolution over its own
+    /// input planes, filters, requantisation and output planes (all contiguous, NCHW), so the
+    /// kernels need not know about groups. One group is the whole convolution.
+    fn for_each_group(
+        &self,
+        input: &[i8],
+        output: &mut [i8],
+        work: &mut [i8],
+        mut conv: impl FnMut(&[i8], Shape, &[i8], &QRequant<'_>, &mut [i8], &mut [i8]),
+    ) {
+        let groups = usize::from(self.geometry.groups.max(1));
+        if groups == 1 {
+            conv(
+                input,
+                self.input_shape,
+                self.weights,
+                &self.requant,
+                output,
+                work,
+            );
+            return;
+        }
+        let shape = Shape {
+            channels: self.geometry.group_in_ch(),
+            ..self.input_shape
+        };
+        let out_per_group = usize::from(self.geometry.out_ch) / groups;
+        let chunk = |len: usize| (len / groups).max(1);
+        let rq = self.requant;
+        let parts = input
+            .chunks(chunk(input.len()))
+            .zip(output.chunks_mut(chunk(output.len())))
+            .zip(self.weights.chunks(chunk(self.weights.len())))
+            .zip(
+                rq.bias
+                    .chunks(4 * out_per_group)
+                    .zip(rq.multipliers.chunks(4 * out_per_group)),
+            )
+            .zip(rq.shifts.chunks(out_per_group.max(1)));
+        for ((((x, out), w), (bias, multipliers)), shifts) in parts {
+            let group = QRequant {
+                bias,
+                multipliers,
+                shifts,
+                ..rq
+            };
+            conv(x, shape, w, &group, out, work);
+        }
     }
 }

@@ -519,6 +519,7 @@ mod tests {
                     kernel_w: 1,
                     stride: 1,
                     padding: Padding::default(),
+                    groups: 1,
                 },
                 weights: &[],
                 quant,

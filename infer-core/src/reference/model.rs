@@ -83,15 +83,46 @@ pub fn run_model<'t, const N: usize>(
                     stride: usize::from(g.stride),
                     padding: g.padding,
                 };
-                super::conv2d_i8(
-                    tensor(q.input()),
-                    q.input_shape(),
-                    q.input_qparams().zero_point,
-                    q.weights(),
-                    &params,
-                    &q.requant(),
-                    output,
-                );
+                // Group by group: output channel `o` of group `o / (out_ch / groups)` sees only
+                // that group's `in_ch / groups` input planes.
+                let groups = usize::from(g.groups.max(1));
+                let shape = crate::spec::Shape {
+                    channels: g.group_in_ch(),
+                    ..q.input_shape()
+                };
+                let x = tensor(q.input());
+                let (rq, w) = (q.requant(), q.weights());
+                let out_g = usize::from(g.out_ch) / groups;
+                let (x_len, w_len, o_len) =
+                    (x.len() / groups, w.len() / groups, output.len() / groups);
+                for k in 0..groups {
+                    let group_rq = crate::kernels::QRequant {
+                        bias: rq
+                            .bias
+                            .get(4 * out_g * k..4 * out_g * (k + 1))
+                            .unwrap_or_default(),
+                        multipliers: rq
+                            .multipliers
+                            .get(4 * out_g * k..4 * out_g * (k + 1))
+                            .unwrap_or_default(),
+                        shifts: rq
+                            .shifts
+                            .get(out_g * k..out_g * (k + 1))
+                            .unwrap_or_default(),
+                        ..rq
+                    };
+                    super::conv2d_i8(
+                        x.get(x_len * k..x_len * (k + 1)).unwrap_or_default(),
+                        shape,
+                        q.input_qparams().zero_point,
+                        w.get(w_len * k..w_len * (k + 1)).unwrap_or_default(),
+                        &params,
+                        &group_rq,
+                        output
+                            .get_mut(o_len * k..o_len * (k + 1))
+                            .unwrap_or_default(),
+                    );
+                }
             }
             #[cfg(feature = "dense")]
             QOp::Dense(q) => super::dense_i8(

@@ -213,13 +213,27 @@ impl Builder {
         &mut self,
         input: TensorId,
         out_ch: u16,
+        geometry: (u8, u8, Padding),
+        output: QParams,
+        activation: Activation,
+    ) -> TensorId {
+        self.conv_grouped_from(input, out_ch, geometry, 1, output, activation)
+    }
+
+    /// Conv with a square kernel reading tensor `input`, padding per side, in `groups` channel
+    /// groups.
+    pub fn conv_grouped_from(
+        &mut self,
+        input: TensorId,
+        out_ch: u16,
         (kernel, stride, padding): (u8, u8, Padding),
+        groups: u16,
         output: QParams,
         activation: Activation,
     ) -> TensorId {
         let (dims, q) = self.tensors[usize::from(input)];
         let (c, h, w) = dims.chw();
-        let taps = c * usize::from(kernel) * usize::from(kernel);
+        let taps = c / usize::from(groups.max(1)) * usize::from(kernel) * usize::from(kernel);
         let (weights, quant) = self.channels(usize::from(out_ch), taps, q, output);
         let out = Dims::Image(
             usize::from(out_ch),
@@ -235,6 +249,7 @@ impl Builder {
                 kernel_w: kernel,
                 stride,
                 padding,
+                groups,
             },
             weights,
             quant,

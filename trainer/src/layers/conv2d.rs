@@ -32,6 +32,7 @@ impl Conv2d {
             kernel_w: u8::try_from(self.kernel).ok()?,
             stride: u8::try_from(self.stride).ok()?,
             padding: Padding::uniform(u8::try_from(self.padding).ok()?),
+            groups: 1,
         })
     }
 }
