@@ -12,6 +12,26 @@ use {
 #[cfg(any(feature = "conv2d", feature = "dense", feature = "add"))]
 use {crate::format::Activation, crate::kernels::clamp_i8};
 
+/// Validates a pooling window over tensor `input` (max or average): returns the input image's
+/// shape and the output tensor, which shares the input's quantisation.
+#[cfg(any(feature = "max-pool2d", feature = "avg-pool2d"))]
+pub(crate) fn pool_prepare(
+    input: crate::format::TensorId,
+    geometry: crate::spec::Pool2dGeometry,
+    cx: &super::Context<'_>,
+) -> Result<(crate::spec::Shape, super::TensorInfo), crate::error::Error> {
+    let input = cx.tensor(input)?;
+    let crate::spec::TensorShape::Image(input_shape) = input.shape else {
+        return Err(crate::error::Error::ExpectedImage { op: cx.op });
+    };
+    let shape = geometry.output(input.shape).ok_or(cx.unsupported())?;
+    let output = super::TensorInfo {
+        shape,
+        qparams: input.qparams,
+    };
+    Ok((input_shape, output))
+}
+
 /// A tensor's quantisation is usable: finite positive scale, zero point in `[-128, 127]`.
 pub(crate) fn valid_qparams(q: QParams) -> bool {
     q.scale.is_finite() && q.scale > 0.0 && (-128..=127).contains(&q.zero_point)

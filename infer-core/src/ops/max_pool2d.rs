@@ -9,7 +9,7 @@ use {
     super::{Context, TensorInfo},
     crate::error::Error,
     crate::kernels::{Pool2dParams, max_pool2d_i8},
-    crate::spec::{Shape, TensorShape},
+    crate::spec::Shape,
 };
 
 /// Max pooling in the file.
@@ -37,23 +37,13 @@ pub(crate) fn prepare(
     def: &MaxPool2dDef,
     cx: &Context<'_>,
 ) -> Result<(QMaxPool2d, TensorInfo), Error> {
-    let input = cx.tensor(def.input)?;
-    let TensorShape::Image(input_shape) = input.shape else {
-        return Err(Error::ExpectedImage { op: cx.op });
-    };
-    let shape = def.geometry.output(input.shape).ok_or(cx.unsupported())?;
+    let (input_shape, output) = super::common::pool_prepare(def.input, def.geometry, cx)?;
     let q = QMaxPool2d {
         input: def.input,
         input_shape,
         geometry: def.geometry,
     };
-    Ok((
-        q,
-        TensorInfo {
-            shape,
-            qparams: input.qparams,
-        },
-    ))
+    Ok((q, output))
 }
 
 #[cfg(feature = "max-pool2d")]
