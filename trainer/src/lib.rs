@@ -13,6 +13,7 @@ pub mod layers;
 pub mod lower;
 pub mod net;
 pub mod ops;
+pub mod optim;
 pub mod pipeline;
 pub mod quantize;
 pub mod train;

@@ -1,0 +1,757 @@
+//! The optimizers of the reference studies on candle's [`Optimizer`] trait, with PyTorch's
+//! `torch.optim` update rules and default hyper-parameters: SGD (momentum, dampening, Nesterov,
+//! weight decay), Adam, AdamW, RMSprop (momentum, centred), Adagrad, Adadelta, Adamax and NAdam;
+//! and a step learning-rate schedule.
+//!
+//! Each rule is PyTorch's single-tensor ("for-loop") implementation, operation for operation in
+//! `f32` with the scalar coefficients in `f64`, so a run agrees with `torch.optim` to about 1e-6
+//! relative (checked against values PyTorch produced: `tests/fixtures/optim.json`, written by
+//! `bench/optim_fixture.py`).
+
+use candle_core::backprop::GradStore;
+use candle_core::{Result, Tensor, Var};
+use candle_nn::Optimizer;
+use serde::{Deserialize, Serialize};
+
+/// An optimizer and its hyper-parameters (PyTorch's names; the constructors give PyTorch's
+/// defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum OptimizerConfig {
+    /// `torch.optim.SGD`.
+    Sgd {
+        /// Learning rate.
+        lr: f64,
+        /// Momentum factor (0: none).
+        momentum: f64,
+        /// Dampening of the momentum's new gradient.
+        dampening: f64,
+        /// L2 penalty added to the gradient.
+        weight_decay: f64,
+        /// Nesterov momentum.
+        nesterov: bool,
+    },
+    /// `torch.optim.Adam` (L2 weight decay added to the gradient).
+    Adam {
+        /// Learning rate.
+        lr: f64,
+        /// Decay of the first moment.
+        beta1: f64,
+        /// Decay of the second moment.
+        beta2: f64,
+        /// Added to the denominator.
+        eps: f64,
+        /// L2 penalty added to the gradient.
+        weight_decay: f64,
+    },
+    /// `torch.optim.AdamW` (decoupled weight decay).
+    AdamW {
+        /// Learning rate.
+        lr: f64,
+        /// Decay of the first moment.
+        beta1: f64,
+        /// Decay of the second moment.
+        beta2: f64,
+        /// Added to the denominator.
+        eps: f64,
+        /// Decoupled weight decay: `p *= 1 - lr * weight_decay` each step.
+        weight_decay: f64,
+    },
+    /// `torch.optim.RMSprop`.
+    RmsProp {
+        /// Learning rate.
+        lr: f64,
+        /// Decay of the running mean of squared gradients.
+        alpha: f64,
+        /// Added to the denominator.
+        eps: f64,
+        /// L2 penalty added to the gradient.
+        weight_decay: f64,
+        /// Momentum factor (0: none).
+        momentum: f64,
+        /// Normalise by the variance (the running mean of squares minus the squared running
+        /// mean) instead of the running mean of squares.
+        centered: bool,
+    },
+    /// `torch.optim.Adagrad`.
+    Adagrad {
+        /// Learning rate.
+        lr: f64,
+        /// Learning-rate decay: step `t` uses `lr / (1 + (t - 1) * lr_decay)`.
+        lr_decay: f64,
+        /// L2 penalty added to the gradient.
+        weight_decay: f64,
+        /// Starting value of the sum of squared gradients.
+        initial_accumulator_value: f64,
+        /// Added to the denominator.
+        eps: f64,
+    },
+    /// `torch.optim.Adadelta`.
+    Adadelta {
+        /// Scale of the update.
+        lr: f64,
+        /// Decay of the running averages.
+        rho: f64,
+        /// Added inside the square roots.
+        eps: f64,
+        /// L2 penalty added to the gradient.
+        weight_decay: f64,
+    },
+    /// `torch.optim.Adamax`.
+    Adamax {
+        /// Learning rate.
+        lr: f64,
+        /// Decay of the first moment.
+        beta1: f64,
+        /// Decay of the infinity norm.
+        beta2: f64,
+        /// Added to the infinity norm.
+        eps: f64,
+        /// L2 penalty added to the gradient.
+        weight_decay: f64,
+    },
+    /// `torch.optim.NAdam` (Adam with Nesterov momentum and a momentum schedule).
+    NAdam {
+        /// Learning rate.
+        lr: f64,
+        /// Decay of the first moment.
+        beta1: f64,
+        /// Decay of the second moment.
+        beta2: f64,
+        /// Added to the denominator.
+        eps: f64,
+        /// L2 penalty added to the gradient.
+        weight_decay: f64,
+        /// Momentum schedule: `mu_t = beta1 * (1 - 0.5 * 0.96^(t * momentum_decay))`.
+        momentum_decay: f64,
+    },
+}
+
+impl OptimizerConfig {
+    /// SGD with PyTorch's defaults (no momentum, no weight decay).
+    pub fn sgd(lr: f64) -> Self {
+        Self::Sgd {
+            lr,
+            momentum: 0.0,
+            dampening: 0.0,
+            weight_decay: 0.0,
+            nesterov: false,
+        }
+    }
+
+    /// Adam with PyTorch's defaults (lr 1e-3, betas 0.9/0.999, eps 1e-8).
+    pub fn adam() -> Self {
+        Self::Adam {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+
+    /// AdamW with PyTorch's defaults (Adam's, weight decay 1e-2).
+    pub fn adamw() -> Self {
+        Self::AdamW {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 1e-2,
+        }
+    }
+
+    /// RMSprop with PyTorch's defaults (lr 1e-2, alpha 0.99, eps 1e-8).
+    pub fn rmsprop() -> Self {
+        Self::RmsProp {
+            lr: 1e-2,
+            alpha: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            momentum: 0.0,
+            centered: false,
+        }
+    }
+
+    /// Adagrad with PyTorch's defaults (lr 1e-2, eps 1e-10).
+    pub fn adagrad() -> Self {
+        Self::Adagrad {
+            lr: 1e-2,
+            lr_decay: 0.0,
+            weight_decay: 0.0,
+            initial_accumulator_value: 0.0,
+            eps: 1e-10,
+        }
+    }
+
+    /// Adadelta with PyTorch's defaults (lr 1.0, rho 0.9, eps 1e-6).
+    pub fn adadelta() -> Self {
+        Self::Adadelta {
+            lr: 1.0,
+            rho: 0.9,
+            eps: 1e-6,
+            weight_decay: 0.0,
+        }
+    }
+
+    /// Adamax with PyTorch's defaults (lr 2e-3, betas 0.9/0.999, eps 1e-8).
+    pub fn adamax() -> Self {
+        Self::Adamax {
+            lr: 2e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+
+    /// NAdam with PyTorch's defaults (lr 2e-3, betas 0.9/0.999, eps 1e-8, momentum decay
+    /// 4e-3).
+    pub fn nadam() -> Self {
+        Self::NAdam {
+            lr: 2e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            momentum_decay: 4e-3,
+        }
+    }
+
+    /// The learning rate.
+    pub fn lr(&self) -> f64 {
+        match *self {
+            Self::Sgd { lr, .. }
+            | Self::Adam { lr, .. }
+            | Self::AdamW { lr, .. }
+            | Self::RmsProp { lr, .. }
+            | Self::Adagrad { lr, .. }
+            | Self::Adadelta { lr, .. }
+            | Self::Adamax { lr, .. }
+            | Self::NAdam { lr, .. } => lr,
+        }
+    }
+
+    fn set_lr(&mut self, new: f64) {
+        match self {
+            Self::Sgd { lr, .. }
+            | Self::Adam { lr, .. }
+            | Self::AdamW { lr, .. }
+            | Self::RmsProp { lr, .. }
+            | Self::Adagrad { lr, .. }
+            | Self::Adadelta { lr, .. }
+            | Self::Adamax { lr, .. }
+            | Self::NAdam { lr, .. } => *lr = new,
+        }
+    }
+}
+
+/// One parameter and the optimizer's state for it (up to three tensors, by optimizer: momentum
+/// buffer; first and second moments; ...), created on the first step.
+#[derive(Debug, Clone)]
+struct Slot {
+    var: Var,
+    state: [Option<Tensor>; 3],
+}
+
+/// An optimizer of [`OptimizerConfig`] over a set of variables.
+#[derive(Debug, Clone)]
+pub struct Optim {
+    config: OptimizerConfig,
+    slots: Vec<Slot>,
+    /// Steps taken.
+    step: u32,
+    /// NAdam's product of the momentum coefficients so far.
+    mu_product: f64,
+}
+
+impl Optim {
+    /// The hyper-parameters.
+    pub fn config(&self) -> OptimizerConfig {
+        self.config
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u32 {
+        self.step
+    }
+}
+
+/// `state` or, on the first step, `init`.
+fn state_or(state: &Option<Tensor>, init: impl FnOnce() -> Result<Tensor>) -> Result<Tensor> {
+    match state {
+        Some(t) => Ok(t.clone()),
+        None => init(),
+    }
+}
+
+/// `decay * old + (1 - decay) * new`, as `torch.lerp(old, new, 1 - decay)`.
+fn ema(old: &Tensor, new: &Tensor, decay: f64) -> Result<Tensor> {
+    old + ((new - old)? * (1.0 - decay))?
+}
+
+impl Optimizer for Optim {
+    type Config = OptimizerConfig;
+
+    fn new(vars: Vec<Var>, config: OptimizerConfig) -> Result<Self> {
+        let slots = vars
+            .into_iter()
+            .filter(|v| v.dtype().is_float())
+            .map(|var| Slot {
+                var,
+                state: [None, None, None],
+            })
+            .collect();
+        Ok(Self {
+            config,
+            slots,
+            step: 0,
+            mu_product: 1.0,
+        })
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.config.lr()
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.config.set_lr(lr);
+    }
+
+    fn step(&mut self, grads: &GradStore) -> Result<()> {
+        self.step += 1;
+        let t = f64::from(self.step);
+        // NAdam's momentum schedule is shared by every parameter.
+        let (mu, mu_next) = match self.config {
+            OptimizerConfig::NAdam {
+                beta1,
+                momentum_decay,
+                ..
+            } => {
+                let mu = beta1 * (1.0 - 0.5 * 0.96_f64.powf(t * momentum_decay));
+                let mu_next = beta1 * (1.0 - 0.5 * 0.96_f64.powf((t + 1.0) * momentum_decay));
+                self.mu_product *= mu;
+                (mu, mu_next)
+            }
+            OptimizerConfig::Sgd { .. }
+            | OptimizerConfig::Adam { .. }
+            | OptimizerConfig::AdamW { .. }
+            | OptimizerConfig::RmsProp { .. }
+            | OptimizerConfig::Adagrad { .. }
+            | OptimizerConfig::Adadelta { .. }
+            | OptimizerConfig::Adamax { .. } => (0.0, 0.0),
+        };
+        let mu_product = self.mu_product;
+        for slot in &mut self.slots {
+            let Some(grad) = grads.get(slot.var.as_tensor()) else {
+                continue;
+            };
+            let p = slot.var.as_tensor().detach();
+            let [s0, s1, s2] = &mut slot.state;
+            let zeros_like = p.zeros_like()?;
+            let zeros = || Ok(zeros_like.clone());
+            let new_p = match self.config {
+                OptimizerConfig::Sgd {
+                    lr,
+                    momentum,
+                    dampening,
+                    weight_decay,
+                    nesterov,
+                } => {
+                    let mut g = grad.clone();
+                    if weight_decay != 0.0 {
+                        g = (g + (&p * weight_decay)?)?;
+                    }
+                    if momentum != 0.0 {
+                        let buf = match s0.as_ref() {
+                            None => g.clone(),
+                            Some(buf) => ((buf * momentum)? + (&g * (1.0 - dampening))?)?,
+                        };
+                        g = if nesterov {
+                            (g + (&buf * momentum)?)?
+                        } else {
+                            buf.clone()
+                        };
+                        *s0 = Some(buf);
+                    }
+                    (&p - (g * lr)?)?
+                }
+                OptimizerConfig::Adam {
+                    lr,
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay,
+                }
+                | OptimizerConfig::AdamW {
+                    lr,
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay,
+                } => {
+                    let decoupled = matches!(self.config, OptimizerConfig::AdamW { .. });
+                    let mut p = p.clone();
+                    let mut g = grad.clone();
+                    if weight_decay != 0.0 {
+                        if decoupled {
+                            p = (p * (1.0 - lr * weight_decay))?;
+                        } else {
+                            g = (g + (&p * weight_decay)?)?;
+                        }
+                    }
+                    let m = ema(&state_or(s0, zeros)?, &g, beta1)?;
+                    let v = ((state_or(s1, zeros)? * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
+                    let step_size = lr / (1.0 - beta1.powf(t));
+                    let bc2_sqrt = (1.0 - beta2.powf(t)).sqrt();
+                    let denom = ((v.sqrt()? / bc2_sqrt)? + eps)?;
+                    let new = (&p - ((m.div(&denom))? * step_size)?)?;
+                    *s0 = Some(m);
+                    *s1 = Some(v);
+                    new
+                }
+                OptimizerConfig::RmsProp {
+                    lr,
+                    alpha,
+                    eps,
+                    weight_decay,
+                    momentum,
+                    centered,
+                } => {
+                    let mut g = grad.clone();
+                    if weight_decay != 0.0 {
+                        g = (g + (&p * weight_decay)?)?;
+                    }
+                    let sq = ((state_or(s0, zeros)? * alpha)? + (g.sqr()? * (1.0 - alpha))?)?;
+                    let avg = if centered {
+                        let gavg = ema(&state_or(s1, zeros)?, &g, alpha)?;
+                        let avg = (&sq - gavg.sqr()?)?.sqrt()?;
+                        *s1 = Some(gavg);
+                        avg
+                    } else {
+                        sq.sqrt()?
+                    };
+                    let avg = (avg + eps)?;
+                    *s0 = Some(sq);
+                    if momentum > 0.0 {
+                        let buf = ((state_or(s2, zeros)? * momentum)? + g.div(&avg)?)?;
+                        let new = (&p - (&buf * lr)?)?;
+                        *s2 = Some(buf);
+                        new
+                    } else {
+                        (&p - (g.div(&avg)? * lr)?)?
+                    }
+                }
+                OptimizerConfig::Adagrad {
+                    lr,
+                    lr_decay,
+                    weight_decay,
+                    initial_accumulator_value,
+                    eps,
+                } => {
+                    let mut g = grad.clone();
+                    if weight_decay != 0.0 {
+                        g = (g + (&p * weight_decay)?)?;
+                    }
+                    let clr = lr / (1.0 + (t - 1.0) * lr_decay);
+                    let init = || &zeros_like + initial_accumulator_value;
+                    let sum = (state_or(s0, init)? + g.sqr()?)?;
+                    let std = (sum.sqrt()? + eps)?;
+                    let new = (&p - (g.div(&std)? * clr)?)?;
+                    *s0 = Some(sum);
+                    new
+                }
+                OptimizerConfig::Adadelta {
+                    lr,
+                    rho,
+                    eps,
+                    weight_decay,
+                } => {
+                    let mut g = grad.clone();
+                    if weight_decay != 0.0 {
+                        g = (g + (&p * weight_decay)?)?;
+                    }
+                    let sq = ((state_or(s0, zeros)? * rho)? + (g.sqr()? * (1.0 - rho))?)?;
+                    let std = (&sq + eps)?.sqrt()?;
+                    let acc = state_or(s1, zeros)?;
+                    let delta = (&acc + eps)?.sqrt()?.div(&std)?.mul(&g)?;
+                    let acc = ((acc * rho)? + (delta.sqr()? * (1.0 - rho))?)?;
+                    let new = (&p - (delta * lr)?)?;
+                    *s0 = Some(sq);
+                    *s1 = Some(acc);
+                    new
+                }
+                OptimizerConfig::Adamax {
+                    lr,
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay,
+                } => {
+                    let mut g = grad.clone();
+                    if weight_decay != 0.0 {
+                        g = (g + (&p * weight_decay)?)?;
+                    }
+                    let m = ema(&state_or(s0, zeros)?, &g, beta1)?;
+                    let inf = (state_or(s1, zeros)? * beta2)?.maximum(&(g.abs()? + eps)?)?;
+                    let clr = lr / (1.0 - beta1.powf(t));
+                    let new = (&p - (m.div(&inf)? * clr)?)?;
+                    *s0 = Some(m);
+                    *s1 = Some(inf);
+                    new
+                }
+                OptimizerConfig::NAdam {
+                    lr,
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay,
+                    ..
+                } => {
+                    let mut g = grad.clone();
+                    if weight_decay != 0.0 {
+                        g = (g + (&p * weight_decay)?)?;
+                    }
+                    let m = ema(&state_or(s0, zeros)?, &g, beta1)?;
+                    let v = ((state_or(s1, zeros)? * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
+                    let denom = ((&v / (1.0 - beta2.powf(t)))?.sqrt()? + eps)?;
+                    let c_grad = lr * (1.0 - mu) / (1.0 - mu_product);
+                    let c_avg = lr * mu_next / (1.0 - mu_product * mu_next);
+                    let p = (&p - (g.div(&denom)? * c_grad)?)?;
+                    let new = (&p - (m.div(&denom)? * c_avg)?)?;
+                    *s0 = Some(m);
+                    *s1 = Some(v);
+                    new
+                }
+            };
+            slot.var.set(&new_p)?;
+        }
+        Ok(())
+    }
+}
+
+/// PyTorch's `StepLR`: the learning rate is multiplied by `gamma` every `step_size` epochs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StepLr {
+    /// Epochs between decays.
+    pub step_size: usize,
+    /// Factor applied at each decay.
+    pub gamma: f64,
+}
+
+impl StepLr {
+    /// The learning rate of (0-based) `epoch` for a base rate `lr`:
+    /// `lr * gamma^(epoch / step_size)`.
+    pub fn lr(&self, lr: f64, epoch: usize) -> f64 {
+        let decays = epoch.checked_div(self.step_size).unwrap_or(0);
+        lr * self.gamma.powi(i32::try_from(decays).unwrap_or(i32::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+
+    /// One case of the fixture: an optimizer (PyTorch's name and arguments) and the parameters
+    /// after each step.
+    #[derive(Deserialize)]
+    struct Case {
+        optimizer: String,
+        args: serde_json::Map<String, serde_json::Value>,
+        after_step: Vec<Vec<Vec<f32>>>,
+    }
+
+    #[derive(Deserialize)]
+    struct Fixture {
+        steps: usize,
+        shapes: Vec<Vec<usize>>,
+        start: Vec<Vec<f32>>,
+        cases: Vec<Case>,
+    }
+
+    /// Our config for PyTorch's optimizer name and arguments.
+    fn config(name: &str, args: &serde_json::Map<String, serde_json::Value>) -> OptimizerConfig {
+        let f = |key: &str, default: f64| args.get(key).and_then(|v| v.as_f64()).unwrap_or(default);
+        let b = |key: &str| args.get(key).and_then(|v| v.as_bool()).unwrap_or(false);
+        let betas = |d1: f64, d2: f64| match args.get("betas").and_then(|v| v.as_array()) {
+            Some(v) => (v[0].as_f64().unwrap(), v[1].as_f64().unwrap()),
+            None => (d1, d2),
+        };
+        match name {
+            "sgd" => OptimizerConfig::Sgd {
+                lr: f("lr", 1e-3),
+                momentum: f("momentum", 0.0),
+                dampening: f("dampening", 0.0),
+                weight_decay: f("weight_decay", 0.0),
+                nesterov: b("nesterov"),
+            },
+            "adam" | "adamw" | "adamax" | "nadam" => {
+                let defaults = match name {
+                    "adam" => OptimizerConfig::adam(),
+                    "adamw" => OptimizerConfig::adamw(),
+                    "adamax" => OptimizerConfig::adamax(),
+                    _ => OptimizerConfig::nadam(),
+                };
+                match defaults {
+                    OptimizerConfig::Adam {
+                        lr,
+                        beta1,
+                        beta2,
+                        eps,
+                        weight_decay,
+                    } => {
+                        let (beta1, beta2) = betas(beta1, beta2);
+                        OptimizerConfig::Adam {
+                            lr: f("lr", lr),
+                            beta1,
+                            beta2,
+                            eps: f("eps", eps),
+                            weight_decay: f("weight_decay", weight_decay),
+                        }
+                    }
+                    OptimizerConfig::AdamW {
+                        lr,
+                        beta1,
+                        beta2,
+                        eps,
+                        weight_decay,
+                    } => {
+                        let (beta1, beta2) = betas(beta1, beta2);
+                        OptimizerConfig::AdamW {
+                            lr: f("lr", lr),
+                            beta1,
+                            beta2,
+                            eps: f("eps", eps),
+                            weight_decay: f("weight_decay", weight_decay),
+                        }
+                    }
+                    OptimizerConfig::Adamax {
+                        lr,
+                        beta1,
+                        beta2,
+                        eps,
+                        weight_decay,
+                    } => {
+                        let (beta1, beta2) = betas(beta1, beta2);
+                        OptimizerConfig::Adamax {
+                            lr: f("lr", lr),
+                            beta1,
+                            beta2,
+                            eps: f("eps", eps),
+                            weight_decay: f("weight_decay", weight_decay),
+                        }
+                    }
+                    OptimizerConfig::NAdam {
+                        lr,
+                        beta1,
+                        beta2,
+                        eps,
+                        weight_decay,
+                        momentum_decay,
+                    } => {
+                        let (beta1, beta2) = betas(beta1, beta2);
+                        OptimizerConfig::NAdam {
+                            lr: f("lr", lr),
+                            beta1,
+                            beta2,
+                            eps: f("eps", eps),
+                            weight_decay: f("weight_decay", weight_decay),
+                            momentum_decay: f("momentum_decay", momentum_decay),
+                        }
+                    }
+                    other => other,
+                }
+            }
+            "rmsprop" => OptimizerConfig::RmsProp {
+                lr: f("lr", 1e-2),
+                alpha: f("alpha", 0.99),
+                eps: f("eps", 1e-8),
+                weight_decay: f("weight_decay", 0.0),
+                momentum: f("momentum", 0.0),
+                centered: b("centered"),
+            },
+            "adagrad" => OptimizerConfig::Adagrad {
+                lr: f("lr", 1e-2),
+                lr_decay: f("lr_decay", 0.0),
+                weight_decay: f("weight_decay", 0.0),
+                initial_accumulator_value: f("initial_accumulator_value", 0.0),
+                eps: f("eps", 1e-10),
+            },
+            "adadelta" => OptimizerConfig::Adadelta {
+                lr: f("lr", 1.0),
+                rho: f("rho", 0.9),
+                eps: f("eps", 1e-6),
+                weight_decay: f("weight_decay", 0.0),
+            },
+            other => panic!("no optimizer {other}"),
+        }
+    }
+
+    /// The gradient of step `t` (1-based) for element `i` of tensor `k`, as
+    /// `bench/optim_fixture.py` makes it.
+    fn grad(k: usize, n: usize, t: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                let v = (1.3 * i as f64 + 0.5 * t as f64 + k as f64).cos() * (1.0 + 0.1 * t as f64);
+                #[allow(clippy::cast_possible_truncation)] // PyTorch stores them as float32
+                let v = v as f32;
+                v
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_optimizer_matches_torch_optim() {
+        // Expected values: `bench/.venv/bin/python bench/optim_fixture.py` (PyTorch 2.15,
+        // torch.optim with foreach=False).
+        let fixture: Fixture =
+            serde_json::from_str(include_str!("../tests/fixtures/optim.json")).unwrap();
+        let dev = Device::Cpu;
+        for case in &fixture.cases {
+            let cfg = config(&case.optimizer, &case.args);
+            let vars: Vec<Var> = fixture
+                .start
+                .iter()
+                .zip(&fixture.shapes)
+                .map(|(v, s)| {
+                    Var::from_tensor(&Tensor::from_vec(v.clone(), s.as_slice(), &dev).unwrap())
+                        .unwrap()
+                })
+                .collect();
+            let mut opt = Optim::new(vars.clone(), cfg).unwrap();
+            for t in 1..=fixture.steps {
+                // loss = sum(p * g) has gradient g.
+                let mut loss = Tensor::new(0f32, &dev).unwrap();
+                for (k, v) in vars.iter().enumerate() {
+                    let g = Tensor::from_vec(grad(k, v.elem_count(), t), v.shape(), &dev).unwrap();
+                    loss = (loss + v.as_tensor().mul(&g).unwrap().sum_all().unwrap()).unwrap();
+                }
+                opt.backward_step(&loss).unwrap();
+                for (k, v) in vars.iter().enumerate() {
+                    let got: Vec<f32> = v.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+                    let want = &case.after_step[t - 1][k];
+                    for (i, (&a, &b)) in got.iter().zip(want).enumerate() {
+                        let tol = 1e-6 * b.abs().max(1e-1);
+                        assert!(
+                            (a - b).abs() <= tol,
+                            "{} {:?} step {t} tensor {k}[{i}]: ours {a}, torch {b}",
+                            case.optimizer,
+                            case.args
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn step_lr_decays_every_step_size_epochs() {
+        let s = StepLr {
+            step_size: 2,
+            gamma: 0.5,
+        };
+        let lrs: Vec<f64> = (0..5).map(|e| s.lr(0.1, e)).collect();
+        assert_eq!(lrs, [0.1, 0.1, 0.05, 0.05, 0.025]);
+    }
+}
