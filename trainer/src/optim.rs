@@ -284,6 +284,20 @@ fn state_or(state: &Option<Tensor>, init: impl FnOnce() -> Result<Tensor>) -> Re
     }
 }
 
+/// The gradient with an L2 penalty: `grad + weight_decay * p` (PyTorch's coupled weight decay).
+fn l2(grad: &Tensor, p: &Tensor, weight_decay: f64) -> Result<Tensor> {
+    if weight_decay == 0.0 {
+        Ok(grad.clone())
+    } else {
+        grad + (p * weight_decay)?
+    }
+}
+
+/// A running mean of squares: `decay * old + (1 - decay) * g^2`.
+fn mean_square(old: &Tensor, g: &Tensor, decay: f64) -> Result<Tensor> {
+    (old * decay)? + (g.sqr()? * (1.0 - decay))?
+}
+
 /// `decay * old + (1 - decay) * new`, as `torch.lerp(old, new, 1 - decay)`.
 fn ema(old: &Tensor, new: &Tensor, decay: f64) -> Result<Tensor> {
     old + ((new - old)? * (1.0 - decay))?
@@ -357,10 +371,7 @@ impl Optimizer for Optim {
                     weight_decay,
                     nesterov,
                 } => {
-                    let mut g = grad.clone();
-                    if weight_decay != 0.0 {
-                        g = (g + (&p * weight_decay)?)?;
-                    }
+                    let mut g = l2(grad, &p, weight_decay)?;
                     if momentum != 0.0 {
                         let buf = match s0.as_ref() {
                             None => g.clone(),
@@ -390,17 +401,15 @@ impl Optimizer for Optim {
                     weight_decay,
                 } => {
                     let decoupled = matches!(self.config, OptimizerConfig::AdamW { .. });
-                    let mut p = p.clone();
-                    let mut g = grad.clone();
-                    if weight_decay != 0.0 {
-                        if decoupled {
-                            p = (p * (1.0 - lr * weight_decay))?;
-                        } else {
-                            g = (g + (&p * weight_decay)?)?;
-                        }
-                    }
+                    let (p, g) = if decoupled && weight_decay != 0.0 {
+                        ((&p * (1.0 - lr * weight_decay))?, grad.clone())
+                    } else if decoupled {
+                        (p.clone(), grad.clone())
+                    } else {
+                        (p.clone(), l2(grad, &p, weight_decay)?)
+                    };
                     let m = ema(&state_or(s0, zeros)?, &g, beta1)?;
-                    let v = ((state_or(s1, zeros)? * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
+                    let v = mean_square(&state_or(s1, zeros)?, &g, beta2)?;
                     let step_size = lr / (1.0 - beta1.powf(t));
                     let bc2_sqrt = (1.0 - beta2.powf(t)).sqrt();
                     let denom = ((v.sqrt()? / bc2_sqrt)? + eps)?;
@@ -417,11 +426,8 @@ impl Optimizer for Optim {
                     momentum,
                     centered,
                 } => {
-                    let mut g = grad.clone();
-                    if weight_decay != 0.0 {
-                        g = (g + (&p * weight_decay)?)?;
-                    }
-                    let sq = ((state_or(s0, zeros)? * alpha)? + (g.sqr()? * (1.0 - alpha))?)?;
+                    let g = l2(grad, &p, weight_decay)?;
+                    let sq = mean_square(&state_or(s0, zeros)?, &g, alpha)?;
                     let avg = if centered {
                         let gavg = ema(&state_or(s1, zeros)?, &g, alpha)?;
                         let avg = (&sq - gavg.sqr()?)?.sqrt()?;
@@ -448,10 +454,7 @@ impl Optimizer for Optim {
                     initial_accumulator_value,
                     eps,
                 } => {
-                    let mut g = grad.clone();
-                    if weight_decay != 0.0 {
-                        g = (g + (&p * weight_decay)?)?;
-                    }
+                    let g = l2(grad, &p, weight_decay)?;
                     let clr = lr / (1.0 + (t - 1.0) * lr_decay);
                     let init = || &zeros_like + initial_accumulator_value;
                     let sum = (state_or(s0, init)? + g.sqr()?)?;
@@ -466,11 +469,8 @@ impl Optimizer for Optim {
                     eps,
                     weight_decay,
                 } => {
-                    let mut g = grad.clone();
-                    if weight_decay != 0.0 {
-                        g = (g + (&p * weight_decay)?)?;
-                    }
-                    let sq = ((state_or(s0, zeros)? * rho)? + (g.sqr()? * (1.0 - rho))?)?;
+                    let g = l2(grad, &p, weight_decay)?;
+                    let sq = mean_square(&state_or(s0, zeros)?, &g, rho)?;
                     let std = (&sq + eps)?.sqrt()?;
                     let acc = state_or(s1, zeros)?;
                     let delta = (&acc + eps)?.sqrt()?.div(&std)?.mul(&g)?;
@@ -487,10 +487,7 @@ impl Optimizer for Optim {
                     eps,
                     weight_decay,
                 } => {
-                    let mut g = grad.clone();
-                    if weight_decay != 0.0 {
-                        g = (g + (&p * weight_decay)?)?;
-                    }
+                    let g = l2(grad, &p, weight_decay)?;
                     let m = ema(&state_or(s0, zeros)?, &g, beta1)?;
                     let inf = (state_or(s1, zeros)? * beta2)?.maximum(&(g.abs()? + eps)?)?;
                     let clr = lr / (1.0 - beta1.powf(t));
@@ -507,12 +504,9 @@ impl Optimizer for Optim {
                     weight_decay,
                     ..
                 } => {
-                    let mut g = grad.clone();
-                    if weight_decay != 0.0 {
-                        g = (g + (&p * weight_decay)?)?;
-                    }
+                    let g = l2(grad, &p, weight_decay)?;
                     let m = ema(&state_or(s0, zeros)?, &g, beta1)?;
-                    let v = ((state_or(s1, zeros)? * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
+                    let v = mean_square(&state_or(s1, zeros)?, &g, beta2)?;
                     let denom = ((&v / (1.0 - beta2.powf(t)))?.sqrt()? + eps)?;
                     let c_grad = lr * (1.0 - mu) / (1.0 - mu_product);
                     let c_avg = lr * mu_next / (1.0 - mu_product * mu_next);
@@ -570,122 +564,38 @@ mod tests {
         cases: Vec<Case>,
     }
 
-    /// Our config for PyTorch's optimizer name and arguments.
+    /// Our config for PyTorch's optimizer name and arguments: the defaults of that optimizer
+    /// (SGD's learning rate is PyTorch's 1e-3) with each argument set on the field of the same
+    /// name (`betas` on `beta1` and `beta2`).
     fn config(name: &str, args: &serde_json::Map<String, serde_json::Value>) -> OptimizerConfig {
-        let f = |key: &str, default: f64| args.get(key).and_then(|v| v.as_f64()).unwrap_or(default);
-        let b = |key: &str| args.get(key).and_then(|v| v.as_bool()).unwrap_or(false);
-        let betas = |d1: f64, d2: f64| match args.get("betas").and_then(|v| v.as_array()) {
-            Some(v) => (v[0].as_f64().unwrap(), v[1].as_f64().unwrap()),
-            None => (d1, d2),
-        };
-        match name {
-            "sgd" => OptimizerConfig::Sgd {
-                lr: f("lr", 1e-3),
-                momentum: f("momentum", 0.0),
-                dampening: f("dampening", 0.0),
-                weight_decay: f("weight_decay", 0.0),
-                nesterov: b("nesterov"),
-            },
-            "adam" | "adamw" | "adamax" | "nadam" => {
-                let defaults = match name {
-                    "adam" => OptimizerConfig::adam(),
-                    "adamw" => OptimizerConfig::adamw(),
-                    "adamax" => OptimizerConfig::adamax(),
-                    _ => OptimizerConfig::nadam(),
-                };
-                match defaults {
-                    OptimizerConfig::Adam {
-                        lr,
-                        beta1,
-                        beta2,
-                        eps,
-                        weight_decay,
-                    } => {
-                        let (beta1, beta2) = betas(beta1, beta2);
-                        OptimizerConfig::Adam {
-                            lr: f("lr", lr),
-                            beta1,
-                            beta2,
-                            eps: f("eps", eps),
-                            weight_decay: f("weight_decay", weight_decay),
-                        }
-                    }
-                    OptimizerConfig::AdamW {
-                        lr,
-                        beta1,
-                        beta2,
-                        eps,
-                        weight_decay,
-                    } => {
-                        let (beta1, beta2) = betas(beta1, beta2);
-                        OptimizerConfig::AdamW {
-                            lr: f("lr", lr),
-                            beta1,
-                            beta2,
-                            eps: f("eps", eps),
-                            weight_decay: f("weight_decay", weight_decay),
-                        }
-                    }
-                    OptimizerConfig::Adamax {
-                        lr,
-                        beta1,
-                        beta2,
-                        eps,
-                        weight_decay,
-                    } => {
-                        let (beta1, beta2) = betas(beta1, beta2);
-                        OptimizerConfig::Adamax {
-                            lr: f("lr", lr),
-                            beta1,
-                            beta2,
-                            eps: f("eps", eps),
-                            weight_decay: f("weight_decay", weight_decay),
-                        }
-                    }
-                    OptimizerConfig::NAdam {
-                        lr,
-                        beta1,
-                        beta2,
-                        eps,
-                        weight_decay,
-                        momentum_decay,
-                    } => {
-                        let (beta1, beta2) = betas(beta1, beta2);
-                        OptimizerConfig::NAdam {
-                            lr: f("lr", lr),
-                            beta1,
-                            beta2,
-                            eps: f("eps", eps),
-                            weight_decay: f("weight_decay", weight_decay),
-                            momentum_decay: f("momentum_decay", momentum_decay),
-                        }
-                    }
-                    other => other,
-                }
-            }
-            "rmsprop" => OptimizerConfig::RmsProp {
-                lr: f("lr", 1e-2),
-                alpha: f("alpha", 0.99),
-                eps: f("eps", 1e-8),
-                weight_decay: f("weight_decay", 0.0),
-                momentum: f("momentum", 0.0),
-                centered: b("centered"),
-            },
-            "adagrad" => OptimizerConfig::Adagrad {
-                lr: f("lr", 1e-2),
-                lr_decay: f("lr_decay", 0.0),
-                weight_decay: f("weight_decay", 0.0),
-                initial_accumulator_value: f("initial_accumulator_value", 0.0),
-                eps: f("eps", 1e-10),
-            },
-            "adadelta" => OptimizerConfig::Adadelta {
-                lr: f("lr", 1.0),
-                rho: f("rho", 0.9),
-                eps: f("eps", 1e-6),
-                weight_decay: f("weight_decay", 0.0),
-            },
+        let defaults = match name {
+            "sgd" => OptimizerConfig::sgd(1e-3),
+            "adam" => OptimizerConfig::adam(),
+            "adamw" => OptimizerConfig::adamw(),
+            "rmsprop" => OptimizerConfig::rmsprop(),
+            "adagrad" => OptimizerConfig::adagrad(),
+            "adadelta" => OptimizerConfig::adadelta(),
+            "adamax" => OptimizerConfig::adamax(),
+            "nadam" => OptimizerConfig::nadam(),
             other => panic!("no optimizer {other}"),
+        };
+        // Serialised, a config is `{"Variant": {field: value, ...}}`.
+        let mut value = serde_json::to_value(defaults).unwrap();
+        let fields = value
+            .as_object_mut()
+            .and_then(|o| o.values_mut().next())
+            .and_then(|v| v.as_object_mut())
+            .unwrap();
+        for (key, v) in args {
+            if key == "betas" {
+                fields.insert("beta1".into(), v[0].clone());
+                fields.insert("beta2".into(), v[1].clone());
+            } else {
+                assert!(fields.contains_key(key), "{name}: no field {key}");
+                fields.insert(key.clone(), v.clone());
+            }
         }
+        serde_json::from_value(value).unwrap()
     }
 
     /// The gradient of step `t` (1-based) for element `i` of tensor `k`, as
