@@ -1,5 +1,6 @@
-//! Fashion-MNIST: the four gzip-compressed IDX files, read and validated, and the pixel
-//! normalisation every model of the pipeline shares.
+//! Fashion-MNIST: the four gzip-compressed IDX files, read and validated, the pixel
+//! normalisation every model of the pipeline shares, seeded stratified train/validation/test
+//! splits ([`splits`]) and seeded image augmentation ([`augment`]).
 //!
 //! The files are looked up, in order, in an explicit folder (the binaries' `--data-dir`),
 //! `$FASHION_MNIST_DIR` ([`DATA_DIR_ENV`]) and [`DEBIAN_DATA_DIR`] (Debian package
@@ -16,11 +17,15 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod augment;
 mod idx;
 mod pixels;
+pub mod splits;
 
+pub use augment::Augmentation;
 pub use idx::{parse_images, parse_labels};
 pub use pixels::{PIXEL_MEAN, PIXEL_STD, PIXEL_ZERO, normalise, pixel_scale};
+pub use splits::{SplitError, SplitPlan, Splits};
 
 /// Where Debian's `dataset-fashion-mnist` package installs the files.
 pub const DEBIAN_DATA_DIR: &str = "/usr/share/datasets/fashion-mnist";
@@ -179,6 +184,30 @@ impl Split {
             labels: self.labels[..n].to_vec(),
         }
     }
+
+    /// The images at `indices`, in that order (an index may repeat).
+    ///
+    /// # Panics
+    /// If an index is `>= self.len()`.
+    pub fn select(&self, indices: &[usize]) -> Split {
+        let mut images = Vec::with_capacity(indices.len() * PIXELS);
+        for &i in indices {
+            images.extend_from_slice(&self.images[i * PIXELS..(i + 1) * PIXELS]);
+        }
+        Split {
+            images,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+        }
+    }
+
+    /// This split's images followed by `other`'s: image `self.len() + i` of the result is image
+    /// `i` of `other`.
+    pub fn concat(&self, other: &Split) -> Split {
+        Split {
+            images: [self.images.as_slice(), &other.images].concat(),
+            labels: [self.labels.as_slice(), &other.labels].concat(),
+        }
+    }
 }
 
 /// The training and test splits.
@@ -275,5 +304,35 @@ mod tests {
         assert_eq!(head.labels, vec![4, 5]);
         assert_eq!(head.image(1), &[1u8; PIXELS]);
         assert_eq!(split.head(10), split);
+    }
+
+    /// `n` images whose pixels all equal their index, labelled 7, 8, 9, ...
+    fn numbered(n: u8) -> Split {
+        Split {
+            images: (0..n).flat_map(|i| [i; PIXELS]).collect(),
+            labels: (0..n).map(|i| 7 + i).collect(),
+        }
+    }
+
+    #[test]
+    fn select_picks_images_and_labels_in_the_given_order() {
+        let split = numbered(3);
+        let picked = split.select(&[2, 0, 2]);
+        assert_eq!(picked.labels, vec![9, 7, 9]);
+        assert_eq!(picked.image(0), &[2u8; PIXELS]);
+        assert_eq!(picked.image(1), &[0u8; PIXELS]);
+        assert_eq!(picked.image(2), &[2u8; PIXELS]);
+        assert!(split.select(&[]).is_empty());
+        assert_eq!(split.select(&[0, 1, 2]), split);
+    }
+
+    #[test]
+    fn concat_appends_the_second_split() {
+        let a = numbered(2);
+        let b = numbered(3).select(&[2]);
+        let both = a.concat(&b);
+        assert_eq!(both.labels, vec![7, 8, 9]);
+        assert_eq!(both.image(2), &[2u8; PIXELS]);
+        assert_eq!(both.select(&[0, 1]), a);
     }
 }
