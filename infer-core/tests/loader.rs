@@ -896,6 +896,47 @@ fn per_side_padding_runs_and_matches_the_reference() {
 }
 
 #[test]
+fn fused_conv_and_max_pool_floor_an_odd_conv_output() {
+    // A 4x4 valid convolution makes 25x25 from 28x28; the 2x2, stride-2 max pooling after it
+    // keeps 12x12 (floor: the last conv row and column fall outside every window). The pair
+    // runs fused; its logits must equal the reference interpreter's, which runs the conv and
+    // the pooling one after the other. One input channel (16 taps: the row strategies) and,
+    // after a 3x3 SAME conv, 8 channels (128 taps: im2col).
+    let one = |out_ch: u16, seed: u64| {
+        Builder::new(MNIST_SHAPE, PIXEL_Q, seed)
+            .conv(out_ch, (4, 1, 0), q(0.03, -128), Activation::Relu)
+            .max_pool(2, 2)
+    };
+    let models = [
+        one(1, 11),
+        one(6, 12),
+        Builder::new(MNIST_SHAPE, PIXEL_Q, 13)
+            .conv(8, (3, 1, 1), q(0.02, -100), Activation::Relu)
+            .conv(5, (4, 1, 0), q(0.05, 7), Activation::None)
+            .max_pool(2, 2),
+    ];
+    for b in models {
+        let owned = b.flatten().dense(10, q(0.1, 0), Activation::None).build();
+        let bytes = owned.to_bytes().unwrap();
+        let model = load(&bytes).unwrap();
+        let ops = model.ops();
+        let pool = ops.len() - 3;
+        let (conv, pooled) = (ops[pool - 1].output().shape, ops[pool].output().shape);
+        assert_eq!(conv.image().map(|s| (s.height, s.width)), Some((25, 25)));
+        assert_eq!(pooled.image().map(|s| (s.height, s.width)), Some((12, 12)));
+        // Fused: the conv's output is never stored, the pooling runs no kernel of its own.
+        assert_eq!(ops[pool - 1].output_offset(), None);
+        assert!(!ops[pool].runs());
+        let mut logits = std::collections::BTreeSet::new();
+        for seed in 0..6 {
+            let pixels = Lcg::new(seed).pixels(784);
+            logits.insert(check_predict(&model, &pixels));
+        }
+        assert!(logits.len() > 1, "degenerate test model: {logits:?}");
+    }
+}
+
+#[test]
 fn grouped_convolutions_keep_their_groups_apart() {
     // 4 input channels in 2 groups, 6 filters (3 per group), 3x3 SAME, then a depthwise 1x1
     // (6 groups of one channel): output channels of group k depend only on input channels of

@@ -9,11 +9,18 @@
 //! scales) when the next layer needs its output. Pooling, flatten and global average pooling
 //! keep their input's quantisation; everything else takes its output quantisation from the
 //! calibrated range of the last layer it covers.
+//!
+//! A layer may also write no op at all but leave an [`InputMap`] pending ([`Lowerer::map_input`]):
+//! a fixed linear map from the current tensor to the one the float layers after it read (zero
+//! padding and channel replication, [`crate::layers::PadReplicate`]). The next conv or dense
+//! layer folds it into its weights and geometry; only a flatten may come between (the flatten
+//! moves no values, so the map passes through it unchanged).
 
 use std::collections::HashMap;
 
 use infer_core::format::{
-    Activation, AddDef, ChannelQuant, Conv2dDef, DenseDef, OpDef, OwnedModel, QParams, TensorId,
+    Activation, AddDef, ChannelQuant, Conv2dDef, DenseDef, OpDef, OpKind, OwnedModel, QParams,
+    TensorId,
 };
 use infer_core::spec::{Conv2dGeometry, DenseGeometry, TensorShape};
 
@@ -69,6 +76,50 @@ pub enum Linear {
     Dense(DenseGeometry),
 }
 
+impl Linear {
+    /// The op's output shape for `input`, or `None` if it cannot take it.
+    pub fn output(&self, input: TensorShape) -> Option<TensorShape> {
+        match self {
+            Self::Conv2d(g) => g.output(input),
+            Self::Dense(g) => g.output(input),
+        }
+    }
+}
+
+/// A fixed linear map from the tensor the int8 graph holds to the one the float layers read,
+/// written as no op of its own: the next conv or dense layer folds it into its weights (see
+/// [`Lowerer::map_input`]).
+pub trait InputMap: std::fmt::Debug {
+    /// The op over the unmapped tensor equivalent to `kind` with float `weight` (`[out, ...]`,
+    /// as the layer made them for the mapped tensor of shape `mapped`): its kind and weights.
+    /// `Err(why)` if the map does not fold into it.
+    fn fold(
+        &self,
+        kind: Linear,
+        weight: &[f32],
+        mapped: TensorShape,
+    ) -> Result<(Linear, Vec<f32>), &'static str>;
+
+    /// The means of the unmapped tensor per channel or feature, as the folded op reads it (for
+    /// bias correction), from `mapped_means`, those of the mapped tensor of shape `mapped` at the
+    /// float trace point the layer reads; `None` to take the unmapped tensor's own trace point.
+    fn means(&self, _mapped: TensorShape, _mapped_means: &[f64]) -> Option<Vec<f64>> {
+        None
+    }
+}
+
+/// An input map waiting for the conv or dense layer it folds into.
+#[derive(Debug)]
+struct Pending {
+    map: Box<dyn InputMap>,
+    /// The shape the float layers see.
+    shape: TensorShape,
+    /// The trace point whose values the next float layer reads.
+    path: String,
+    /// The layer that made the map.
+    origin: String,
+}
+
 /// The tensor the next layer reads.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Current {
@@ -94,6 +145,9 @@ enum Open {
         /// Whether anything beyond the conv/dense itself was fused (BatchNorm folds only into
         /// a bare one).
         extended: bool,
+        /// The input's means for bias correction when not those of `input.path` (a folded
+        /// input map gives them).
+        means: Option<Vec<f64>>,
         /// The layer whose output the op's output is.
         last: String,
     },
@@ -112,23 +166,34 @@ pub struct Lowerer<'n> {
     ops: Vec<OpDef<Vec<u8>>>,
     current: Current,
     open: Option<Open>,
+    /// An input map no layer has folded yet (never while an op is open).
+    pending: Option<Pending>,
 }
 
 impl<'n> Lowerer<'n> {
-    /// The shape the next layer reads.
+    /// The shape the next layer reads (with an input map pending, the mapped shape the float
+    /// layers see).
     pub fn current_shape(&self) -> TensorShape {
+        if let Some(p) = &self.pending {
+            return p.shape;
+        }
         match &self.open {
-            Some(Open::Linear { kind, input, .. }) => match kind {
-                Linear::Conv2d(g) => g.output(input.shape).unwrap_or(input.shape),
-                Linear::Dense(g) => g.output(input.shape).unwrap_or(input.shape),
-            },
+            Some(Open::Linear { kind, input, .. }) => {
+                kind.output(input.shape).unwrap_or(input.shape)
+            }
             Some(Open::Add { shape, .. }) => *shape,
             None => self.current.shape,
         }
     }
 
+    /// Whether the next layer reads the model input itself (no op open, no input map pending).
+    pub fn reads_model_input(&self) -> bool {
+        self.open.is_none() && self.pending.is_none() && self.current.id == 0
+    }
+
     /// The tensor the next layer reads, writing any open op first.
     pub fn current(&mut self) -> Result<Current, LowerError> {
+        self.settled()?;
         self.close()?;
         Ok(self.current.clone())
     }
@@ -136,9 +201,43 @@ impl<'n> Lowerer<'n> {
     /// Makes `current` the tensor the next layer reads (a residual block does, to lower its
     /// shortcut from the block's input).
     pub fn set_current(&mut self, current: Current) -> Result<(), LowerError> {
+        self.settled()?;
         self.close()?;
         self.current = current;
         Ok(())
+    }
+
+    /// Makes the layers after `path` read `map` applied to the current tensor, a tensor of
+    /// shape `mapped`, without writing an op: the next conv or dense layer (directly or through
+    /// flattens) folds the map into its weights ([`InputMap::fold`]); any other layer is
+    /// [`LowerError::Unsupported`].
+    pub fn map_input(
+        &mut self,
+        path: &str,
+        map: Box<dyn InputMap>,
+        mapped: TensorShape,
+    ) -> Result<(), LowerError> {
+        self.settled()?;
+        self.close()?;
+        self.pending = Some(Pending {
+            map,
+            shape: mapped,
+            path: path.to_string(),
+            origin: path.to_string(),
+        });
+        Ok(())
+    }
+
+    /// `Unsupported` while an input map waits for its conv or dense layer.
+    fn settled(&self) -> Result<(), LowerError> {
+        match &self.pending {
+            None => Ok(()),
+            Some(p) => Err(LowerError::Unsupported {
+                path: p.origin.clone(),
+                why: "this layer writes no int8 op: a conv or dense layer must follow it (a \
+                      flatten may come between) for it to fold into",
+            }),
+        }
     }
 
     fn range(&self, path: &str) -> Result<QParams, LowerError> {
@@ -181,6 +280,26 @@ impl<'n> Lowerer<'n> {
         bias: Vec<f32>,
     ) -> Result<(), LowerError> {
         self.close()?;
+        let (kind, weight, means) = match self.pending.take() {
+            None => (kind, weight, None),
+            Some(p) => {
+                let unsupported = |why| LowerError::Unsupported {
+                    path: path.to_string(),
+                    why,
+                };
+                let (folded, weight) = p.map.fold(kind, &weight, p.shape).map_err(unsupported)?;
+                let want = kind.output(p.shape);
+                if want.is_none() || folded.output(self.current.shape) != want {
+                    return Err(unsupported(
+                        "the input map folded into the layer changes its output shape",
+                    ));
+                }
+                let means = self
+                    .stats
+                    .and_then(|stats| p.map.means(p.shape, stats.means(&p.path)));
+                (folded, weight, means)
+            }
+        };
         self.open = Some(Open::Linear {
             kind,
             input: self.current.clone(),
@@ -188,6 +307,7 @@ impl<'n> Lowerer<'n> {
             bias,
             activation: Activation::None,
             extended: false,
+            means,
             last: path.to_string(),
         });
         Ok(())
@@ -201,6 +321,7 @@ impl<'n> Lowerer<'n> {
         scale: &[f32],
         shift: &[f32],
     ) -> Result<(), LowerError> {
+        self.settled()?;
         let unsupported = |why| LowerError::Unsupported {
             path: path.to_string(),
             why,
@@ -235,6 +356,7 @@ impl<'n> Lowerer<'n> {
 
     /// Fuses a ReLU into the open op right before it as its output clamp.
     pub fn fuse_relu(&mut self, path: &str) -> Result<(), LowerError> {
+        self.settled()?;
         match &mut self.open {
             Some(Open::Linear {
                 activation: activation @ Activation::None,
@@ -264,8 +386,12 @@ impl<'n> Lowerer<'n> {
     }
 
     /// A layer that leaves values unchanged in evaluation (dropout): its output is the
-    /// current tensor.
+    /// current tensor (or, with an input map pending, the mapped one).
     pub fn pass_through(&mut self, path: &str) {
+        if let Some(p) = &mut self.pending {
+            p.path = path.to_string();
+            return;
+        }
         match &mut self.open {
             Some(Open::Linear { last, extended, .. }) => {
                 *extended = true;
@@ -278,12 +404,42 @@ impl<'n> Lowerer<'n> {
 
     /// Appends an op that keeps its input's quantisation (pooling, flatten): `make` builds it
     /// from the input tensor's id, `layer` gives its output shape.
+    ///
+    /// With an input map pending only a flatten may come: it flattens the unmapped tensor in
+    /// the int8 graph (its output keeps the unmapped tensor's trace point, whose values it holds)
+    /// while the map now yields the flattened mapped tensor (flattening moves no value).
     pub fn emit_same_quant(
         &mut self,
         path: &str,
         make: impl FnOnce(TensorId) -> OpDef<Vec<u8>>,
         layer: &dyn LayerOps,
     ) -> Result<(), LowerError> {
+        let unsupported = |why| LowerError::Unsupported {
+            path: path.to_string(),
+            why,
+        };
+        if let Some(mapped) = self.pending.as_ref().map(|p| p.shape) {
+            // No op is open while a map is pending.
+            let input = self.current.clone();
+            let op = make(input.id);
+            if op.kind() != OpKind::Flatten {
+                return Err(unsupported(
+                    "only a flatten may come between an input map (a layer that writes no op) \
+                     and the conv or dense layer it folds into",
+                ));
+            }
+            let shape = layer
+                .output(input.shape)
+                .ok_or(unsupported("cannot take its input"))?;
+            let mapped = layer
+                .output(mapped)
+                .ok_or(unsupported("cannot take its input"))?;
+            if let Some(p) = &mut self.pending {
+                p.shape = mapped;
+                p.path = path.to_string();
+            }
+            return self.push(op, input.qparams, shape, &input.path);
+        }
         let input = self.current()?;
         let shape = layer.output(input.shape).ok_or(LowerError::Unsupported {
             path: path.to_string(),
@@ -311,6 +467,7 @@ impl<'n> Lowerer<'n> {
 
     /// Opens the addition of tensors `a` and `b` (a residual connection), output named `path`.
     pub fn open_add(&mut self, path: &str, a: &Current, b: &Current) -> Result<(), LowerError> {
+        self.settled()?;
         self.close()?;
         if a.shape != b.shape {
             return Err(LowerError::Unsupported {
@@ -351,6 +508,7 @@ impl<'n> Lowerer<'n> {
                 weight,
                 bias,
                 activation,
+                means,
                 last,
                 ..
             }) => {
@@ -360,7 +518,8 @@ impl<'n> Lowerer<'n> {
                 let (weights, scales) = quantize_weights(&weight, out_ch);
                 let bias = match self.stats {
                     Some(stats) => {
-                        corrected_bias(&weight, &weights, &scales, &bias, stats.means(&input.path))
+                        let means = means.as_deref().unwrap_or_else(|| stats.means(&input.path));
+                        corrected_bias(&weight, &weights, &scales, &bias, means)
                     }
                     None => bias,
                 };
@@ -379,31 +538,25 @@ impl<'n> Lowerer<'n> {
                     })?;
                     quant.push(s, quantize_bias(b, input.qparams.scale, s), m, shift);
                 }
-                let (op, shape) = match kind {
-                    Linear::Conv2d(geometry) => (
-                        OpDef::Conv2d(Conv2dDef {
-                            input: input.id,
-                            geometry,
-                            weights,
-                            quant,
-                            output,
-                            activation,
-                        }),
-                        geometry.output(input.shape),
-                    ),
-                    Linear::Dense(geometry) => (
-                        OpDef::Dense(DenseDef {
-                            input: input.id,
-                            geometry,
-                            weights,
-                            quant,
-                            output,
-                            activation,
-                        }),
-                        geometry.output(input.shape),
-                    ),
+                let op = match kind {
+                    Linear::Conv2d(geometry) => OpDef::Conv2d(Conv2dDef {
+                        input: input.id,
+                        geometry,
+                        weights,
+                        quant,
+                        output,
+                        activation,
+                    }),
+                    Linear::Dense(geometry) => OpDef::Dense(DenseDef {
+                        input: input.id,
+                        geometry,
+                        weights,
+                        quant,
+                        output,
+                        activation,
+                    }),
                 };
-                let shape = shape.ok_or(LowerError::Unsupported {
+                let shape = kind.output(input.shape).ok_or(LowerError::Unsupported {
                     path: last.clone(),
                     why: "cannot take its input",
                 })?;
@@ -450,8 +603,10 @@ pub fn lower(
             path: crate::quantize::INPUT.to_string(),
         },
         open: None,
+        pending: None,
     };
     lower_layers(&mut lw, &net.store, &net.arch.layers, "")?;
+    lw.settled()?;
     lw.close()?;
     Ok(OwnedModel {
         id: net.arch.id.to_string(),

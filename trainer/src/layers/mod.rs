@@ -23,6 +23,7 @@ pub mod flatten;
 pub mod global_avg_pool;
 pub mod leaky_relu;
 pub mod max_pool2d;
+pub mod pad_replicate;
 pub mod relu;
 pub mod residual;
 
@@ -35,6 +36,7 @@ pub use flatten::Flatten;
 pub use global_avg_pool::GlobalAvgPool;
 pub use leaky_relu::LeakyRelu;
 pub use max_pool2d::MaxPool2d;
+pub use pad_replicate::PadReplicate;
 pub use relu::Relu;
 pub use residual::Residual;
 
@@ -128,6 +130,9 @@ pub enum Layer {
     GlobalAvgPool(GlobalAvgPool),
     /// A residual block, `body(x) + shortcut(x)` (an int8 Add).
     Residual(Residual),
+    /// Zero padding and channel replication of the grey input image (no int8 op: folded into
+    /// the conv or dense layer after it).
+    PadReplicate(PadReplicate),
 }
 
 impl Layer {
@@ -145,6 +150,7 @@ impl Layer {
             Self::LeakyRelu(l) => l,
             Self::GlobalAvgPool(l) => l,
             Self::Residual(l) => l,
+            Self::PadReplicate(l) => l,
         }
     }
 
