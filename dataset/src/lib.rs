@@ -24,7 +24,7 @@ pub mod splits;
 
 pub use augment::Augmentation;
 pub use idx::{parse_images, parse_labels};
-pub use pixels::{PIXEL_MEAN, PIXEL_STD, PIXEL_ZERO, normalise, pixel_scale};
+pub use pixels::{PIXEL_MEAN, PIXEL_STD, PIXEL_ZERO, normalise, normalise_value, pixel_scale};
 pub use splits::{SplitError, SplitPlan, Splits};
 
 /// Where Debian's `dataset-fashion-mnist` package installs the files.

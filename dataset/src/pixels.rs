@@ -28,6 +28,16 @@ pub fn normalise(pixel: u8) -> f32 {
     (i32::from(pixel) - PIXEL_ZERO) as f32 * pixel_scale()
 }
 
+/// Normalises a pixel value given in float (an interpolated, augmented pixel in `0.0..=255.0`)
+/// by the same rule as [`normalise`]; for a whole value the two agree exactly.
+///
+/// ```
+/// assert_eq!(fashion_mnist::normalise_value(200.0), fashion_mnist::normalise(200));
+/// ```
+pub fn normalise_value(value: f32) -> f32 {
+    (value - PIXEL_ZERO as f32) * pixel_scale()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,6 +47,9 @@ mod tests {
         // 255 * 0.2860 = 72.93, so pixel 73 is the mean, and one std is 255*0.353 pixels.
         assert_eq!(normalise(73), 0.0);
         assert!((normalise(255) - (1.0 - 73.0 / 255.0) / 0.353).abs() < 1e-5);
+        for p in 0..=255u8 {
+            assert_eq!(normalise_value(f32::from(p)), normalise(p));
+        }
     }
 
     #[test]

@@ -93,14 +93,50 @@ fn record(json: &Path, needs: &ModelNeeds, firmware: FirmwareReport) -> Result<(
     Ok(())
 }
 
+/// The test images of the model at `path` when they are not the official test set (a pooled
+/// split, recorded in its `.json`), or `None`.
+fn test_split_of(
+    path: &Path,
+    data_dir: Option<&Path>,
+    full: &mut Option<fashion_mnist::Dataset>,
+) -> Result<Option<fashion_mnist::Split>> {
+    let report = model_report::ModelReport::read(&path.with_extension("json"))?;
+    let options = report.float.options;
+    if !matches!(options.split, fashion_mnist::SplitPlan::Pooled { .. }) {
+        return Ok(None);
+    }
+    if full.is_none() {
+        *full = Some(fashion_mnist::load(data_dir)?);
+    }
+    let Some(dataset) = full.as_ref() else {
+        return Ok(None);
+    };
+    let splits = options
+        .split
+        .apply(dataset, options.seed)
+        .with_context(|| format!("{}: splitting the data as recorded", path.display()))?;
+    Ok(Some(splits.test))
+}
+
 fn sim_main(models: &Path, data_dir: Option<&Path>, json: bool) -> Result<ExitCode> {
     let test = fashion_mnist::load_test(data_dir)?;
+    // Models of a study that pooled all 70,000 images (S4) are tested on their own part of
+    // them; the whole dataset is loaded only for those.
+    let mut full: Option<fashion_mnist::Dataset> = None;
     // One fixed-size buffer for every model, as a firmware image would reserve statically.
-    let mut scratch = [0i8; SCRATCH_CAPACITY];
+    let mut scratch = vec![0i8; SCRATCH_CAPACITY];
     let mut runs = Vec::new();
     let mut failed = false;
     for path in model_files(models)? {
-        match run_model(&path, &test, &mut scratch) {
+        let own_test = match test_split_of(&path, data_dir, &mut full) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                failed = true;
+                continue;
+            }
+        };
+        match run_model(&path, own_test.as_ref().unwrap_or(&test), &mut scratch) {
             Ok(run) => {
                 failed |= !run.passes();
                 if !json {

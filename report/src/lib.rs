@@ -13,6 +13,7 @@
 pub mod eval;
 pub mod markdown;
 pub mod metrics;
+pub mod optimizer;
 pub mod schema;
 
 pub use eval::{Int8Eval, evaluate_int8, evaluate_int8_any};

@@ -5,7 +5,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use fashion_mnist::augment::Augmentation;
+use fashion_mnist::splits::SplitPlan;
+
 use crate::metrics::Metrics;
+use crate::optimizer::{OptimizerConfig, StepLr};
 
 /// Errors reading or writing a report.
 #[derive(Debug, thiserror::Error)]
@@ -45,10 +49,38 @@ pub struct TrainOptions {
     pub epochs: usize,
     /// Mini-batch size.
     pub batch_size: usize,
-    /// Adam learning rate (betas 0.9/0.999, eps 1e-8, no weight decay).
-    pub learning_rate: f64,
-    /// Seed of the shuffling and dropout generator.
+    /// Optimizer and its hyper-parameters.
+    pub optimizer: OptimizerConfig,
+    /// Step learning-rate schedule, if any.
+    #[serde(default)]
+    pub schedule: Option<StepLr>,
+    /// How the images were divided into training, validation and test sets.
+    pub split: SplitPlan,
+    /// Augmentation of the training images, if any.
+    #[serde(default)]
+    pub augmentation: Option<Augmentation>,
+    /// Seed of the initialisation, split, shuffling, dropout and augmentation generators.
     pub seed: u64,
+    /// Training on only the first N images of the training split (smoke runs).
+    #[serde(default)]
+    pub train_limit: Option<usize>,
+}
+
+impl TrainOptions {
+    /// `epochs` of `optimizer` on all training images in batches of `batch_size`, without
+    /// schedule or augmentation.
+    pub fn plain(epochs: usize, batch_size: usize, optimizer: OptimizerConfig, seed: u64) -> Self {
+        Self {
+            epochs,
+            batch_size,
+            optimizer,
+            schedule: None,
+            split: SplitPlan::Full,
+            augmentation: None,
+            seed,
+            train_limit: None,
+        }
+    }
 }
 
 /// What one training epoch did.
@@ -56,11 +88,19 @@ pub struct TrainOptions {
 pub struct EpochStats {
     /// 1-based epoch number.
     pub epoch: usize,
+    /// Learning rate of the epoch.
+    pub learning_rate: f64,
     /// Mean training loss over the epoch's batches.
     pub loss: f64,
-    /// Training accuracy over the epoch (dropout active).
+    /// Training accuracy over the epoch (dropout and augmentation active).
     pub accuracy: f64,
-    /// Wall-clock seconds.
+    /// Mean loss on the validation images after the epoch, if the split has them.
+    #[serde(default)]
+    pub val_loss: Option<f64>,
+    /// Accuracy on the validation images after the epoch, if the split has them.
+    #[serde(default)]
+    pub val_accuracy: Option<f64>,
+    /// Wall-clock seconds of the epoch's training (without validation).
     pub seconds: f64,
 }
 
@@ -71,6 +111,9 @@ pub struct FloatReport {
     pub options: TrainOptions,
     /// Training images used.
     pub train_images: usize,
+    /// Validation images evaluated after each epoch.
+    #[serde(default)]
+    pub validation_images: usize,
     /// Trainable parameters.
     pub param_count: usize,
     /// Per-epoch loss, accuracy and time.
@@ -233,15 +276,23 @@ mod tests {
                 options: TrainOptions {
                     epochs: 1,
                     batch_size: 2,
-                    learning_rate: 1e-3,
+                    optimizer: crate::optimizer::OptimizerConfig::adam(),
+                    schedule: None,
+                    split: SplitPlan::Full,
+                    augmentation: None,
                     seed: 3,
+                    train_limit: None,
                 },
                 train_images: 4,
+                validation_images: 0,
                 param_count: 5,
                 history: vec![EpochStats {
                     epoch: 1,
+                    learning_rate: 1e-3,
                     loss: 0.429_189_222_167_804_03,
                     accuracy: 0.817_366_666_666_666_7,
+                    val_loss: Some(0.5),
+                    val_accuracy: Some(0.8),
                     seconds: 2.117_975_022,
                 }],
                 test: Metrics::new(&[0, 1, 1], &[0, 1, 0], 2),

@@ -470,7 +470,10 @@ fn profile_steps(reps: usize) -> Result<()> {
     let x = random(&[BATCH, 1, 28, 28], 7)?;
     let labels: Vec<u32> = (0..10u32).cycle().take(BATCH).collect();
     let y = Tensor::new(labels.as_slice(), &Device::Cpu)?;
-    for arch in [arch::s5_cnn(), arch::s3_lenet_base()] {
+    for arch in [
+        arch::by_id("s5-cnn").unwrap(),
+        arch::by_id("s3-lenet-base").unwrap(),
+    ] {
         let imps = [Impl::Stock, Impl::Ours, Impl::Fused];
         let mut trainees = imps
             .iter()

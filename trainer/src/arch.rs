@@ -1,16 +1,21 @@
-//! Networks described as data: a list of [`Layer`]s plus the training settings of the study.
+//! Networks described as data: a list of [`Layer`]s, the training recipe of the study that
+//! published it, and what the study reported. The models themselves are defined in
+//! [`crate::zoo`], one file per study.
 //!
 //! The same description builds the candle network ([`crate::net`]), is lowered to
 //! infer-core's op graph at export ([`crate::lower`]), and, printed by `trainer describe`,
 //! builds the PyTorch twins in `bench/torch_models.py`.
 
+use fashion_mnist::augment::Augmentation;
+use fashion_mnist::splits::SplitPlan;
 use infer_core::spec::{Shape, TensorShape};
+use model_report::optimizer::{OptimizerConfig, StepLr};
 use serde::Serialize;
 
 use crate::layers::{
-    AvgPool2d, BatchNorm, Conv2d, Dense, Dropout, Flatten, GlobalAvgPool, Layer, LeakyRelu,
-    MaxPool2d, Relu, Residual,
+    AvgPool2d, Conv2d, Dense, Dropout, Flatten, Layer, LeakyRelu, MaxPool2d, Relu,
 };
+use crate::zoo::Study;
 
 /// Why an architecture description is not a valid network.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -26,34 +31,57 @@ pub enum ArchError {
         input: TensorShape,
     },
     /// No architecture of that id exists.
-    #[error("unknown model id `{0}` (known: {known})", known = ids().join(", "))]
+    #[error("unknown model id `{0}` (known: {known}; `trainer list` describes them)", known = crate::zoo::ids().join(", "))]
     UnknownId(String),
 }
 
-/// Training settings from the study.
+/// How the study trained a model: our defaults for `trainer train -m <id>`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct TrainSettings {
-    /// Epochs over the training set.
+pub struct Recipe {
+    /// Epochs over the training images.
     pub epochs: usize,
     /// Mini-batch size.
     pub batch_size: usize,
-    /// Adam learning rate.
-    pub learning_rate: f64,
+    /// Optimizer and hyper-parameters (learning rate included).
+    pub optimizer: OptimizerConfig,
+    /// Step learning-rate schedule, if any.
+    pub schedule: Option<StepLr>,
+    /// How the data is divided into training, validation and test images.
+    pub split: SplitPlan,
+    /// Augmentation of the training images, if any.
+    pub augmentation: Option<Augmentation>,
 }
 
-/// A named network: layers, input shape, settings.
+/// What the study reported for a model.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Published {
+    /// Test accuracy in percent, where the study gave a number.
+    pub test_accuracy: Option<f64>,
+    /// Whether that number was only approximate ("~90%").
+    pub approximate: bool,
+    /// What the study said, in our words.
+    pub text: &'static str,
+}
+
+/// A named network: layers, input shape, recipe, and the study's facts.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Arch {
     /// Reference-study id (`s5-cnn`, ...).
     pub id: &'static str,
-    /// What the study built and how we read it.
+    /// The study it comes from.
+    pub study: Study,
+    /// What the study built.
     pub description: &'static str,
-    /// Input shape.
+    /// What the study left vague and how we read it.
+    pub reading: &'static str,
+    /// Input shape of the float network (the int8 model always takes 1x28x28).
     pub input: TensorShape,
     /// Layers in order.
     pub layers: Vec<Layer>,
-    /// Default training settings.
-    pub settings: TrainSettings,
+    /// Default training recipe.
+    pub recipe: Recipe,
+    /// What the study reported.
+    pub published: Published,
 }
 
 impl Arch {
@@ -71,6 +99,27 @@ impl Arch {
             .zip(inputs)
             .map(|(l, x)| l.param_count(x))
             .sum())
+    }
+
+    /// A network outside the zoo (tests, experiments): the demo study, Adam lr 1e-3, batch
+    /// 64, one epoch on all training images, nothing published.
+    pub fn custom(id: &'static str, input: TensorShape, layers: Vec<Layer>) -> Self {
+        Self {
+            id,
+            study: Study::Demo,
+            description: "a custom network",
+            reading: "",
+            input,
+            layers,
+            recipe: build::recipe(1, 64, build::adam(1e-3), SplitPlan::Full),
+            published: build::unreported("not from a study"),
+        }
+    }
+
+    /// Multiply-accumulates of one float inference (convolutions and dense layers).
+    pub fn macs(&self) -> Result<u64, ArchError> {
+        let inputs = std::iter::once(self.input).chain(self.shapes()?);
+        Ok(self.layers.iter().zip(inputs).map(|(l, x)| l.macs(x)).sum())
     }
 }
 
@@ -93,195 +142,152 @@ pub fn shapes_of(
     Ok(out)
 }
 
-const MNIST_INPUT: TensorShape = TensorShape::Image(Shape {
-    channels: 1,
-    height: 28,
-    width: 28,
-});
-
-fn conv(out_ch: usize, kernel: usize, padding: usize) -> Layer {
-    Layer::Conv2d(Conv2d {
-        out_ch,
-        kernel,
-        stride: 1,
-        padding,
-    })
-}
-
-fn dense(out_dim: usize) -> Layer {
-    Layer::Dense(Dense { out_dim })
-}
-
-const RELU: Layer = Layer::Relu(Relu);
-const FLATTEN: Layer = Layer::Flatten(Flatten);
-
-fn dropout(p: f32) -> Layer {
-    Layer::Dropout(Dropout { p })
-}
-
-const MAX2: Layer = Layer::MaxPool2d(MaxPool2d {
-    kernel: 2,
-    stride: 2,
-});
-const AVG2: Layer = Layer::AvgPool2d(AvgPool2d {
-    kernel: 2,
-    stride: 2,
-});
-
-/// S5 MLP: 784-256-128-10, ReLU, dropout 0.2 after each hidden layer.
-///
-/// Our reading: dropout after both hidden ReLUs (the study's code applies it there); Adam 1e-3,
-/// batch 64, trained on all 60k training images (the study held out 20% for validation).
-pub fn s5_ann() -> Arch {
-    Arch {
-        id: "s5-ann",
-        description: "MLP 784-256-128-10, ReLU, dropout 0.2 (S5)",
-        input: MNIST_INPUT,
-        layers: vec![
-            FLATTEN,
-            dense(256),
-            RELU,
-            dropout(0.2),
-            dense(128),
-            RELU,
-            dropout(0.2),
-            dense(10),
-        ],
-        settings: TrainSettings {
-            epochs: 20,
-            batch_size: 64,
-            learning_rate: 1e-3,
-        },
-    }
-}
-
-/// S5 CNN: conv3x3 32 + ReLU + MaxPool2, conv3x3 64 + ReLU + MaxPool2, FC 128 + dropout 0.25,
-/// FC 10.
-///
-/// Our reading: padding 1 on both convs (28 -> 14 -> 7, FC input 64*7*7 = 3136), dropout after
-/// the FC-128 ReLU.
-pub fn s5_cnn() -> Arch {
-    Arch {
-        id: "s5-cnn",
-        description: "CNN conv32-conv64 (3x3, pad 1, MaxPool2 each), FC 128, dropout 0.25 (S5)",
-        input: MNIST_INPUT,
-        layers: vec![
-            conv(32, 3, 1),
-            RELU,
-            MAX2,
-            conv(64, 3, 1),
-            RELU,
-            MAX2,
-            FLATTEN,
-            dense(128),
-            RELU,
-            dropout(0.25),
-            dense(10),
-        ],
-        settings: TrainSettings {
-            epochs: 12,
-            batch_size: 64,
-            learning_rate: 1e-3,
-        },
-    }
-}
-
-/// S3 LeNet-5 baseline: conv5x5 1->6, ReLU, AvgPool2, conv5x5 6->16, ReLU, AvgPool2,
-/// FC 256-120-84-10.
-///
-/// Our reading: no padding (28 -> 24 -> 12 -> 8 -> 4, flatten 16*4*4 = 256, matching the study's
-/// FC input of 256), ReLU after FC 120 and FC 84; Adam 1e-3, batch 64 (the study's NumPy code
-/// used its own settings; we use the pipeline's).
-pub fn s3_lenet_base() -> Arch {
-    Arch {
-        id: "s3-lenet-base",
-        description: "LeNet-5: conv5x5 6, AvgPool2, conv5x5 16, AvgPool2, FC 120-84-10, ReLU (S3)",
-        input: MNIST_INPUT,
-        layers: vec![
-            conv(6, 5, 0),
-            RELU,
-            AVG2,
-            conv(16, 5, 0),
-            RELU,
-            AVG2,
-            FLATTEN,
-            dense(120),
-            RELU,
-            dense(84),
-            RELU,
-            dense(10),
-        ],
-        settings: TrainSettings {
-            epochs: 15,
-            batch_size: 64,
-            learning_rate: 1e-3,
-        },
-    }
-}
-
-/// A small residual network, not from the studies: the smallest model that runs every part of
-/// the graph format (a stride-2 conv stem with BatchNorm and LeakyReLU, one basic residual
-/// block with an identity shortcut, global average pooling, dense), about 5,000 parameters.
-pub fn tiny_resnet() -> Arch {
-    let conv3 = |stride| {
-        Layer::Conv2d(Conv2d {
-            out_ch: 16,
-            kernel: 3,
-            stride,
-            padding: 1,
-        })
-    };
-    Arch {
-        id: "tiny-resnet",
-        description: "Demo: conv3x3/2 16-BN-LeakyReLU(0.1), residual block (conv3x3-BN-ReLU-conv3x3-BN, identity) + ReLU, global average pooling, FC 10 (not from the studies)",
-        input: MNIST_INPUT,
-        layers: vec![
-            conv3(2),
-            Layer::BatchNorm(BatchNorm),
-            Layer::LeakyRelu(LeakyRelu { alpha: 0.1 }),
-            Layer::Residual(Residual {
-                body: vec![
-                    conv3(1),
-                    Layer::BatchNorm(BatchNorm),
-                    RELU,
-                    conv3(1),
-                    Layer::BatchNorm(BatchNorm),
-                ],
-                shortcut: Vec::new(),
-            }),
-            RELU,
-            Layer::GlobalAvgPool(GlobalAvgPool),
-            dense(10),
-        ],
-        settings: TrainSettings {
-            epochs: 5,
-            batch_size: 64,
-            learning_rate: 1e-3,
-        },
-    }
-}
-
-/// Every architecture the trainer knows.
+/// Every architecture the trainer knows, study by study (see [`crate::zoo`]).
 pub fn all() -> Vec<Arch> {
-    deployable()
+    crate::zoo::all()
 }
 
-/// The deployable models, in the order the main job trains them.
+/// The models the main job trains, exports and the firmware runs on the board.
 pub fn deployable() -> Vec<Arch> {
-    vec![s5_ann(), s5_cnn(), s3_lenet_base(), tiny_resnet()]
-}
-
-/// Ids of every architecture the trainer knows.
-pub fn ids() -> Vec<&'static str> {
-    all().iter().map(|a| a.id).collect()
+    crate::zoo::deployable()
 }
 
 /// The architecture with this id.
 pub fn by_id(id: &str) -> Result<Arch, ArchError> {
-    all()
-        .into_iter()
-        .find(|a| a.id == id)
-        .ok_or_else(|| ArchError::UnknownId(id.to_string()))
+    crate::zoo::by_id(id)
+}
+
+/// Builders the study files describe their networks with.
+pub mod build {
+    use super::*;
+
+    /// The 1x28x28 grey image.
+    pub const MNIST_INPUT: TensorShape = TensorShape::Image(Shape {
+        channels: 1,
+        height: 28,
+        width: 28,
+    });
+
+    /// A square convolution with stride 1 and `padding` zeros on each side.
+    pub fn conv(out_ch: usize, kernel: usize, padding: usize) -> Layer {
+        Layer::Conv2d(Conv2d {
+            out_ch,
+            kernel,
+            stride: 1,
+            padding,
+        })
+    }
+
+    /// A stride-1 convolution with Keras' `padding="same"` for an odd kernel
+    /// (`(kernel - 1) / 2` zeros on each side, so the output keeps the input's size).
+    pub fn conv_same(out_ch: usize, kernel: usize) -> Layer {
+        debug_assert!(kernel % 2 == 1, "same padding here is for odd kernels");
+        conv(out_ch, kernel, (kernel - 1) / 2)
+    }
+
+    /// A stride-1 convolution without padding (Keras' `padding="valid"`).
+    pub fn conv_valid(out_ch: usize, kernel: usize) -> Layer {
+        conv(out_ch, kernel, 0)
+    }
+
+    /// A fully connected layer.
+    pub fn dense(out_dim: usize) -> Layer {
+        Layer::Dense(Dense { out_dim })
+    }
+
+    /// ReLU.
+    pub const RELU: Layer = Layer::Relu(Relu);
+    /// Flatten, channel-major.
+    pub const FLATTEN: Layer = Layer::Flatten(Flatten);
+    /// BatchNorm over channels (or features).
+    pub const BN: Layer = Layer::BatchNorm(crate::layers::BatchNorm);
+
+    /// LeakyReLU with slope `alpha` below zero.
+    pub fn leaky(alpha: f32) -> Layer {
+        Layer::LeakyRelu(LeakyRelu { alpha })
+    }
+
+    /// Inverted dropout.
+    pub fn dropout(p: f32) -> Layer {
+        Layer::Dropout(Dropout { p })
+    }
+
+    /// 2x2 max pooling with stride 2 (floor on odd sides).
+    pub const MAX2: Layer = Layer::MaxPool2d(MaxPool2d {
+        kernel: 2,
+        stride: 2,
+    });
+    /// 2x2 average pooling with stride 2.
+    pub const AVG2: Layer = Layer::AvgPool2d(AvgPool2d {
+        kernel: 2,
+        stride: 2,
+    });
+
+    /// `Flatten` then dense layers of `widths`, each but the last followed by ReLU.
+    pub fn mlp(widths: &[usize]) -> Vec<Layer> {
+        let mut layers = vec![FLATTEN];
+        for (i, &w) in widths.iter().enumerate() {
+            layers.push(dense(w));
+            if i + 1 < widths.len() {
+                layers.push(RELU);
+            }
+        }
+        layers
+    }
+
+    /// PyTorch's Adam with learning rate `lr`.
+    pub fn adam(lr: f64) -> OptimizerConfig {
+        OptimizerConfig::adam().with_lr(lr)
+    }
+
+    /// Plain SGD with learning rate `lr`.
+    pub fn sgd(lr: f64) -> OptimizerConfig {
+        OptimizerConfig::sgd(lr)
+    }
+
+    /// A recipe without schedule or augmentation.
+    pub fn recipe(
+        epochs: usize,
+        batch_size: usize,
+        optimizer: OptimizerConfig,
+        split: SplitPlan,
+    ) -> Recipe {
+        Recipe {
+            epochs,
+            batch_size,
+            optimizer,
+            schedule: None,
+            split,
+            augmentation: None,
+        }
+    }
+
+    /// A published test accuracy in percent.
+    pub fn reported(test_accuracy: f64, text: &'static str) -> Published {
+        Published {
+            test_accuracy: Some(test_accuracy),
+            approximate: false,
+            text,
+        }
+    }
+
+    /// An approximate published test accuracy ("~90%").
+    pub fn about(test_accuracy: f64, text: &'static str) -> Published {
+        Published {
+            test_accuracy: Some(test_accuracy),
+            approximate: true,
+            text,
+        }
+    }
+
+    /// No published test accuracy.
+    pub fn unreported(text: &'static str) -> Published {
+        Published {
+            test_accuracy: None,
+            approximate: false,
+            text,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -289,8 +295,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn deployable_shapes_end_in_ten_classes() {
-        for arch in deployable() {
+    fn every_model_ends_in_ten_classes() {
+        for arch in all() {
             let shapes = arch.shapes().unwrap();
             assert_eq!(
                 *shapes.last().unwrap(),
@@ -302,20 +308,17 @@ mod tests {
     }
 
     #[test]
-    fn parameter_counts_match_hand_counts() {
-        // 784*256+256 + 256*128+128 + 128*10+10
-        assert_eq!(s5_ann().param_count().unwrap(), 235_146);
-        // (32*9+32) + (64*32*9+64) + (3136*128+128) + (128*10+10)
-        assert_eq!(s5_cnn().param_count().unwrap(), 421_642);
-        // (6*25+6) + (16*6*25+16) + (256*120+120) + (120*84+84) + (84*10+10)
-        assert_eq!(s3_lenet_base().param_count().unwrap(), 44_426);
-        // (16*9+16) + 2*16 (BN) + 2 * ((16*16*9+16) + 2*16) + (16*10+10)
-        assert_eq!(tiny_resnet().param_count().unwrap(), 5_066);
+    fn ids_are_unique() {
+        let mut ids: Vec<_> = all().iter().map(|a| a.id).collect();
+        let n = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), n);
     }
 
     #[test]
     fn dense_on_image_is_rejected() {
-        let mut a = s5_ann();
+        let mut a = by_id("s5-ann").unwrap();
         a.layers.remove(0);
         assert!(matches!(
             a.shapes(),
@@ -327,5 +330,13 @@ mod tests {
     fn unknown_id_lists_known_ones() {
         let msg = by_id("nope").unwrap_err().to_string();
         assert!(msg.contains("s5-cnn"), "{msg}");
+    }
+
+    #[test]
+    fn macs_match_hand_counts() {
+        // 784*256 + 256*128 + 128*10
+        assert_eq!(by_id("s5-ann").unwrap().macs().unwrap(), 234_752);
+        // 28*28*32*9 + 14*14*64*32*9 + 3136*128 + 128*10
+        assert_eq!(by_id("s5-cnn").unwrap().macs().unwrap(), 4_241_152);
     }
 }

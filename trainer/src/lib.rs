@@ -8,6 +8,8 @@
 //! does not link candle.
 
 pub mod arch;
+pub mod atomic;
+pub mod checkpoint;
 pub mod export;
 pub mod layers;
 pub mod lower;
@@ -16,6 +18,8 @@ pub mod ops;
 pub mod optim;
 pub mod pipeline;
 pub mod quantize;
+pub mod study;
 pub mod train;
+pub mod zoo;
 
 pub use fashion_mnist as data;

@@ -639,7 +639,7 @@ mod tests {
 
     #[test]
     fn lowering_fuses_relu_and_drops_dropout() {
-        let net = Net::new(&arch::s5_cnn(), 1, &Device::Cpu).unwrap();
+        let net = Net::new(&arch::by_id("s5-cnn").unwrap(), 1, &Device::Cpu).unwrap();
         let q = lower(&net, &fake_ranges(&net), None).unwrap();
         let kinds: Vec<(OpKind, Option<Activation>)> = q
             .ops
@@ -681,7 +681,7 @@ mod tests {
 
     #[test]
     fn lone_relu_is_rejected() {
-        let mut a = arch::s5_ann();
+        let mut a = arch::by_id("s5-ann").unwrap();
         a.layers = vec![Layer::Flatten(Flatten), Layer::Relu(Relu)];
         let net = Net::new(&a, 1, &Device::Cpu).unwrap();
         let err = lower(&net, &fake_ranges(&net), None).unwrap_err();
@@ -695,7 +695,7 @@ mod tests {
     fn export_round_trip() {
         // Quantise an untrained LeNet with made-up ranges, serialise, decode: the decoded
         // definition equals the one written, and infer-core accepts the file.
-        let net = Net::new(&arch::s3_lenet_base(), 3, &Device::Cpu).unwrap();
+        let net = Net::new(&arch::by_id("s3-lenet-base").unwrap(), 3, &Device::Cpu).unwrap();
         let q = lower(&net, &fake_ranges(&net), None).unwrap();
         let bytes = q.to_bytes().unwrap();
         let payload = &bytes[infer_core::format::HEADER_LEN..];

@@ -256,15 +256,49 @@ impl Net {
         Ok(trace)
     }
 
-    /// Saves every tensor as safetensors, named by path.
-    pub fn save(&self, path: &Path) -> Result<(), NetError> {
-        let map: BTreeMap<String, Tensor> = self
-            .store
+    /// Every tensor (trained or running statistic) by path.
+    pub fn tensors(&self) -> BTreeMap<String, Tensor> {
+        self.store
             .vars
             .iter()
             .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-            .collect();
-        candle_core::safetensors::save(&map.into_iter().collect(), path)?;
+            .collect()
+    }
+
+    /// Every tensor's values by path (for comparing networks exactly).
+    pub fn tensors_as_vecs(&self) -> Result<BTreeMap<String, Vec<f32>>, NetError> {
+        self.store
+            .vars
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), crate::layers::values(v)?)))
+            .collect()
+    }
+
+    /// Sets every tensor from `tensors` (as [`Self::tensors`] gives them), in place, so an
+    /// optimizer over [`Self::vars`] keeps training them.
+    pub fn set_tensors(&self, tensors: &BTreeMap<String, Tensor>) -> Result<(), NetError> {
+        for (name, var) in &self.store.vars {
+            let bad = |problem: String| NetError::Weights {
+                path: "checkpoint".into(),
+                name: name.clone(),
+                problem,
+            };
+            let t = tensors.get(name).ok_or_else(|| bad("missing".into()))?;
+            if t.dims() != var.dims() {
+                return Err(bad(format!(
+                    "shape {:?}, expected {:?}",
+                    t.dims(),
+                    var.dims()
+                )));
+            }
+            var.set(&t.to_dtype(DType::F32)?)?;
+        }
+        Ok(())
+    }
+
+    /// Saves every tensor as safetensors, named by path.
+    pub fn save(&self, path: &Path) -> Result<(), NetError> {
+        candle_core::safetensors::save(&self.tensors().into_iter().collect(), path)?;
         Ok(())
     }
 
@@ -305,9 +339,9 @@ mod tests {
     #[test]
     fn same_seed_same_weights() {
         let dev = Device::Cpu;
-        let a = Net::new(&arch::s3_lenet_base(), 7, &dev).unwrap();
-        let b = Net::new(&arch::s3_lenet_base(), 7, &dev).unwrap();
-        let c = Net::new(&arch::s3_lenet_base(), 8, &dev).unwrap();
+        let a = Net::new(&arch::by_id("s3-lenet-base").unwrap(), 7, &dev).unwrap();
+        let b = Net::new(&arch::by_id("s3-lenet-base").unwrap(), 7, &dev).unwrap();
+        let c = Net::new(&arch::by_id("s3-lenet-base").unwrap(), 8, &dev).unwrap();
         let flat = |n: &Net| -> Vec<f32> {
             n.vars()[0]
                 .as_tensor()
@@ -367,7 +401,7 @@ mod tests {
 
     #[test]
     fn parameters_are_named_by_layer_path() {
-        let net = Net::new(&arch::s3_lenet_base(), 1, &Device::Cpu).unwrap();
+        let net = Net::new(&arch::by_id("s3-lenet-base").unwrap(), 1, &Device::Cpu).unwrap();
         let names: Vec<&str> = net.store.vars.keys().map(String::as_str).collect();
         assert_eq!(
             names,
@@ -391,15 +425,15 @@ mod tests {
         let dev = Device::Cpu;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.safetensors");
-        let a = Net::new(&arch::s5_ann(), 5, &dev).unwrap();
+        let a = Net::new(&arch::by_id("s5-ann").unwrap(), 5, &dev).unwrap();
         a.save(&path).unwrap();
-        let b = Net::load(&arch::s5_ann(), &path, &dev).unwrap();
+        let b = Net::load(&arch::by_id("s5-ann").unwrap(), &path, &dev).unwrap();
         for (x, y) in a.vars().iter().zip(b.vars()) {
             let x: Vec<f32> = x.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
             let y: Vec<f32> = y.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
             assert_eq!(x, y);
         }
-        let err = Net::load(&arch::s5_cnn(), &path, &dev)
+        let err = Net::load(&arch::by_id("s5-cnn").unwrap(), &path, &dev)
             .unwrap_err()
             .to_string();
         assert!(err.contains("tensor `0.bias`: missing"), "{err}");

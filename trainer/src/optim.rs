@@ -11,239 +11,8 @@
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
 use candle_nn::Optimizer;
-use serde::{Deserialize, Serialize};
 
-/// An optimizer and its hyper-parameters (PyTorch's names; the constructors give PyTorch's
-/// defaults).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub enum OptimizerConfig {
-    /// `torch.optim.SGD`.
-    Sgd {
-        /// Learning rate.
-        lr: f64,
-        /// Momentum factor (0: none).
-        momentum: f64,
-        /// Dampening of the momentum's new gradient.
-        dampening: f64,
-        /// L2 penalty added to the gradient.
-        weight_decay: f64,
-        /// Nesterov momentum.
-        nesterov: bool,
-    },
-    /// `torch.optim.Adam` (L2 weight decay added to the gradient).
-    Adam {
-        /// Learning rate.
-        lr: f64,
-        /// Decay of the first moment.
-        beta1: f64,
-        /// Decay of the second moment.
-        beta2: f64,
-        /// Added to the denominator.
-        eps: f64,
-        /// L2 penalty added to the gradient.
-        weight_decay: f64,
-    },
-    /// `torch.optim.AdamW` (decoupled weight decay).
-    AdamW {
-        /// Learning rate.
-        lr: f64,
-        /// Decay of the first moment.
-        beta1: f64,
-        /// Decay of the second moment.
-        beta2: f64,
-        /// Added to the denominator.
-        eps: f64,
-        /// Decoupled weight decay: `p *= 1 - lr * weight_decay` each step.
-        weight_decay: f64,
-    },
-    /// `torch.optim.RMSprop`.
-    RmsProp {
-        /// Learning rate.
-        lr: f64,
-        /// Decay of the running mean of squared gradients.
-        alpha: f64,
-        /// Added to the denominator.
-        eps: f64,
-        /// L2 penalty added to the gradient.
-        weight_decay: f64,
-        /// Momentum factor (0: none).
-        momentum: f64,
-        /// Normalise by the variance (the running mean of squares minus the squared running
-        /// mean) instead of the running mean of squares.
-        centered: bool,
-    },
-    /// `torch.optim.Adagrad`.
-    Adagrad {
-        /// Learning rate.
-        lr: f64,
-        /// Learning-rate decay: step `t` uses `lr / (1 + (t - 1) * lr_decay)`.
-        lr_decay: f64,
-        /// L2 penalty added to the gradient.
-        weight_decay: f64,
-        /// Starting value of the sum of squared gradients.
-        initial_accumulator_value: f64,
-        /// Added to the denominator.
-        eps: f64,
-    },
-    /// `torch.optim.Adadelta`.
-    Adadelta {
-        /// Scale of the update.
-        lr: f64,
-        /// Decay of the running averages.
-        rho: f64,
-        /// Added inside the square roots.
-        eps: f64,
-        /// L2 penalty added to the gradient.
-        weight_decay: f64,
-    },
-    /// `torch.optim.Adamax`.
-    Adamax {
-        /// Learning rate.
-        lr: f64,
-        /// Decay of the first moment.
-        beta1: f64,
-        /// Decay of the infinity norm.
-        beta2: f64,
-        /// Added to the infinity norm.
-        eps: f64,
-        /// L2 penalty added to the gradient.
-        weight_decay: f64,
-    },
-    /// `torch.optim.NAdam` (Adam with Nesterov momentum and a momentum schedule).
-    NAdam {
-        /// Learning rate.
-        lr: f64,
-        /// Decay of the first moment.
-        beta1: f64,
-        /// Decay of the second moment.
-        beta2: f64,
-        /// Added to the denominator.
-        eps: f64,
-        /// L2 penalty added to the gradient.
-        weight_decay: f64,
-        /// Momentum schedule: `mu_t = beta1 * (1 - 0.5 * 0.96^(t * momentum_decay))`.
-        momentum_decay: f64,
-    },
-}
-
-impl OptimizerConfig {
-    /// SGD with PyTorch's defaults (no momentum, no weight decay).
-    pub fn sgd(lr: f64) -> Self {
-        Self::Sgd {
-            lr,
-            momentum: 0.0,
-            dampening: 0.0,
-            weight_decay: 0.0,
-            nesterov: false,
-        }
-    }
-
-    /// Adam with PyTorch's defaults (lr 1e-3, betas 0.9/0.999, eps 1e-8).
-    pub fn adam() -> Self {
-        Self::Adam {
-            lr: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        }
-    }
-
-    /// AdamW with PyTorch's defaults (Adam's, weight decay 1e-2).
-    pub fn adamw() -> Self {
-        Self::AdamW {
-            lr: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 1e-2,
-        }
-    }
-
-    /// RMSprop with PyTorch's defaults (lr 1e-2, alpha 0.99, eps 1e-8).
-    pub fn rmsprop() -> Self {
-        Self::RmsProp {
-            lr: 1e-2,
-            alpha: 0.99,
-            eps: 1e-8,
-            weight_decay: 0.0,
-            momentum: 0.0,
-            centered: false,
-        }
-    }
-
-    /// Adagrad with PyTorch's defaults (lr 1e-2, eps 1e-10).
-    pub fn adagrad() -> Self {
-        Self::Adagrad {
-            lr: 1e-2,
-            lr_decay: 0.0,
-            weight_decay: 0.0,
-            initial_accumulator_value: 0.0,
-            eps: 1e-10,
-        }
-    }
-
-    /// Adadelta with PyTorch's defaults (lr 1.0, rho 0.9, eps 1e-6).
-    pub fn adadelta() -> Self {
-        Self::Adadelta {
-            lr: 1.0,
-            rho: 0.9,
-            eps: 1e-6,
-            weight_decay: 0.0,
-        }
-    }
-
-    /// Adamax with PyTorch's defaults (lr 2e-3, betas 0.9/0.999, eps 1e-8).
-    pub fn adamax() -> Self {
-        Self::Adamax {
-            lr: 2e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        }
-    }
-
-    /// NAdam with PyTorch's defaults (lr 2e-3, betas 0.9/0.999, eps 1e-8, momentum decay
-    /// 4e-3).
-    pub fn nadam() -> Self {
-        Self::NAdam {
-            lr: 2e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-            momentum_decay: 4e-3,
-        }
-    }
-
-    /// The learning rate.
-    pub fn lr(&self) -> f64 {
-        match *self {
-            Self::Sgd { lr, .. }
-            | Self::Adam { lr, .. }
-            | Self::AdamW { lr, .. }
-            | Self::RmsProp { lr, .. }
-            | Self::Adagrad { lr, .. }
-            | Self::Adadelta { lr, .. }
-            | Self::Adamax { lr, .. }
-            | Self::NAdam { lr, .. } => lr,
-        }
-    }
-
-    fn set_lr(&mut self, new: f64) {
-        match self {
-            Self::Sgd { lr, .. }
-            | Self::Adam { lr, .. }
-            | Self::AdamW { lr, .. }
-            | Self::RmsProp { lr, .. }
-            | Self::Adagrad { lr, .. }
-            | Self::Adadelta { lr, .. }
-            | Self::Adamax { lr, .. }
-            | Self::NAdam { lr, .. } => *lr = new,
-        }
-    }
-}
+pub use model_report::optimizer::{OptimizerConfig, StepLr};
 
 /// One parameter and the optimizer's state for it (up to three tensors, by optimizer: momentum
 /// buffer; first and second moments; ...), created on the first step.
@@ -274,6 +43,68 @@ impl Optim {
     pub fn steps(&self) -> u32 {
         self.step
     }
+
+    /// Everything a checkpoint needs to continue exactly: the step count, NAdam's momentum
+    /// product, and each state tensor by `(parameter index, state slot)`.
+    pub fn state(&self) -> OptimState {
+        let tensors = self
+            .slots
+            .iter()
+            .enumerate()
+            .flat_map(|(i, slot)| {
+                slot.state
+                    .iter()
+                    .enumerate()
+                    .filter_map(move |(k, t)| t.as_ref().map(|t| ((i, k), t.clone())))
+            })
+            .collect();
+        OptimState {
+            step: self.step,
+            mu_product: self.mu_product,
+            tensors,
+        }
+    }
+
+    /// Restores a [`Self::state`] taken from an optimizer over the same variables.
+    pub fn restore(&mut self, state: OptimState) -> Result<()> {
+        for slot in &mut self.slots {
+            slot.state = [None, None, None];
+        }
+        for ((i, k), t) in state.tensors {
+            let slot = self.slots.get_mut(i).ok_or_else(|| {
+                candle_core::Error::Msg(format!(
+                    "optimizer state for parameter {i}: no such parameter"
+                ))
+            })?;
+            if t.dims() != slot.var.dims() {
+                return Err(candle_core::Error::Msg(format!(
+                    "optimizer state for parameter {i}: shape {:?}, expected {:?}",
+                    t.dims(),
+                    slot.var.dims()
+                )));
+            }
+            let cell = slot.state.get_mut(k).ok_or_else(|| {
+                candle_core::Error::Msg(format!(
+                    "optimizer state slot {k} of parameter {i}: no such slot"
+                ))
+            })?;
+            *cell = Some(t);
+        }
+        self.step = state.step;
+        self.mu_product = state.mu_product;
+        Ok(())
+    }
+}
+
+/// An optimizer's state (see [`Optim::state`]).
+#[derive(Debug, Clone)]
+pub struct OptimState {
+    /// Steps taken.
+    pub step: u32,
+    /// NAdam's product of momentum coefficients.
+    pub mu_product: f64,
+    /// State tensors by `(parameter index, slot)`.
+    pub tensors: Vec<((usize, usize), Tensor)>,
 }
 
 /// `state` or, on the first step, `init`.
@@ -523,27 +354,10 @@ impl Optimizer for Optim {
     }
 }
 
-/// PyTorch's `StepLR`: the learning rate is multiplied by `gamma` every `step_size` epochs.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct StepLr {
-    /// Epochs between decays.
-    pub step_size: usize,
-    /// Factor applied at each decay.
-    pub gamma: f64,
-}
-
-impl StepLr {
-    /// The learning rate of (0-based) `epoch` for a base rate `lr`:
-    /// `lr * gamma^(epoch / step_size)`.
-    pub fn lr(&self, lr: f64, epoch: usize) -> f64 {
-        let decays = epoch.checked_div(self.step_size).unwrap_or(0);
-        lr * self.gamma.powi(i32::try_from(decays).unwrap_or(i32::MAX))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use candle_core::Device;
+    use serde::Deserialize;
 
     use super::*;
 
@@ -568,17 +382,10 @@ mod tests {
     /// (SGD's learning rate is PyTorch's 1e-3) with each argument set on the field of the same
     /// name (`betas` on `beta1` and `beta2`).
     fn config(name: &str, args: &serde_json::Map<String, serde_json::Value>) -> OptimizerConfig {
-        let defaults = match name {
-            "sgd" => OptimizerConfig::sgd(1e-3),
-            "adam" => OptimizerConfig::adam(),
-            "adamw" => OptimizerConfig::adamw(),
-            "rmsprop" => OptimizerConfig::rmsprop(),
-            "adagrad" => OptimizerConfig::adagrad(),
-            "adadelta" => OptimizerConfig::adadelta(),
-            "adamax" => OptimizerConfig::adamax(),
-            "nadam" => OptimizerConfig::nadam(),
-            other => panic!("no optimizer {other}"),
-        };
+        let mut defaults = OptimizerConfig::by_name(name).unwrap();
+        if name == "sgd" {
+            defaults = defaults.with_lr(1e-3);
+        }
         // Serialised, a config is `{"Variant": {field: value, ...}}`.
         let mut value = serde_json::to_value(defaults).unwrap();
         let fields = value

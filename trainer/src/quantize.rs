@@ -108,7 +108,7 @@ impl ActivationStats {
         let mut counts: Vec<usize> = Vec::new();
         let all: Vec<usize> = (0..images.len()).collect();
         for idx in all.chunks(batch.max(1)) {
-            let x = images_tensor(images, idx, &Device::Cpu)?;
+            let x = images_tensor(images, idx, None, &Device::Cpu)?;
             let trace = net.forward_trace(&x, Mode::Eval)?;
             if paths.is_empty() {
                 paths = trace.iter().map(|(p, _)| p.clone()).collect();

@@ -80,6 +80,7 @@ pub fn readme_section(reports: &[ModelReport]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use model_report::optimizer::OptimizerConfig;
     use model_report::{FirmwareReport, FloatReport, InstructionCounts, Metrics, TrainOptions};
 
     fn report(id: &str, firmware: Option<FirmwareReport>) -> ModelReport {
@@ -88,13 +89,9 @@ mod tests {
             description: String::new(),
             layers: serde_json::Value::Null,
             float: FloatReport {
-                options: TrainOptions {
-                    epochs: 1,
-                    batch_size: 1,
-                    learning_rate: 1e-3,
-                    seed: 0,
-                },
+                options: TrainOptions::plain(1, 1, OptimizerConfig::adam(), 0),
                 train_images: 1,
+                validation_images: 0,
                 param_count: 1,
                 history: Vec::new(),
                 test: Metrics::new(&[0], &[0], 1),

@@ -55,6 +55,14 @@ impl LayerOps for Conv2d {
         ]
     }
 
+    fn macs(&self, input: TensorShape) -> u64 {
+        let (Some(x), Some(y)) = (input.image(), self.output(input).and_then(|o| o.image())) else {
+            return 0;
+        };
+        let per_output = u64::from(x.channels) * (self.kernel * self.kernel) as u64;
+        u64::from(y.channels) * u64::from(y.height) * u64::from(y.width) * per_output
+    }
+
     fn forward(
         &self,
         x: &Tensor,

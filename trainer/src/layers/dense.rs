@@ -29,6 +29,10 @@ impl LayerOps for Dense {
         self.geometry(input)?.output(input)
     }
 
+    fn macs(&self, input: TensorShape) -> u64 {
+        (input.len() * self.out_dim) as u64
+    }
+
     fn params(&self, input: TensorShape) -> Vec<ParamSpec> {
         let in_dim = input.len();
         vec![

@@ -87,6 +87,12 @@ pub trait LayerOps {
         Vec::new()
     }
 
+    /// Multiply-accumulates of one image through the layer (none by default: only
+    /// convolutions and dense layers count).
+    fn macs(&self, _input: TensorShape) -> u64 {
+        0
+    }
+
     /// The float forward pass of one batch.
     fn forward(
         &self,
@@ -162,6 +168,11 @@ impl Layer {
     /// See [`LayerOps::params`].
     pub fn params(&self, input: TensorShape) -> Vec<ParamSpec> {
         self.ops().params(input)
+    }
+
+    /// See [`LayerOps::macs`].
+    pub fn macs(&self, input: TensorShape) -> u64 {
+        self.ops().macs(input)
     }
 
     /// Number of trainable parameters for `input`.

@@ -224,7 +224,7 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::*;
-    use crate::arch::{Arch, TrainSettings};
+    use crate::arch::Arch;
     use crate::layers::{BatchNorm, Conv2d, Dense, Flatten, Layer, MaxPool2d, Relu};
     use crate::lower::lower;
     use crate::net::{Mode, Net, Store};
@@ -245,17 +245,7 @@ mod tests {
     }
 
     fn arch(layers: Vec<Layer>) -> Arch {
-        Arch {
-            id: "pad-replicate-test",
-            description: "a PadReplicate test network",
-            input: image(1, 28, 28),
-            layers,
-            settings: TrainSettings {
-                epochs: 1,
-                batch_size: 8,
-                learning_rate: 1e-3,
-            },
-        }
+        Arch::custom("pad-replicate-test", image(1, 28, 28), layers)
     }
 
     fn conv_net() -> Vec<Layer> {
@@ -490,7 +480,7 @@ mod tests {
         let stats = ActivationStats::collect(&net, &calib, 16).unwrap();
         let mut ranges = stats.ranges(RangeMethod::MinMax);
         let all: Vec<usize> = (0..calib.len()).collect();
-        let x = crate::train::images_tensor(&calib, &all, &dev).unwrap();
+        let x = crate::train::images_tensor(&calib, &all, None, &dev).unwrap();
         let logits: Vec<f32> = net
             .forward(&x, Mode::Eval)
             .unwrap()
@@ -517,7 +507,7 @@ mod tests {
 
         let test = images(8, seed + 200);
         let idx: Vec<usize> = (0..test.len()).collect();
-        let x = crate::train::images_tensor(&test, &idx, &dev).unwrap();
+        let x = crate::train::images_tensor(&test, &idx, None, &dev).unwrap();
         let float = net
             .forward(&x, Mode::Eval)
             .unwrap()

@@ -58,6 +58,23 @@ impl LayerOps for Residual {
         )
     }
 
+    fn macs(&self, input: TensorShape) -> u64 {
+        [&self.body, &self.shortcut]
+            .into_iter()
+            .map(|branch| {
+                let mut x = input;
+                branch
+                    .iter()
+                    .map(|l| {
+                        let m = l.macs(x);
+                        x = l.output(x).unwrap_or(x);
+                        m
+                    })
+                    .sum::<u64>()
+            })
+            .sum()
+    }
+
     fn params(&self, input: TensorShape) -> Vec<ParamSpec> {
         let mut out = branch_params(&self.body, input, "body");
         out.extend(branch_params(&self.shortcut, input, "shortcut"));

@@ -1,0 +1,422 @@
+//! `trainer study` and `trainer list`: train a study's models with its recipes (skipping those
+//! already trained with the same settings), and write its report, `reports/<study>.md` and
+//! `.csv`, our measured numbers beside the published ones, from the models' JSON reports.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use fashion_mnist::Dataset;
+use fashion_mnist::splits::SplitPlan;
+use model_report::ModelReport;
+
+use crate::arch::{Arch, ArchError};
+use crate::pipeline::{PipelineError, Settings, TrainResult, export_one, load_trained, train_one};
+use crate::zoo::{self, OPTIMIZER_STUDY, Study};
+
+/// Points below the published accuracy beyond which a report row must explain the gap.
+pub const EXPLAIN_BELOW: f64 = 1.5;
+
+/// Whether `arch` is one of the optimizer-study runs of `s2-m6` (trained and reported, not
+/// exported: the study compares optimizers, and `s2-m6` itself is the deployable one).
+pub fn is_optimizer_variant(id: &str) -> bool {
+    OPTIMIZER_STUDY
+        .iter()
+        .any(|r| r.id == id && r.id != "s2-m6")
+}
+
+fn describe_split(split: &SplitPlan) -> String {
+    match *split {
+        SplitPlan::Full => "all 60k".into(),
+        SplitPlan::Holdout { validation_percent } => {
+            format!(
+                "{}/{validation_percent}",
+                100 - u32::from(validation_percent)
+            )
+        }
+        SplitPlan::Pooled {
+            train_percent,
+            validation_percent,
+        } => format!(
+            "pooled {train_percent}/{validation_percent}/{}",
+            100 - u32::from(train_percent) - u32::from(validation_percent)
+        ),
+    }
+}
+
+/// The `trainer list` table: every model with its study, size, cost and recipe.
+pub fn list_table(archs: &[Arch]) -> Result<String, ArchError> {
+    let mut out = String::from(
+        "| id | study | params | MACs | input | optimizer | lr | epochs | batch | split | augmented | int8 |\n\
+         |---|---|---:|---:|---|---|---:|---:|---:|---|---|---|\n",
+    );
+    for a in archs {
+        let r = &a.recipe;
+        let input = a
+            .layers
+            .first()
+            .and_then(|l| l.output(a.input))
+            .filter(|_| {
+                matches!(
+                    a.layers.first(),
+                    Some(crate::layers::Layer::PadReplicate(_))
+                )
+            })
+            .unwrap_or(a.input);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            a.id,
+            a.study.key(),
+            a.param_count()?,
+            a.macs()?,
+            shape_text(input),
+            r.optimizer.name(),
+            r.optimizer.lr(),
+            r.epochs,
+            r.batch_size,
+            describe_split(&r.split),
+            if r.augmentation.is_some() {
+                "yes"
+            } else {
+                "no"
+            },
+            if is_optimizer_variant(a.id) {
+                "not exported (optimizer study)"
+            } else {
+                "yes"
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn shape_text(s: infer_core::spec::TensorShape) -> String {
+    match s.image() {
+        Some(i) => format!("{}x{}x{}", i.channels, i.height, i.width),
+        None => s.len().to_string(),
+    }
+}
+
+/// Whether `dir/<id>.json` records a finished run of `arch` with exactly `settings`' options
+/// (and its int8 export, unless the model is not exported).
+fn done(arch: &Arch, settings: &Settings) -> Option<ModelReport> {
+    let path = settings.out_dir.join(format!("{}.json", arch.id));
+    let report = ModelReport::read(&path).ok()?;
+    let options = settings.options(arch);
+    (report.float.options == options && report.float.history.len() == options.epochs)
+        .then_some(report)
+}
+
+/// Trains and exports every model of `study` not yet done with these settings. Returns `false`
+/// if stopped by `stop` (the checkpoint holds the state).
+pub fn run(
+    study: Study,
+    dataset: &Dataset,
+    settings: &Settings,
+    stop: &AtomicBool,
+) -> Result<bool, PipelineError> {
+    let models = study.models();
+    for (i, arch) in models.iter().enumerate() {
+        let export = !is_optimizer_variant(arch.id);
+        let prefix = format!("[{}/{}] {}", i + 1, models.len(), arch.id);
+        match done(arch, settings) {
+            Some(r) if r.int8.is_some() || !export => {
+                eprintln!("{prefix}: already trained with these settings, skipped");
+                continue;
+            }
+            Some(_) => {
+                eprintln!("{prefix}: trained, exporting");
+                let trained = load_trained(arch, dataset, settings)?;
+                export_one(trained, settings)?;
+                continue;
+            }
+            None => eprintln!("{prefix}: training"),
+        }
+        match train_one(arch, dataset, settings, Some(stop))? {
+            TrainResult::Done(trained) => {
+                if export {
+                    export_one(*trained, settings)?;
+                }
+            }
+            TrainResult::Stopped { .. } => return Ok(false),
+        }
+    }
+    Ok(true)
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.2}", 100.0 * x)
+}
+
+/// One row of a study table.
+struct Row {
+    cells: Vec<String>,
+}
+
+const COLUMNS: [&str; 14] = [
+    "id",
+    "params",
+    "MACs",
+    "epochs",
+    "s/epoch",
+    "test acc %",
+    "macro precision",
+    "macro recall",
+    "macro F1",
+    "int8 acc %",
+    "published %",
+    "diff (pts)",
+    "our reading",
+    "note",
+];
+
+fn row(arch: &Arch, report: Option<&ModelReport>) -> Result<Row, ArchError> {
+    let published = arch.published.test_accuracy.map_or_else(
+        || arch.published.text.to_string(),
+        |p| {
+            if arch.published.approximate {
+                format!("~{p}")
+            } else {
+                format!("{p}")
+            }
+        },
+    );
+    let mut cells = vec![
+        arch.id.to_string(),
+        arch.param_count()?.to_string(),
+        arch.macs()?.to_string(),
+    ];
+    let Some(r) = report else {
+        cells.extend(["not trained".to_string()]);
+        cells.extend(std::iter::repeat_n(String::new(), 6));
+        cells.extend([
+            published,
+            String::new(),
+            arch.reading.to_string(),
+            String::new(),
+        ]);
+        return Ok(Row { cells });
+    };
+    let f = &r.float;
+    let secs = f.history.iter().map(|e| e.seconds).sum::<f64>() / f.history.len().max(1) as f64;
+    let ours = 100.0 * f.test.accuracy;
+    let diff = arch.published.test_accuracy.map(|p| ours - p);
+    let note = note(arch, diff);
+    cells.extend([
+        f.options.epochs.to_string(),
+        format!("{secs:.1}"),
+        format!("{ours:.2}"),
+        format!("{:.4}", f.test.macro_precision),
+        format!("{:.4}", f.test.macro_recall),
+        format!("{:.4}", f.test.macro_f1),
+        r.int8
+            .as_ref()
+            .map_or_else(|| "-".to_string(), |q| pct(q.test.accuracy)),
+        published,
+        diff.map_or_else(String::new, |d| format!("{d:+.2}")),
+        arch.reading.to_string(),
+        note,
+    ]);
+    Ok(Row { cells })
+}
+
+/// The note of a row: where ours is more than [`EXPLAIN_BELOW`] points below the published
+/// number, or above it, the recorded explanation ([`zoo::notes`]).
+fn note(arch: &Arch, diff: Option<f64>) -> String {
+    let explained = zoo::notes::explanation(arch.id);
+    match (diff, explained) {
+        (Some(d), Some(text)) if d.abs() > EXPLAIN_BELOW => text.to_string(),
+        (Some(d), None) if d < -EXPLAIN_BELOW => {
+            "below the published number: not yet explained".into()
+        }
+        (Some(d), None) if d > EXPLAIN_BELOW => {
+            "above the published number: not yet explained".into()
+        }
+        (_, Some(text)) => text.to_string(),
+        (_, None) => String::new(),
+    }
+}
+
+/// The reports of `study`'s models found in `models_dir`, by model.
+fn reports(study: Study, models_dir: &Path) -> Vec<(Arch, Option<ModelReport>)> {
+    study
+        .models()
+        .into_iter()
+        .map(|a| {
+            let r = ModelReport::read(&models_dir.join(format!("{}.json", a.id))).ok();
+            (a, r)
+        })
+        .collect()
+}
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+fn csv_escape(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// The Markdown and CSV reports of `study` from the JSON reports in `models_dir`.
+pub fn render(study: Study, models_dir: &Path) -> Result<(String, String), ArchError> {
+    let models = reports(study, models_dir);
+    let main: Vec<_> = models
+        .iter()
+        .filter(|(a, _)| !is_optimizer_variant(a.id))
+        .collect();
+    let mut md = format!(
+        "# {}\n\nGenerated by `trainer study {}` from `models/<id>.json`; do not edit by hand.\n\n{}\n\n",
+        study.title(),
+        study.key(),
+        study.summary()
+    );
+    md += "Test accuracy, macro precision, recall and F1 are of the float model on the study's test images; int8 is the exported model run by infer-core on the same images. ";
+    md += &format!(
+        "`diff` is ours minus the published number; a note explains every gap of more than {EXPLAIN_BELOW} points.\n\n"
+    );
+    md += &format!(
+        "| {} |\n|{}\n",
+        COLUMNS.join(" | "),
+        "---|".repeat(COLUMNS.len())
+    );
+    let mut csv = COLUMNS.join(",") + "\n";
+    for (arch, report) in &main {
+        let r = row(arch, report.as_ref())?;
+        md += &format!(
+            "| {} |\n",
+            r.cells
+                .iter()
+                .map(|c| md_escape(c))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        csv += &(r
+            .cells
+            .iter()
+            .map(|c| csv_escape(c))
+            .collect::<Vec<_>>()
+            .join(",")
+            + "\n");
+    }
+    md += "\n## Models\n\n";
+    for (arch, _) in &main {
+        md += &format!(
+            "- `{}`: {}. Published: {}.\n",
+            arch.id, arch.description, arch.published.text
+        );
+    }
+    if study == Study::S2 {
+        md += &optimizer_table(models_dir);
+    }
+    Ok((md, csv))
+}
+
+/// S2's optimizer study: first- and last-epoch train and validation loss and accuracy of
+/// `s2-m6` under each optimizer, beside the study's final validation accuracy.
+fn optimizer_table(models_dir: &Path) -> String {
+    let mut md = String::from(
+        "\n## Optimizer study on s2-m6\n\nEach optimizer with Keras' default hyper-parameters (see above), the rest of s2-m6's recipe unchanged. Epoch 1 and the last epoch; validation on the held-out 20%.\n\n\
+         | optimizer | run | epochs | train loss (1st) | train acc % (1st) | val loss (1st) | val acc % (1st) | train loss (last) | train acc % (last) | val loss (last) | val acc % (last) | published val acc % | diff (pts) |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for run in OPTIMIZER_STUDY {
+        let report = ModelReport::read(&models_dir.join(format!("{}.json", run.id))).ok();
+        let h = report.as_ref().map(|r| &r.float.history);
+        let (first, last) = match h {
+            Some(h) if !h.is_empty() => (h.first(), h.last()),
+            _ => (None, None),
+        };
+        let cells = |e: Option<&model_report::EpochStats>| match e {
+            Some(e) => format!(
+                "{:.4} | {} | {} | {}",
+                e.loss,
+                pct(e.accuracy),
+                e.val_loss.map_or_else(|| "-".into(), |v| format!("{v:.4}")),
+                e.val_accuracy.map_or_else(|| "-".into(), pct)
+            ),
+            None => "not trained | | | ".into(),
+        };
+        let diff = last
+            .and_then(|e| e.val_accuracy)
+            .map_or_else(String::new, |v| {
+                format!("{:+.2}", 100.0 * v - run.published_final_val_accuracy)
+            });
+        md += &format!(
+            "| {} | `{}` | {} | {} | {} | {} | {diff} |\n",
+            run.name,
+            run.id,
+            h.map_or(0, Vec::len),
+            cells(first),
+            cells(last),
+            run.published_final_val_accuracy,
+        );
+    }
+    md
+}
+
+/// Writes `reports/<study>.md` and `.csv` and returns their paths.
+pub fn write_reports(
+    study: Study,
+    models_dir: &Path,
+    reports_dir: &Path,
+) -> Result<Vec<PathBuf>, PipelineError> {
+    let (md, csv) = render(study, models_dir)?;
+    std::fs::create_dir_all(reports_dir).map_err(|source| PipelineError::Io {
+        path: reports_dir.to_path_buf(),
+        source,
+    })?;
+    let mut written = Vec::new();
+    for (ext, text) in [("md", md), ("csv", csv)] {
+        let path = reports_dir.join(format!("{}.{ext}", study.key()));
+        crate::atomic::write(&path, text.as_bytes()).map_err(|source| PipelineError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_has_every_model() {
+        let table = list_table(&crate::arch::all()).unwrap();
+        for a in crate::arch::all() {
+            assert!(table.contains(&format!("| {} |", a.id)), "{}", a.id);
+        }
+        assert!(
+            table.contains("| s3-alexnet-base | s3 | 394634 |"),
+            "{table}"
+        );
+        assert!(table.contains("3x32x32"));
+    }
+
+    #[test]
+    fn a_study_without_results_says_not_trained() {
+        let dir = tempfile::tempdir().unwrap();
+        let (md, csv) = render(Study::S5, dir.path()).unwrap();
+        assert!(md.contains("| s5-cnn |"), "{md}");
+        assert!(md.contains("not trained"));
+        assert_eq!(csv.lines().count(), 3);
+    }
+
+    #[test]
+    fn gaps_need_explanations() {
+        let arch = crate::arch::by_id("s5-cnn").unwrap();
+        assert_eq!(
+            note(&arch, Some(-0.5)),
+            zoo::notes::explanation("s5-cnn").unwrap_or("").to_string()
+        );
+        if zoo::notes::explanation("s5-cnn").is_none() {
+            assert!(note(&arch, Some(-3.0)).contains("not yet explained"));
+        }
+    }
+}
