@@ -1,7 +1,7 @@
 //! `trainer`: train the reference-study Fashion-MNIST models, quantise them to int8, export
 //! them for infer-core, and reproduce the studies' tables.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
@@ -171,46 +171,68 @@ impl Common {
     }
 }
 
+/// What the per-model commands do with each model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Train only.
+    Train,
+    /// Train, then export.
+    Run,
+    /// Export what is trained.
+    Export,
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let common = cli.common;
-    let command = cli.command.unwrap_or(Command::Run);
-    match &command {
+    match cli.command.unwrap_or(Command::Run) {
         Command::List => {
-            let archs = if common.models.is_empty() {
-                arch::all()
-            } else {
-                selected(&common)?
-            };
-            print!("{}", study::list_table(&archs)?);
-            return Ok(());
+            print!("{}", study::list_table(&listed(&common)?)?);
+            Ok(())
         }
-        Command::Describe => {
-            let archs = if common.models.is_empty() {
-                arch::all()
-            } else {
-                selected(&common)?
-            };
-            let mut out = Vec::with_capacity(archs.len());
-            for arch in &archs {
-                let mut value = serde_json::to_value(arch)?;
-                value["param_count"] = serde_json::json!(arch.param_count()?);
-                value["macs"] = serde_json::json!(arch.macs()?);
-                out.push(value);
-            }
-            println!("{}", serde_json::to_string_pretty(&out)?);
-            return Ok(());
-        }
+        Command::Describe => describe(&listed(&common)?),
         Command::Report { update_readme } => {
             let table = write_summary(&common.out_dir)?;
             print!("{table}");
             if let Some(readme) = update_readme {
-                RESULTS.update_file(readme, &table)?;
+                RESULTS.update_file(&readme, &table)?;
             }
-            return Ok(());
+            Ok(())
         }
-        Command::Run | Command::Train | Command::Export | Command::Study { .. } => {}
+        Command::Study {
+            study,
+            report_only,
+            reports_dir,
+        } => run_study(&common, &study, report_only, &reports_dir),
+        Command::Run => per_model(&common, Step::Run),
+        Command::Train => per_model(&common, Step::Train),
+        Command::Export => per_model(&common, Step::Export),
     }
+}
+
+/// The models `list` and `describe` show: the selected ones, or every one.
+fn listed(common: &Common) -> Result<Vec<Arch>> {
+    if common.models.is_empty() {
+        Ok(arch::all())
+    } else {
+        selected(common)
+    }
+}
+
+fn describe(archs: &[Arch]) -> Result<()> {
+    let mut out = Vec::with_capacity(archs.len());
+    for arch in archs {
+        let mut value = serde_json::to_value(arch)?;
+        value["param_count"] = serde_json::json!(arch.param_count()?);
+        value["macs"] = serde_json::json!(arch.macs()?);
+        out.push(value);
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+/// Checks the output folder and installs the Ctrl-C handler, before any long work.
+fn prepare(common: &Common) -> Result<Settings> {
     std::fs::create_dir_all(&common.out_dir)
         .with_context(|| format!("creating the output folder {}", common.out_dir.display()))?;
     ctrlc::set_handler(|| {
@@ -223,15 +245,12 @@ fn main() -> Result<()> {
         );
     })
     .context("installing the Ctrl-C handler")?;
-    let settings = common.settings();
+    Ok(common.settings())
+}
 
-    if let Command::Study {
-        study: which,
-        report_only,
-        reports_dir,
-    } = &command
-    {
-        let studies: Vec<Study> = if which == "all" {
+fn run_study(common: &Common, which: &str, report_only: bool, reports_dir: &Path) -> Result<()> {
+    let studies: Vec<Study> =
+        if which == "all" {
             Study::ALL
                 .into_iter()
                 .filter(|s| *s != Study::Demo)
@@ -241,52 +260,52 @@ fn main() -> Result<()> {
                 format!("unknown study `{which}` (known: s1, s2, s3, s4, s5, all)")
             })?]
         };
-        let dataset = if *report_only {
-            None
-        } else {
-            Some(data::load(common.data_dir.as_deref())?)
-        };
+    if report_only {
         for s in studies {
-            if let Some(dataset) = &dataset {
-                if !study::run(s, dataset, &settings, &STOP)? {
-                    bail!(
-                        "stopped; continue with `trainer study {} --resume`",
-                        s.key()
-                    );
-                }
-            }
-            let written = study::write_reports(s, &settings.out_dir, reports_dir)?;
-            for path in written {
+            for path in study::write_reports(s, &common.out_dir, reports_dir)? {
                 eprintln!("wrote {}", path.display());
             }
         }
         return Ok(());
     }
+    let settings = prepare(common)?;
+    let dataset = data::load(common.data_dir.as_deref())?;
+    for s in studies {
+        let finished = study::run(s, &dataset, &settings, &STOP)?;
+        for path in study::write_reports(s, &settings.out_dir, reports_dir)? {
+            eprintln!("wrote {}", path.display());
+        }
+        if !finished {
+            bail!(
+                "stopped; continue with `trainer study {} --resume`",
+                s.key()
+            );
+        }
+    }
+    Ok(())
+}
 
-    let archs = selected(&common)?;
+fn per_model(common: &Common, step: Step) -> Result<()> {
+    let archs = selected(common)?;
+    let settings = prepare(common)?;
     let dataset = data::load(common.data_dir.as_deref())?;
     for arch in &archs {
-        let trained = match command {
-            Command::Train | Command::Run => {
-                match train_one(arch, &dataset, &settings, Some(&STOP))? {
-                    TrainResult::Done(t) => *t,
-                    TrainResult::Stopped {
-                        epochs_done,
-                        batches,
-                        checkpoint,
-                    } => bail!(
-                        "{}: stopped after {epochs_done} epochs and {batches} batches; the state is in {}; continue with --resume",
-                        arch.id,
-                        checkpoint.display()
-                    ),
-                }
-            }
-            Command::Export => load_trained(arch, &dataset, &settings)?,
-            Command::List | Command::Describe | Command::Report { .. } | Command::Study { .. } => {
-                unreachable!("handled above")
-            }
+        let trained = match step {
+            Step::Train | Step::Run => match train_one(arch, &dataset, &settings, Some(&STOP))? {
+                TrainResult::Done(t) => *t,
+                TrainResult::Stopped {
+                    epochs_done,
+                    batches,
+                    checkpoint,
+                } => bail!(
+                    "{}: stopped after {epochs_done} epochs and {batches} batches; the state is in {}; continue with --resume",
+                    arch.id,
+                    checkpoint.display()
+                ),
+            },
+            Step::Export => load_trained(arch, &dataset, &settings)?,
         };
-        if !matches!(command, Command::Train) {
+        if step != Step::Train {
             export_one(trained, &settings)?;
         }
     }

@@ -154,7 +154,7 @@ struct Row {
     cells: Vec<String>,
 }
 
-const COLUMNS: [&str; 14] = [
+const COLUMNS: [&str; 13] = [
     "id",
     "params",
     "MACs",
@@ -167,7 +167,6 @@ const COLUMNS: [&str; 14] = [
     "int8 acc %",
     "published %",
     "diff (pts)",
-    "our reading",
     "note",
 ];
 
@@ -215,7 +214,6 @@ fn row(arch: &Arch, report: Option<&ModelReport>) -> Result<Row, ArchError> {
             .map_or_else(|| "-".to_string(), |q| pct(q.test.accuracy)),
         published,
         diff.map_or_else(String::new, |d| format!("{d:+.2}")),
-        arch.reading.to_string(),
         note,
     ]);
     Ok(Row { cells })
@@ -306,8 +304,8 @@ pub fn render(study: Study, models_dir: &Path) -> Result<(String, String), ArchE
     md += "\n## Models\n\n";
     for (arch, _) in &main {
         md += &format!(
-            "- `{}`: {}. Published: {}.\n",
-            arch.id, arch.description, arch.published.text
+            "- `{}`: {}. Our reading: {} Published: {}.\n",
+            arch.id, arch.description, arch.reading, arch.published.text
         );
     }
     if study == Study::S2 {
