@@ -4,15 +4,22 @@
     bash bench/setup.sh                    # once: bench/.venv with PyTorch (CPU)
     python3 bench/compare.py [--epochs 3] [--models s5-ann s5-cnn s3-lenet-base]
 
+First, the self-check: `torch_models.py --check` builds the PyTorch twin of every selected
+model from `trainer describe` and checks its parameter count and output shape.
+
 Training: for each model and each seed (--seeds, default 1 2 3 4 5), PyTorch
 (bench/torch_models.py in bench/.venv) and then our trainer (`trainer train -m <id> --epochs N
---seed S -q`), back to back, so both see the same background load. Seconds per epoch are the
-median over all epochs of all seeds of each side; the ratio is trainer / PyTorch (above 1: our
-trainer is slower). Test accuracy is over the 10,000 test images after those N epochs, averaged
+--seed S -q`), back to back, so both see the same background load. Both follow the model's
+recipe in `trainer describe` (batch size, optimizer, schedule, split, augmentation; only the
+epochs are --epochs), and the run stops if the two sides trained on different numbers of images
+or batch sizes. Seconds per epoch are the median over all epochs of all seeds of each side; the
+ratio is trainer / PyTorch (above 1: our trainer is slower). Test accuracy is over the split's
+test images (the official 10,000 unless the recipe pools them) after those N epochs, averaged
 over the seeds (each framework draws its own initial weights, batch order and dropout masks from
-the seed, so one run per side would compare two random draws, not the two trainers). PyTorch runs with OMP_WAIT_POLICY=PASSIVE unless --omp-wait-policy says
-otherwise: with libgomp's default, 2-thread training on a 2-core machine that another process
-is using ran 5-20x slower than with PASSIVE or with 1 thread (measured while writing this).
+the seed, so one run per side would compare two random draws, not the two trainers). PyTorch
+runs with OMP_WAIT_POLICY=PASSIVE unless --omp-wait-policy says otherwise: with libgomp's
+default, 2-thread training on a 2-core machine that another process is using ran 5-20x slower
+than with PASSIVE or with 1 thread (measured while writing this).
 
 Batch-1 inference: after training, `trainer export` quantises the trained models to int8 and
 `firmware-sim --json` times infer-core on the 10,000 test images (one thread, one image at a
@@ -47,6 +54,10 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 VENV_PY = BENCH / ".venv" / "bin" / "python"
 MODELS = ["s5-ann", "s5-cnn", "s3-lenet-base"]
+# Short names of the recipe's optimizers, for the table titles.
+OPTIMIZER_NAMES = {"Sgd": "SGD", "Adam": "Adam", "AdamW": "AdamW", "RmsProp": "RMSprop",
+                   "Adagrad": "Adagrad", "Adadelta": "Adadelta", "Adamax": "Adamax",
+                   "NAdam": "NAdam"}
 README_BEGIN = "<!-- bench:begin -->"
 README_END = "<!-- bench:end -->"
 
@@ -149,6 +160,47 @@ def torch_run(args: argparse.Namespace, models: list[str], extra: list[str], log
     return [json.loads(line) for line in out.splitlines() if line.strip().startswith("{")]
 
 
+def describe(trainer: Path) -> dict[str, dict]:
+    """Every architecture the trainer knows, by id (`trainer describe`)."""
+    return {a["id"]: a for a in json.loads(run([str(trainer), "describe"]).stdout)}
+
+
+def self_check(args: argparse.Namespace, logf: Path) -> None:
+    """`torch_models.py --check` on the selected models: each PyTorch twin has the trainer's
+    parameter count and gives `[N, 10]` (see bench/torch_models.py)."""
+    cmd = [str(VENV_PY), str(BENCH / "torch_models.py"), "--check", "--trainer",
+           str(args.trainer_bin), "--models", *args.models]
+    proc = run(cmd, env=torch_env(args), check=False, log_to=logf)
+    for line in proc.stdout.splitlines():
+        log(f"check: {line}")
+    if proc.returncode != 0:
+        tail = "\n".join(logf.read_text().splitlines()[-15:])
+        raise SystemExit(f"the PyTorch twins do not match `trainer describe`:\n{tail}")
+
+
+def recipe_text(arch: dict, train_images: int) -> str:
+    """One model's training settings, for the table title: images, batch, optimizer and lr,
+    and schedule / augmentation when the recipe has them."""
+    r = arch["recipe"]
+    ((opt, fields),) = r["optimizer"].items()
+    split = r["split"]
+    if isinstance(split, dict) and "Holdout" in split:
+        v = split["Holdout"]["validation_percent"]
+        where = f"{100 - v}/{v} holdout"
+    elif isinstance(split, dict) and "Pooled" in split:
+        t, v = split["Pooled"]["train_percent"], split["Pooled"]["validation_percent"]
+        where = f"{t}/{v}/{100 - t - v} of the pooled 70,000"
+    else:
+        where = "all"
+    text = (f"{arch['id']} {train_images:,} training images ({where}), batch {r['batch_size']}, "
+            f"{OPTIMIZER_NAMES.get(opt, opt)} lr {fields['lr']:g}")
+    if r["schedule"]:
+        text += f", StepLR {r['schedule']['step_size']} × {r['schedule']['gamma']:g}"
+    if r["augmentation"]:
+        text += ", augmented"
+    return text
+
+
 def fmt_ratio(x: float) -> str:
     return f"{x:.2f}×"
 
@@ -158,7 +210,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5],
                    help="one training run per side per seed (default 1 2 3 4 5)")
-    p.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
+    p.add_argument("--models", nargs="+", default=MODELS,
+                   help=f"model ids of `trainer describe` (default: {' '.join(MODELS)})")
     p.add_argument("--threads", type=int, default=2,
                    help="training threads for both sides (torch.set_num_threads, RAYON_NUM_THREADS)")
     p.add_argument("--omp-wait-policy", default="PASSIVE", choices=["PASSIVE", "ACTIVE", "unset"],
@@ -169,7 +222,8 @@ def main() -> None:
                    help="alternating PyTorch / infer-core inference rounds (median)")
     p.add_argument("--torch-infer-images", type=int, default=2000)
     p.add_argument("--train-limit", type=int, default=None,
-                   help="train on the first N images only (smoke runs; not a benchmark)")
+                   help="train on the first N images of the training split only (smoke runs; "
+                   "not a benchmark)")
     p.add_argument("--results", type=Path, default=BENCH / "results.md")
     p.add_argument("--update-readme", type=Path, default=None, metavar="README",
                    help="also put the two tables, with date, machine and commit, between "
@@ -195,13 +249,20 @@ def main() -> None:
     logf = tmp / "log.txt"
     models_dir = tmp / "models"
     models_dir.mkdir()
+    # The trainer's checkpoints go here, not to the checkout's checkpoints/.
+    ckpt_dir = tmp / "checkpoints"
 
     started = datetime.datetime.now(datetime.timezone.utc)
     load_start = loadavg()
     trainer, sim, sim_native, rustc = build(tmp)
     args.trainer_bin = trainer
+    archs = describe(trainer)
+    unknown = [m for m in args.models if m not in archs]
+    if unknown:
+        raise SystemExit(f"unknown model ids {unknown} (the trainer knows: {', '.join(archs)})")
     rust_env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
     log(f"work folder {tmp}; log {logf}")
+    self_check(args, logf)
 
     # Training, model by model and seed by seed: PyTorch, then trainer.
     torch_res: dict[str, list[dict]] = {m: [] for m in args.models}
@@ -217,13 +278,20 @@ def main() -> None:
                 f"test {100 * res['test_accuracy']:.2f}%")
             log(f"{m} seed {seed}: trainer, {args.epochs} epochs")
             run([str(trainer), "train", "-m", m, "--epochs", str(args.epochs),
-                 "--seed", str(seed), "--out-dir", str(models_dir), "-q", *limit],
+                 "--seed", str(seed), "--out-dir", str(models_dir),
+                 "--checkpoint-dir", str(ckpt_dir), "-q", *limit],
                 env=rust_env, log_to=logf)
             report = json.loads((models_dir / f"{m}.json").read_text())
             mine = {
                 "epoch_seconds": [h["seconds"] for h in report["float"]["history"]],
                 "test_accuracy": report["float"]["test"]["accuracy"],
+                "train_images": report["float"]["train_images"],
+                "batch_size": report["float"]["options"]["batch_size"],
             }
+            for key in ("train_images", "batch_size"):
+                if mine[key] != res[key]:
+                    raise SystemExit(f"{m} seed {seed}: {key} {res[key]} (PyTorch) against "
+                                     f"{mine[key]} (trainer): the two sides differ")
             ours[m].append(mine)
             log(f"{m} seed {seed}: trainer {mine['epoch_seconds']} s/epoch, "
                 f"test {100 * mine['test_accuracy']:.2f}%")
@@ -298,11 +366,13 @@ def main() -> None:
                 row += " n/a | n/a |"
         infer_rows.append(row)
     torch_version = next(iter(torch_res.values()))[0]["torch_version"]
-    images = f"{args.train_limit:,} images (SMOKE RUN)" if args.train_limit else "all 60,000 images"
+    smoke = " (SMOKE RUN: --train-limit)" if args.train_limit else ""
+    recipes = "; ".join(recipe_text(archs[m], ours[m][0]["train_images"]) for m in args.models)
+    recipes = f"Each model's recipe (`trainer describe`), on both sides: {recipes}{smoke}."
     seeds = " ".join(str(x) for x in args.seeds)
     train_title = (
         f"Training: median s/epoch over {n} epoch{'s' if n != 1 else ''} × seeds {seeds}, "
-        f"{images}, batch 64, Adam 1e-3, {args.threads} threads; test accuracy after epoch {n}, "
+        f"{args.threads} threads; test accuracy after epoch {n}, "
         f"mean ± standard deviation over the seeds"
     )
     infer_title = (
@@ -310,7 +380,8 @@ def main() -> None:
         f"rounds (PyTorch: {args.torch_infer_images} test images a round; infer-core: 10,000)"
     )
     printed = "\n".join(
-        [f"### {train_title}", "", *train_rows, "", f"### {infer_title}", "", *infer_rows, ""]
+        [f"### {train_title}", "", recipes, "", *train_rows, "", f"### {infer_title}", "",
+         *infer_rows, ""]
     )
     print(printed)
 
