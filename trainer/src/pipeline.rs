@@ -200,6 +200,12 @@ pub fn train_one(
         options.optimizer.lr(),
         options.batch_size,
     );
+    if options.batch_size < 16 && std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        eprintln!(
+            "{}: batches of {} train several times faster on one thread: set RAYON_NUM_THREADS=1",
+            arch.id, options.batch_size
+        );
+    }
     let checkpoint = s.checkpoint(arch.id);
     let control = Control {
         quiet: s.quiet,
