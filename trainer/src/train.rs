@@ -479,6 +479,40 @@ mod tests {
     }
 
     #[test]
+    fn a_stop_request_ends_the_run_after_the_batch_with_a_checkpoint() {
+        let data = synthetic(64);
+        let arch = arch::by_id("s5-ann").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.ckpt");
+        let stop = AtomicBool::new(true);
+        let control = Control {
+            quiet: true,
+            checkpoint: Some(path.clone()),
+            resume: true,
+            stop: Some(&stop),
+            max_batches: None,
+        };
+        let opts = TrainOptions::plain(2, 16, OptimizerConfig::adam(), 1);
+        let net = Net::new(&arch, 1, &Device::Cpu).unwrap();
+        let outcome = train(&net, &data, None, &opts, &control).unwrap();
+        assert_eq!(
+            outcome,
+            Outcome::Stopped {
+                epochs_done: 0,
+                batches: 0
+            }
+        );
+        let ck = Checkpoint::load(&path).unwrap();
+        assert_eq!(ck.progress.epochs_done, 0);
+        assert_eq!(ck.order.len(), 64, "the drawn order is kept");
+        stop.store(false, Ordering::SeqCst);
+        assert!(matches!(
+            train(&net, &data, None, &opts, &control).unwrap(),
+            Outcome::Finished(h) if h.len() == 2
+        ));
+    }
+
+    #[test]
     fn a_checkpoint_of_other_settings_is_refused() {
         let data = synthetic(32);
         let arch = arch::by_id("s5-ann").unwrap();
