@@ -253,20 +253,15 @@ impl OptimizerConfig {
 
     /// The learning rate.
     pub fn lr(&self) -> f64 {
-        match *self {
-            Self::Sgd { lr, .. }
-            | Self::Adam { lr, .. }
-            | Self::AdamW { lr, .. }
-            | Self::RmsProp { lr, .. }
-            | Self::Adagrad { lr, .. }
-            | Self::Adadelta { lr, .. }
-            | Self::Adamax { lr, .. }
-            | Self::NAdam { lr, .. } => lr,
-        }
+        *self.clone().lr_mut()
     }
 
     /// Changes the learning rate.
     pub fn set_lr(&mut self, new: f64) {
+        *self.lr_mut() = new;
+    }
+
+    fn lr_mut(&mut self) -> &mut f64 {
         match self {
             Self::Sgd { lr, .. }
             | Self::Adam { lr, .. }
@@ -275,7 +270,7 @@ impl OptimizerConfig {
             | Self::Adagrad { lr, .. }
             | Self::Adadelta { lr, .. }
             | Self::Adamax { lr, .. }
-            | Self::NAdam { lr, .. } => *lr = new,
+            | Self::NAdam { lr, .. } => lr,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! epoch's image order (`order`), and the rest as JSON in the file's metadata (`checkpoint`):
 //! id, options, progress, the generator's state, the history so far.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
@@ -88,7 +88,7 @@ pub struct Checkpoint {
     /// Progress, options and generator.
     pub progress: Progress,
     /// The network's tensors by path.
-    pub weights: BTreeMap<String, Tensor>,
+    pub weights: HashMap<String, Tensor>,
     /// The optimizer's state.
     pub optim: OptimState,
     /// The image order of the current epoch (empty at an epoch boundary).
@@ -157,7 +157,7 @@ impl Checkpoint {
         let progress: Progress = serde_json::from_str(json).map_err(|e| invalid(e.to_string()))?;
         let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
             .map_err(|e| invalid(e.to_string()))?;
-        let mut weights = BTreeMap::new();
+        let mut weights = HashMap::new();
         let mut optim = Vec::new();
         let mut order = Vec::new();
         for (name, t) in tensors {

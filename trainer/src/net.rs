@@ -275,11 +275,15 @@ impl Net {
     }
 
     /// Sets every tensor from `tensors` (as [`Self::tensors`] gives them), in place, so an
-    /// optimizer over [`Self::vars`] keeps training them.
-    pub fn set_tensors(&self, tensors: &BTreeMap<String, Tensor>) -> Result<(), NetError> {
+    /// optimizer over [`Self::vars`] keeps training them; errors name `source`.
+    pub fn set_tensors(
+        &self,
+        tensors: &std::collections::HashMap<String, Tensor>,
+        source: &str,
+    ) -> Result<(), NetError> {
         for (name, var) in &self.store.vars {
             let bad = |problem: String| NetError::Weights {
-                path: "checkpoint".into(),
+                path: source.to_string(),
                 name: name.clone(),
                 problem,
             };
@@ -304,29 +308,14 @@ impl Net {
 
     /// Loads tensors saved by [`Net::save`] into a network of `arch`.
     pub fn load(arch: &Arch, path: &Path, device: &Device) -> Result<Self, NetError> {
-        let mut net = Self::new(arch, 0, device)?;
+        let net = Self::new(arch, 0, device)?;
         let tensors =
             candle_core::safetensors::load(path, device).map_err(|e| NetError::Weights {
                 path: path.display().to_string(),
                 name: "*".into(),
                 problem: e.to_string(),
             })?;
-        for (name, var) in &mut net.store.vars {
-            let bad = |problem: String| NetError::Weights {
-                path: path.display().to_string(),
-                name: name.clone(),
-                problem,
-            };
-            let t = tensors.get(name).ok_or_else(|| bad("missing".into()))?;
-            if t.dims() != var.dims() {
-                return Err(bad(format!(
-                    "shape {:?}, expected {:?}",
-                    t.dims(),
-                    var.dims()
-                )));
-            }
-            *var = Var::from_tensor(&t.to_dtype(DType::F32)?)?;
-        }
+        net.set_tensors(&tensors, &path.display().to_string())?;
         Ok(net)
     }
 }

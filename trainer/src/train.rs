@@ -158,7 +158,7 @@ pub fn train(
         if path.exists() {
             let ck = Checkpoint::load(path)?;
             ck.check_matches(path, id, opts)?;
-            net.set_tensors(&ck.weights)?;
+            net.set_tensors(&ck.weights, &path.display().to_string())?;
             optim.restore(ck.optim)?;
             rng = ck.progress.rng;
             history = ck.progress.history;
@@ -199,7 +199,7 @@ pub fn train(
                 optim_mu_product_bits: 0,
                 history: history.to_vec(),
             },
-            weights: net.tensors(),
+            weights: net.tensors().into_iter().collect(),
             optim: optim.state(),
             order: order
                 .iter()

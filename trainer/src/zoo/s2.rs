@@ -53,6 +53,20 @@ fn conv_relu(out_ch: usize, batch_norm: bool) -> Vec<Layer> {
     v
 }
 
+/// m1 with dropout 0.2 after each hidden ReLU.
+fn m2() -> Vec<Layer> {
+    vec![
+        FLATTEN,
+        dense(128),
+        RELU,
+        dropout(0.2),
+        dense(64),
+        RELU,
+        dropout(0.2),
+        dense(10),
+    ]
+}
+
 /// S2's CNNs m4a, m4b and m5: three conv blocks (32-64-128, each with 2x2 max pooling:
 /// 28 -> 14 -> 7 -> 3), FC 128, FC 10.
 fn m4(batch_norm: bool, dropout_p: Option<(f32, f32)>) -> Vec<Layer> {
@@ -206,16 +220,7 @@ pub(super) fn models() -> Vec<Arch> {
             description: "m1 with dropout 0.2 after both hidden layers",
             reading: "Dropout after each hidden ReLU.",
             input: MNIST_INPUT,
-            layers: vec![
-                FLATTEN,
-                dense(128),
-                RELU,
-                dropout(0.2),
-                dense(64),
-                RELU,
-                dropout(0.2),
-                dense(10),
-            ],
+            layers: m2(),
             recipe: s2_recipe(10, 32),
             published: reported(87.75, "87.75%"),
         },
@@ -225,16 +230,7 @@ pub(super) fn models() -> Vec<Arch> {
             description: "m2 trained on augmented images (random rotation, shift, zoom)",
             reading: "Ranges unstated: rotation ±10 degrees, shift and zoom ±10%, outside pixels 0.",
             input: MNIST_INPUT,
-            layers: vec![
-                FLATTEN,
-                dense(128),
-                RELU,
-                dropout(0.2),
-                dense(64),
-                RELU,
-                dropout(0.2),
-                dense(10),
-            ],
+            layers: m2(),
             recipe: Recipe {
                 augmentation: Some(AUGMENTATION),
                 ..s2_recipe(10, 32)
