@@ -275,7 +275,8 @@ pub fn render(study: Study, models_dir: &Path) -> Result<(String, String), ArchE
     );
     md += "Test accuracy, macro precision, recall and F1 are of the float model on the study's test images; int8 is the exported model run by infer-core on the same images. ";
     md += &format!(
-        "`diff` is ours minus the published number; a note explains every gap of more than {EXPLAIN_BELOW} points.\n\n"
+        "`diff` is ours minus the published number (`~`: the study gave it only roughly); a note explains every gap of more than {EXPLAIN_BELOW} points. \
+         Seconds per epoch are the wall-clock mean on the 2-core machine that trained the model, often beside another run: rough costs, not a benchmark (see `bench/` for those).\n\n"
     );
     md += &format!(
         "| {} |\n|{}\n",
