@@ -23,7 +23,8 @@ fn readme_table_matches_the_committed_reports() {
         regenerated == readme,
         "README results are stale: run `cargo run --release -p trainer -- report --update-readme README.md`"
     );
-    let firmware = device::readme_section(&reports);
+    let board = device::Board::read(&root.join("firmware").join("memory.x")).unwrap();
+    let firmware = device::readme_section(&reports, &board);
     let regenerated = FIRMWARE
         .replace(&readme, &firmware)
         .expect("firmware markers in README");

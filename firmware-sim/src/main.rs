@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use firmware_sim::device::{self, DeviceOptions, ModelNeeds};
+use firmware_sim::device::{self, Board, DeviceError, DeviceOptions, ModelNeeds};
 use firmware_sim::{SCRATCH_CAPACITY, describe, model_files, run_model};
 use model_report::markdown::{FIRMWARE, RESULTS};
 use model_report::{FirmwareReport, ModelReport, summary_table};
@@ -33,7 +33,10 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Build `firmware/` for each model, run it on the Cortex-M4 under QEMU (mps2-an386), check
-    /// its logits against infer-core on the host, and report flash, RAM and instructions.
+    /// its logits against infer-core on the host, and report flash, RAM and instructions. A
+    /// model that cannot fit the board with its test images is reported, not failed; a model
+    /// whose files are missing or unreadable, or whose logits differ, fails the run (exit 1)
+    /// after the others have run.
     Device(DeviceCli),
 }
 
@@ -45,9 +48,13 @@ struct DeviceCli {
     /// Model id to run (repeatable); every `.fmq` in the folder by default.
     #[arg(short, long = "model")]
     model: Vec<String>,
-    /// Test images to embed and run (the first ones of the test set).
-    #[arg(long, default_value_t = device::DEFAULT_IMAGES)]
-    images: usize,
+    /// Test images to embed and run (the first ones of the test set); by default 200 for models
+    /// up to 5M MACs, fewer for bigger ones, at least 20 (`device::images_for`).
+    #[arg(long)]
+    images: Option<usize>,
+    /// Firmware runs in flight (builds stay serial: one builds while another runs QEMU).
+    #[arg(long, default_value_t = device::DEFAULT_JOBS)]
+    jobs: usize,
     /// Folder with the Fashion-MNIST IDX gzip files.
     #[arg(long, env = "FASHION_MNIST_DIR")]
     data_dir: Option<PathBuf>,
@@ -170,6 +177,7 @@ fn device_main(args: &DeviceCli) -> Result<ExitCode> {
         .filter(|r| r.join("firmware").join("Cargo.toml").is_file())
         .with_context(|| format!("no firmware/ beside {}", models.display()))?
         .to_path_buf();
+    let board = Board::read(&root.join("firmware").join("memory.x"))?;
     let ids: Vec<String> = if args.model.is_empty() {
         model_files(&models)?
             .iter()
@@ -179,86 +187,116 @@ fn device_main(args: &DeviceCli) -> Result<ExitCode> {
         args.model.clone()
     };
     let test = fashion_mnist::load_test(args.data_dir.as_deref())?;
-    let mut failed = false;
+
+    // Every model needs its report (to record into, and for the table); one that is missing or
+    // unreadable is an error, and the others still run.
+    let mut failed: Vec<String> = Vec::new();
+    let mut reports: Vec<ModelReport> = Vec::new();
+    let mut runs = Vec::new();
     for id in &ids {
-        let opts = DeviceOptions {
+        match ModelReport::read(&models.join(format!("{id}.json"))) {
+            Ok(report) => reports.push(report),
+            Err(e) => {
+                eprintln!("error: {id}: {e}");
+                failed.push(id.clone());
+                continue;
+            }
+        }
+        runs.push(DeviceOptions {
             images: args.images,
             data_dir: args.data_dir.clone(),
             timeout: Duration::from_secs(args.timeout),
             plugin: args.plugin.clone(),
             ..DeviceOptions::new(&root, id)
+        });
+    }
+
+    let mut passed = Vec::new();
+    let mut not_fitting = Vec::new();
+    let mut measured = Vec::new();
+    device::run_all(&runs, args.jobs, |opts, result| {
+        let id = &opts.model;
+        let run = match result {
+            Ok(run) => run,
+            Err(DeviceError::DoesNotFit { reason, .. }) => {
+                println!("{id}: does not fit the board, not run: {reason}");
+                not_fitting.push(id.clone());
+                return;
+            }
+            Err(e) => {
+                eprintln!("error: {id} on the Cortex-M4: {e}");
+                failed.push(id.clone());
+                return;
+            }
         };
-        let run = device::run(&opts).with_context(|| format!("{id} on the Cortex-M4"))?;
-        let host = device::host_predictions(&models.join(format!("{id}.fmq")), &test, args.images)?;
-        let mismatches = device::mismatches(&run, &host);
-        let report = run.report();
-        println!(
-            "{id}: {n} images, accuracy {acc:.2}%, logits identical to the host: {same}\n  \
-             flash: code {code} B + model {model} B = {flash:.1} KiB (test images {img} B not \
-             counted)\n  RAM: static {stat} B + scratch {scratch} B + peak stack {peak} B = \
-             {ram:.1} KiB (stack: load {load} B, inference {inf} B, run {runs} B)\n  \
-             instructions/inference (SysTick): mean {mean}, min {min}, max {max}",
-            n = report.images,
-            acc = 100.0 * report.accuracy,
-            same = if mismatches.is_empty() {
-                "yes".to_string()
-            } else {
-                format!("NO, {} images differ", mismatches.len())
-            },
-            code = report.flash_code_bytes,
-            model = report.flash_model_bytes,
-            flash = (report.flash_code_bytes + report.flash_model_bytes) as f64 / 1024.0,
-            img = run.sizes.flash_images,
-            stat = report.ram_static_bytes,
-            scratch = report.scratch_bytes,
-            peak = report.peak_stack_bytes,
-            ram = report.ram_total_bytes as f64 / 1024.0,
-            load = run.stack.load,
-            inf = run.stack.inference,
-            runs = run.stack.run,
-            mean = report.instructions.mean,
-            min = report.instructions.min,
-            max = report.instructions.max,
-        );
-        if let Some(exact) = run.plugin_instruction_counts() {
-            println!(
-                "  instructions/inference (plugin, exact): mean {}, min {}, max {}",
-                exact.mean, exact.min, exact.max
+        let host =
+            device::host_predictions(&models.join(format!("{id}.fmq")), &test, run.images.len());
+        let mismatches = match &host {
+            Ok(host) => device::mismatches(&run, host),
+            Err(e) => {
+                eprintln!("error: {id} on the host: {e}");
+                failed.push(id.clone());
+                return;
+            }
+        };
+        println!("{}", device::describe(&run, mismatches.len()));
+        for (i, d, h) in mismatches.iter().take(5) {
+            eprintln!(
+                "  image {i}: device {:?} {:?}, host {h:?}",
+                d.class, d.logits
             );
         }
-        let ops: Vec<&str> = run.needs.kinds.iter().map(|k| k.name()).collect();
-        println!(
-            "  ops linked: {} (firmware features: {})",
-            ops.join(", "),
-            run.needs.firmware_features().join(",")
-        );
-        println!(
-            "  build {:.1} s, QEMU {:.1} s",
-            run.build_time.as_secs_f64(),
-            run.run_time.as_secs_f64()
-        );
-        if !mismatches.is_empty() {
-            failed = true;
-            for (i, d, h) in mismatches.iter().take(5) {
-                eprintln!(
-                    "  image {i}: device {:?} {:?}, host {h:?}",
-                    d.class, d.logits
-                );
-            }
+        if mismatches.is_empty() {
+            passed.push(id.clone());
+        } else {
+            failed.push(id.clone());
         }
         if args.update_json {
-            record(&models.join(format!("{id}.json")), &run.needs, report)?;
+            let json = models.join(format!("{id}.json"));
+            if let Err(e) = record(&json, &run.needs, run.report()) {
+                eprintln!("error: {id}: {e:#}");
+                failed.push(id.clone());
+            }
         }
+        measured.push((id.clone(), run.report()));
+    });
+
+    // The table of this run: the records just measured, the reasons of the others.
+    for report in &mut reports {
+        report.firmware = measured
+            .iter()
+            .find(|(id, _)| *id == report.id)
+            .map(|(_, firmware)| firmware.clone());
     }
+    println!("\n{}", device::readme_section(&reports, &board));
+    println!(
+        "{} of {} models identical to the host on the Cortex-M4; not fitting the board: {}{}; \
+         failed: {}{}",
+        passed.len(),
+        ids.len(),
+        not_fitting.len(),
+        list(&not_fitting),
+        failed.len(),
+        list(&failed),
+    );
     if let Some(readme) = &args.update_readme {
         let reports = ModelReport::read_dir(&models)?;
-        FIRMWARE.update_file(readme, &device::readme_section(&reports))?;
+        FIRMWARE.update_file(readme, &device::readme_section(&reports, &board))?;
         // `--update-json` also changes the int8 sizes the results table shows.
         RESULTS.update_file(readme, &summary_table(&reports))?;
     }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
+    Ok(if failed.is_empty() {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
+}
+
+/// ` (a, b)`, or nothing for an empty list.
+fn list(ids: &[String]) -> String {
+    if ids.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", ids.join(", "))
+    }
 }

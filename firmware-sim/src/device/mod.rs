@@ -12,11 +12,24 @@
 //! length, and the runner rejects the run unless it matches. The optional exact counter (a QEMU
 //! TCG plugin, [`DeviceOptions::plugin`]: `tools/qemu-insn-count.c`) counts the same region
 //! between two calls of the firmware's `insn_marker` function.
+//!
+//! # How many test images
+//!
+//! Every image is one inference under QEMU, so the batch bounds the run's time: a model gets
+//! [`images_for`] its MACs, 200 images for models up to [`MAC_BUDGET`] / 200 = 5M MACs, fewer
+//! for bigger ones (the budget divided by its MACs, in tens), and never fewer than
+//! [`MIN_IMAGES`]. Measured on the 2-core development machine under full load (two training
+//! jobs), QEMU runs our conv kernels at about 490 million guest instructions per second and
+//! takes about 1 s to start and load a model: `s2-m6` (29.4M MACs, 112.5M instructions per
+//! inference) takes 1.1 s for 1 image, 4.5 s for 20 and 13.6 s for 60, 0.23 s per image; its 30
+//! images take about 8 s. The budget bounds a big model's run to about 10 s under such load
+//! (about 4 instructions per MAC), where its 200 images would take 46 s.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use fashion_mnist::Split;
@@ -31,8 +44,8 @@ mod output;
 mod report;
 
 pub use elf::read_sizes;
-pub use needs::{Board, IMAGE_FLASH_BYTES, ModelNeeds};
-pub use report::{CMSIS_NN_INSTRUCTIONS, readme_section};
+pub use needs::{Board, IMAGE_FLASH_BYTES, ModelNeeds, NoFit};
+pub use report::{CMSIS_NN_INSTRUCTIONS, COMMITTED_MODEL_LIMIT, describe, readme_section};
 
 use output::parse_output;
 
@@ -44,8 +57,15 @@ pub const QEMU: &str = "qemu-system-arm";
 pub const MACHINE: &str = "qemu-system-arm -machine mps2-an386 -cpu cortex-m4";
 /// Instructions per SysTick tick under `-icount shift=0` (1 ns per instruction, 25 MHz clock).
 pub const INSNS_PER_TICK: u64 = 40;
-/// Test images each firmware runs by default.
+/// Test images a firmware runs at most (and the firmware's own default).
 pub const DEFAULT_IMAGES: usize = 200;
+/// Test images a firmware runs at least, however big the model.
+pub const MIN_IMAGES: usize = 20;
+/// Multiply-accumulates one firmware run may spend over all its images (images x MACs per
+/// inference): the bound on QEMU time behind [`images_for`].
+pub const MAC_BUDGET: u64 = 1_000_000_000;
+/// Firmware runs in flight by default: one builds (builds are serial) while another runs QEMU.
+pub const DEFAULT_JOBS: usize = 2;
 /// The firmware's release profile, as `firmware/Cargo.toml` sets it.
 pub const PROFILE: &str =
     "release: opt-level \"s\", infer-core opt-level 3, lto = \"fat\", codegen-units = 1";
@@ -152,22 +172,14 @@ pub enum DeviceError {
         /// The cause.
         source: std::io::Error,
     },
-    /// The model cannot fit the board, whatever the code: refused before building.
-    #[error(
-        "{path}: does not fit the board: needs {needed} B of {memory}, the board has \
-         {available} B ({what}; see firmware/memory.x)"
-    )]
+    /// The model with its test images cannot fit the board: refused before building, or by the
+    /// linker, or after a run whose RAM (statics, scratch, peak stack) exceeds the board's.
+    #[error("{path}: does not fit the board: {reason}; see firmware/memory.x")]
     DoesNotFit {
         /// The `.fmq` file.
         path: PathBuf,
-        /// `flash` or `RAM`.
-        memory: &'static str,
-        /// Bytes needed at least.
-        needed: u64,
-        /// Bytes the board has.
-        available: u64,
-        /// What the needed bytes are.
-        what: String,
+        /// What it needs and what the board has.
+        reason: NoFit,
     },
     /// The firmware's linker script lacks a memory region.
     #[error("{path}: {message}")]
@@ -194,8 +206,9 @@ pub struct DeviceOptions {
     pub root: PathBuf,
     /// Model id (`models/<id>.fmq`).
     pub model: String,
-    /// Test images to embed (the first ones of the test set).
-    pub images: usize,
+    /// Test images to embed (the first ones of the test set); `None`: [`images_for`] the
+    /// model's MACs.
+    pub images: Option<usize>,
     /// Fashion-MNIST folder for the firmware's build script (else its default lookup).
     pub data_dir: Option<PathBuf>,
     /// QEMU time limit.
@@ -207,13 +220,13 @@ pub struct DeviceOptions {
 }
 
 impl DeviceOptions {
-    /// Defaults for `model` in the repository at `root`: [`DEFAULT_IMAGES`] images, the
-    /// default dataset lookup, [`DEFAULT_TIMEOUT`], no plugin.
+    /// Defaults for `model` in the repository at `root`: [`images_for`] its MACs, the default
+    /// dataset lookup, [`DEFAULT_TIMEOUT`], no plugin.
     pub fn new(root: impl Into<PathBuf>, model: impl Into<String>) -> Self {
         Self {
             root: root.into(),
             model: model.into(),
-            images: DEFAULT_IMAGES,
+            images: None,
             data_dir: None,
             timeout: DEFAULT_TIMEOUT,
             plugin: None,
@@ -348,6 +361,22 @@ impl DeviceRun {
     }
 }
 
+/// Test images for a model of `macs` multiply-accumulates per inference: [`DEFAULT_IMAGES`] up
+/// to 5M MACs, then [`MAC_BUDGET`] / `macs` rounded down to tens, at least [`MIN_IMAGES`] (see
+/// the module docs for the measurements behind it).
+///
+/// ```
+/// use firmware_sim::device::images_for;
+/// assert_eq!(images_for(4_241_152), 200); // s5-cnn
+/// assert_eq!(images_for(7_599_872), 130); // s2-m4a
+/// assert_eq!(images_for(29_424_640), 30); // s2-m6
+/// assert_eq!(images_for(200_000_000), 20);
+/// ```
+pub fn images_for(macs: u64) -> usize {
+    let fit = usize::try_from(MAC_BUDGET / macs.max(1)).unwrap_or(usize::MAX);
+    (fit.min(DEFAULT_IMAGES) / 10 * 10).max(MIN_IMAGES)
+}
+
 /// Whether `qemu-system-arm` can be started.
 pub fn qemu_available() -> bool {
     Command::new(QEMU)
@@ -359,19 +388,19 @@ pub fn qemu_available() -> bool {
 }
 
 /// Builds the firmware for `opts.model` with only the model's ops, runs it under QEMU and
-/// measures it. A model that cannot fit the board (`firmware/memory.x`) is refused before the
-/// build ([`DeviceError::DoesNotFit`]).
+/// measures it. A model that cannot fit the board (`firmware/memory.x`) with its test images is
+/// refused before the build, by the linker, or after the run when its RAM exceeds the board's
+/// ([`DeviceError::DoesNotFit`]).
 pub fn run(opts: &DeviceOptions) -> Result<DeviceRun, DeviceError> {
     let model_path = opts.root.join("models").join(format!("{}.fmq", opts.model));
     let needs = ModelNeeds::read(&model_path)?;
+    let images = opts.images.unwrap_or_else(|| images_for(needs.macs));
     let board = Board::read(&opts.root.join("firmware").join("memory.x"))?;
-    needs.check_fits(&board, opts.images)?;
+    needs.check_fits(&board, images)?;
     if !qemu_available() {
         return Err(DeviceError::QemuMissing);
     }
-    let start = Instant::now();
-    let elf = build(opts, &needs.firmware_features())?;
-    let build_time = start.elapsed();
+    let (elf, build_time) = build(opts, &needs, images, &board)?;
     let sizes = read_sizes(&elf)?;
 
     let mut qemu = Command::new(QEMU);
@@ -416,6 +445,30 @@ pub fn run(opts: &DeviceOptions) -> Result<DeviceRun, DeviceError> {
             opts.model, parsed.model
         )));
     }
+    if parsed.images.len() != images {
+        return Err(DeviceError::Incomplete(format!(
+            "built with {images} images but the firmware reports {}",
+            parsed.images.len()
+        )));
+    }
+    let ram = sizes.ram_static + sizes.scratch + parsed.stack.peak();
+    if ram > board.ram {
+        // The stack ran into the statics: the run may have passed by luck.
+        return Err(DeviceError::DoesNotFit {
+            path: model_path,
+            reason: NoFit {
+                memory: "RAM",
+                needed: ram,
+                available: board.ram,
+                what: format!(
+                    "statics {} B + scratch {} B + peak stack {} B, measured",
+                    sizes.ram_static,
+                    sizes.scratch,
+                    parsed.stack.peak()
+                ),
+            },
+        });
+    }
     let plugin_instructions = match plugin_out {
         Some(path) => Some(read_plugin_counts(&path, parsed.images.len())?),
         None => None,
@@ -435,9 +488,56 @@ pub fn run(opts: &DeviceOptions) -> Result<DeviceRun, DeviceError> {
     })
 }
 
-/// `cargo build --release --no-default-features --features <features>` of `firmware/` for one
-/// model; returns the ELF, copied to a name of its own (`firmware-<model>-<images>.elf`).
-fn build(opts: &DeviceOptions, features: &[String]) -> Result<PathBuf, DeviceError> {
+/// Runs every job with up to `jobs` runs in flight (builds stay serial: one run builds while
+/// another runs QEMU), and hands each result to `each` on the calling thread, in the order of
+/// `runs`.
+pub fn run_all(
+    runs: &[DeviceOptions],
+    jobs: usize,
+    mut each: impl FnMut(&DeviceOptions, Result<DeviceRun, DeviceError>),
+) {
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, runs.len().max(1)) {
+            let tx = tx.clone();
+            let next = &next;
+            scope.spawn(move || {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(opts) = runs.get(index) else { break };
+                    if tx.send((index, run(opts))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        // Results arrive in the order runs finish; hand them on in the order of `runs`.
+        let mut done: Vec<Option<Result<DeviceRun, DeviceError>>> =
+            runs.iter().map(|_| None).collect();
+        let mut handed = 0;
+        for (index, result) in rx {
+            done[index] = Some(result);
+            while let Some(result) = done.get_mut(handed).and_then(Option::take) {
+                each(&runs[handed], result);
+                handed += 1;
+            }
+        }
+    });
+}
+
+/// `cargo build --release --no-default-features --features <the model's ops>` of `firmware/`
+/// with `images` test images; returns the ELF, copied to a name of its own
+/// (`firmware-<model>-<images>.elf`), and the time the build took (without waiting for another
+/// one). A link that overflows the board's flash or RAM is [`DeviceError::DoesNotFit`].
+fn build(
+    opts: &DeviceOptions,
+    needs: &ModelNeeds,
+    images: usize,
+    board: &Board,
+) -> Result<(PathBuf, Duration), DeviceError> {
+    let features = needs.firmware_features();
     let firmware = opts.root.join("firmware");
     let target_dir = firmware.join("target");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -453,7 +553,7 @@ fn build(opts: &DeviceOptions, features: &[String]) -> Result<PathBuf, DeviceErr
         .arg("--features")
         .arg(features.join(","))
         .env("FIRMWARE_MODEL", &opts.model)
-        .env("FIRMWARE_IMAGES", opts.images.to_string())
+        .env("FIRMWARE_IMAGES", images.to_string())
         // The host's flags (and a host target dir) must not leak into the cross build.
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
@@ -464,24 +564,74 @@ fn build(opts: &DeviceOptions, features: &[String]) -> Result<PathBuf, DeviceErr
         cmd.env("FASHION_MNIST_DIR", dir);
     }
     let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let start = Instant::now();
     let out = cmd.output().map_err(|source| DeviceError::Spawn {
         command: format!("{} build --release (firmware)", Path::new(&cargo).display()),
         source,
     })?;
     if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if let Some(reason) = link_overflow(&stderr, needs, images, board) {
+            return Err(DeviceError::DoesNotFit {
+                path: needs.path.clone(),
+                reason,
+            });
+        }
         return Err(DeviceError::Build {
             model: opts.model.clone(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            stderr,
         });
     }
     let dir = target_dir.join(TARGET).join("release");
     let built = dir.join("firmware");
-    let elf = dir.join(format!("firmware-{}-{}.elf", opts.model, opts.images));
+    let elf = dir.join(format!("firmware-{}-{images}.elf", opts.model));
     std::fs::copy(&built, &elf).map_err(|source| DeviceError::Io {
         path: built.clone(),
         source,
     })?;
-    Ok(elf)
+    Ok((elf, start.elapsed()))
+}
+
+/// The memory a failed link overflowed, from the linker's `section '..' will not fit in region
+/// 'FLASH': overflowed by N bytes` (the largest overflow of the first region named).
+fn link_overflow(stderr: &str, needs: &ModelNeeds, images: usize, board: &Board) -> Option<NoFit> {
+    let (region, over) = stderr
+        .lines()
+        .filter_map(|line| {
+            let rest = line.split("will not fit in region").nth(1)?;
+            let region = rest
+                .split(['\'', '`', '"'])
+                .find(|s| !s.trim().is_empty())?;
+            let bytes = rest
+                .split("overflowed by")
+                .nth(1)?
+                .split_whitespace()
+                .next()?;
+            Some((region.trim().to_string(), bytes.parse::<u64>().ok()?))
+        })
+        .reduce(|a, b| if b.0 == a.0 && b.1 > a.1 { b } else { a })?;
+    let image_bytes = images as u64 * IMAGE_FLASH_BYTES;
+    match region.as_str() {
+        "FLASH" => Some(NoFit {
+            memory: "flash",
+            needed: board.flash + over,
+            available: board.flash,
+            what: format!(
+                "code + model {} B + {images} test images {image_bytes} B, as linked",
+                needs.model_bytes
+            ),
+        }),
+        "RAM" => Some(NoFit {
+            memory: "RAM",
+            needed: board.ram + over,
+            available: board.ram,
+            what: format!(
+                "statics + scratch {} B, as linked, before the stack",
+                needs.scratch_len
+            ),
+        }),
+        _ => None,
+    }
 }
 
 enum RunError {
@@ -599,4 +749,61 @@ pub fn mismatches<'a>(run: &'a DeviceRun, host: &'a [HostPrediction]) -> Vec<Mis
                 .then_some((i, d, h))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use infer_core::ops::OpKind;
+
+    use super::*;
+
+    #[test]
+    fn a_link_over_the_flash_is_a_model_that_does_not_fit() {
+        // rust-lld's errors for s1-mlp (4166075 B) with 20 test images.
+        let stderr = "error: linking with `rust-lld` failed: exit status: 1\n  = note: rust-lld: \
+                      error: section '.test_images' will not fit in region 'FLASH': overflowed \
+                      by 14632 bytes\n          rust-lld: error: section '.data' will not fit \
+                      in region 'FLASH': overflowed by 14632 bytes\n          rust-lld: error: \
+                      section '.gnu.sgstubs' will not fit in region 'FLASH': overflowed by 14656 \
+                      bytes\n";
+        let needs = ModelNeeds {
+            path: "s1-mlp.fmq".into(),
+            model_bytes: 4_166_075,
+            scratch_len: 3000,
+            macs: 4_119_000,
+            ops: 9,
+            view_bytes: 1700,
+            kinds: vec![OpKind::Flatten, OpKind::Dense],
+        };
+        let board = Board {
+            flash: 4 << 20,
+            ram: 4 << 20,
+        };
+        let no_fit = link_overflow(stderr, &needs, 20, &board).unwrap();
+        assert_eq!(
+            no_fit.to_string(),
+            "needs 4208960 B of flash, the board has 4194304 B (code + model 4166075 B + 20 test \
+             images 15700 B, as linked)"
+        );
+        let ram = "rust-lld: error: section '.bss' will not fit in region 'RAM': overflowed by 8 \
+                   bytes";
+        let no_fit = link_overflow(ram, &needs, 20, &board).unwrap();
+        assert_eq!((no_fit.memory, no_fit.needed), ("RAM", (4 << 20) + 8));
+        assert_eq!(
+            link_overflow("error[E0308]: mismatched types", &needs, 20, &board),
+            None
+        );
+    }
+
+    #[test]
+    fn big_models_run_fewer_images() {
+        assert_eq!(images_for(0), DEFAULT_IMAGES);
+        assert_eq!(images_for(281_640), 200); // s3-lenet-base
+        assert_eq!(images_for(5_000_000), 200);
+        assert_eq!(images_for(5_000_001), 190);
+        assert_eq!(images_for(14_285_480), 70); // s3-lenet-tuned
+        assert_eq!(images_for(18_285_824), 50); // s3-alexnet-real
+        assert_eq!(images_for(25_865_728), 30); // s1-cnn64
+        assert_eq!(images_for(u64::MAX), MIN_IMAGES);
+    }
 }

@@ -2,6 +2,7 @@
 //! ops it uses (the firmware links only those, through its `op-*` features) and whether it fits
 //! the board's memory at all (`firmware/memory.x`).
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use infer_core::Model;
@@ -22,6 +23,8 @@ pub struct ModelNeeds {
     pub model_bytes: u64,
     /// Scratch bytes the model needs ([`Model::scratch_len`]).
     pub scratch_len: usize,
+    /// Multiply-accumulates per inference ([`Model::macs`]).
+    pub macs: u64,
     /// Number of ops: the op capacity of the firmware's `Model`.
     pub ops: usize,
     /// RAM of the loaded model view on the device, at least (its ops; the firmware keeps it in
@@ -54,6 +57,7 @@ impl ModelNeeds {
             path: path.to_path_buf(),
             model_bytes: bytes.len() as u64,
             scratch_len: model.scratch_len(),
+            macs: model.macs(),
             ops,
             view_bytes: view_bytes as u64,
             kinds,
@@ -75,43 +79,40 @@ impl ModelNeeds {
     /// and the loaded model view (code, other statics and the stack come on top, so passing
     /// does not guarantee a fit, but failing rules it out).
     pub fn check_fits(&self, board: &Board, images: usize) -> Result<(), DeviceError> {
-        let too_big = |memory: &'static str, needed: u64, available: u64, what: String| {
-            DeviceError::DoesNotFit {
+        board
+            .check_fits(
+                self.model_bytes,
+                self.scratch_len as u64,
+                self.view_bytes,
+                images,
+            )
+            .map_err(|reason| DeviceError::DoesNotFit {
                 path: self.path.clone(),
-                memory,
-                needed,
-                available,
-                what,
-            }
-        };
-        let flash = self
-            .model_bytes
-            .saturating_add((images as u64).saturating_mul(IMAGE_FLASH_BYTES));
-        if flash > board.flash {
-            return Err(too_big(
-                "flash",
-                flash,
-                board.flash,
-                format!(
-                    "model {} B + {images} test images {} B",
-                    self.model_bytes,
-                    flash - self.model_bytes
-                ),
-            ));
-        }
-        let ram = (self.scratch_len as u64).saturating_add(self.view_bytes);
-        if ram > board.ram {
-            return Err(too_big(
-                "RAM",
-                ram,
-                board.ram,
-                format!(
-                    "scratch {} B + model view {} B ({} ops)",
-                    self.scratch_len, self.view_bytes, self.ops
-                ),
-            ));
-        }
-        Ok(())
+                reason,
+            })
+    }
+}
+
+/// The board's memory a model (with its embedded test images) would need, over what it has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoFit {
+    /// `flash` or `RAM`.
+    pub memory: &'static str,
+    /// Bytes needed at least.
+    pub needed: u64,
+    /// Bytes the board has.
+    pub available: u64,
+    /// What the needed bytes are.
+    pub what: String,
+}
+
+impl fmt::Display for NoFit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "needs {} B of {}, the board has {} B ({})",
+            self.needed, self.memory, self.available, self.what
+        )
     }
 }
 
@@ -125,6 +126,45 @@ pub struct Board {
 }
 
 impl Board {
+    /// Checks, before any build, that a model of `model_bytes` with `images` embedded test images
+    /// ([`IMAGE_FLASH_BYTES`] each) fits the flash, and its scratch buffer and loaded view (
+    /// `view_bytes`, about 190 bytes per op; 0 when unknown) the RAM. Code, the other statics
+    /// and the stack come on top: passing does not guarantee a fit (the linker and the run
+    /// decide), failing rules it out.
+    pub fn check_fits(
+        &self,
+        model_bytes: u64,
+        scratch_bytes: u64,
+        view_bytes: u64,
+        images: usize,
+    ) -> Result<(), NoFit> {
+        let image_bytes = (images as u64).saturating_mul(IMAGE_FLASH_BYTES);
+        let flash = model_bytes.saturating_add(image_bytes);
+        if flash > self.flash {
+            return Err(NoFit {
+                memory: "flash",
+                needed: flash,
+                available: self.flash,
+                what: format!(
+                    "model {model_bytes} B + {images} test images {image_bytes} B, before code"
+                ),
+            });
+        }
+        let ram = scratch_bytes.saturating_add(view_bytes);
+        if ram > self.ram {
+            return Err(NoFit {
+                memory: "RAM",
+                needed: ram,
+                available: self.ram,
+                what: format!(
+                    "scratch {scratch_bytes} B + model view {view_bytes} B, before the other \
+                     statics and the stack"
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Reads the `FLASH` and `RAM` regions of a `memory.x` (`LENGTH = 4M`, `256K` or bytes).
     pub fn read(memory_x: &Path) -> Result<Self, DeviceError> {
         let text = std::fs::read_to_string(memory_x).map_err(|source| DeviceError::Io {
@@ -205,6 +245,7 @@ mod tests {
             path: "big.fmq".into(),
             model_bytes: 3_000_000,
             scratch_len: 1000,
+            macs: 2000,
             ops: 3,
             view_bytes: 600,
             kinds: vec![OpKind::Flatten, OpKind::Dense],
