@@ -408,6 +408,53 @@ mod tests {
     }
 
     #[test]
+    fn the_optimizer_table_reads_first_and_last_epochs() {
+        use model_report::{EpochStats, FloatReport, Metrics, TrainOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let epoch = |epoch, val_accuracy| EpochStats {
+            epoch,
+            learning_rate: 1e-3,
+            loss: 1.0 / epoch as f64,
+            accuracy: 0.5,
+            val_loss: Some(0.25),
+            val_accuracy: Some(val_accuracy),
+            seconds: 1.0,
+        };
+        let report = ModelReport {
+            id: "s2-m6-sgd".into(),
+            description: String::new(),
+            layers: serde_json::Value::Null,
+            float: FloatReport {
+                options: TrainOptions::plain(
+                    2,
+                    128,
+                    model_report::optimizer::OptimizerConfig::sgd(0.01),
+                    42,
+                ),
+                train_images: 4,
+                validation_images: 2,
+                param_count: 1,
+                history: vec![epoch(1, 0.5), epoch(2, 0.9)],
+                test: Metrics::new(&[0, 1], &[0, 1], 2),
+                safetensors_bytes: 0,
+            },
+            int8: None,
+            firmware: None,
+        };
+        report.write(&dir.path().join("s2-m6-sgd.json")).unwrap();
+        let table = optimizer_table(dir.path());
+        // First epoch: loss 1, val 50%; last: loss 0.5, val 90%, 2.15 points above 87.85.
+        assert!(
+            table.contains("| SGD | `s2-m6-sgd` | 2 | 1.0000 | 50.00 | 0.2500 | 50.00 | 0.5000 | 50.00 | 0.2500 | 90.00 | 87.85 | +2.15 |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| Adam | `s2-m6` | 0 | not trained"),
+            "{table}"
+        );
+    }
+
+    #[test]
     fn gaps_need_explanations() {
         // Small gaps need no note; large ones show the recorded explanation.
         let arch = crate::arch::by_id("s5-cnn").unwrap();
