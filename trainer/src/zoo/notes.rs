@@ -28,4 +28,12 @@ const NOTES: &[(&str, &str)] = &[
         "s3-lenet-base",
         "Above: the study states only 10 epochs, and we read Adam (lr 1e-3, batch 64). Its other NumPy baselines use plain SGD; LeNet-5 trained that way for 10 epochs learns much less, the likely cause of its lower number. Layers and sizes match the study's (FC input 256).",
     ),
+    (
+        "s3-alexnet-base",
+        "Below, with the study's recipe (plain SGD, lr 0.01, batch 1, 5 epochs): every step follows one image, so the weights end wherever the last noisy steps leave them. Our inputs are normalised to unit variance, about twice the spread of pixels divided by 255 (the study's scaling is unstated), which makes each step of lr 0.01 larger still. The tuned recipe (lr 0.001, s3-alexnet-tuned) trains the same network to the study's tuned number.",
+    ),
+    (
+        "s3-lenet-tuned",
+        "Above: Adam at lr 0.01 (the study's setting) is a high rate for this network; ours trains unsteadily too (its training accuracy stays well below the other CNNs' of its size) but keeps learning, where the study's NumPy version apparently stalled. Its initialisation and Adam details are unstated.",
+    ),
 ];
