@@ -159,20 +159,30 @@ fn check(report: &ModelReport, dataset: &fashion_mnist::Dataset) {
 #[test]
 fn every_committed_model_passes_the_gate_and_gives_the_recorded_logits() {
     let dataset = fashion_mnist::load(None).expect("Fashion-MNIST (see README)");
-    let mut checked = Vec::new();
-    for report in ModelReport::read_dir(&root().join("models")).unwrap() {
-        if root()
-            .join("models")
-            .join(format!("{}.fmq", report.id))
-            .exists()
-        {
-            check(&report, &dataset);
-            checked.push(report.id);
+    let reports: Vec<ModelReport> = ModelReport::read_dir(&root().join("models"))
+        .unwrap()
+        .into_iter()
+        .filter(|r| root().join("models").join(format!("{}.fmq", r.id)).exists())
+        .collect();
+    // The models are independent: one worker per core takes the next one (a failing check
+    // panics its worker, and the scope re-raises the panic).
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                while let Some(report) =
+                    reports.get(next.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
+                {
+                    check(report, &dataset);
+                }
+            });
         }
-    }
+    });
+    let checked: Vec<&str> = reports.iter().map(|r| r.id.as_str()).collect();
     println!("checked {} models: {}", checked.len(), checked.join(", "));
     for id in ["s5-ann", "s5-cnn", "s3-lenet-base"] {
-        assert!(checked.iter().any(|c| c == id), "{id} is committed");
+        assert!(checked.contains(&id), "{id} is committed");
     }
 }
 
