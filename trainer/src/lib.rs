@@ -12,6 +12,7 @@ pub mod atomic;
 pub mod checkpoint;
 pub mod export;
 pub mod layers;
+pub mod logit_range;
 pub mod lower;
 pub mod net;
 pub mod ops;

@@ -75,18 +75,16 @@ const MAX_SAMPLES_PER_LAYER: usize = 1 << 22;
 /// Activation values of every arch layer's output over the calibration images, subsampled
 /// evenly to at most 2^22 (`MAX_SAMPLES_PER_LAYER`) per layer, plus exact minima and maxima.
 ///
-/// The logits (the last layer) get a range of their own: from the smallest top-1 logit of any
-/// calibration image to the largest runner-up (second-largest) logit. Clamping a logit below
-/// the image's top-1 logit, or the top-1 logit itself above every runner-up, never changes the
-/// argmax, and the narrower range gives the logits that do compete a much finer scale.
+/// The logits (the last layer) get a range of their own, chosen by [`crate::logit_range`]
+/// for the calibration images' argmax to survive int8 rounding.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActivationStats {
     /// The trace points (layer paths) in the order the forward pass reached them.
     paths: Vec<String>,
     samples: Vec<Vec<f32>>,
     min_max: Vec<(f32, f32)>,
-    logit_floor: f32,
-    logit_ceiling: f32,
+    /// The logits' range from [`crate::logit_range::choose`], if it found a proper one.
+    logit_range: Option<(f32, f32)>,
     /// Mean per channel (images) or per feature (flat) of the network input (index 0) and of
     /// every trace point's output (index `l + 1`).
     means: Vec<Vec<f64>>,
@@ -102,8 +100,7 @@ impl ActivationStats {
         let mut stride: Vec<usize> = Vec::new();
         let mut samples: Vec<Vec<f32>> = Vec::new();
         let mut min_max: Vec<(f32, f32)> = Vec::new();
-        let mut logit_floor = f32::INFINITY;
-        let mut logit_ceiling = f32::NEG_INFINITY;
+        let mut logit_rows: Vec<Vec<f32>> = Vec::with_capacity(images.len());
         let mut sums: Vec<Vec<f64>> = Vec::new();
         let mut counts: Vec<usize> = Vec::new();
         let all: Vec<usize> = (0..images.len()).collect();
@@ -136,11 +133,7 @@ impl ActivationStats {
                 counts[l] += count;
             }
             if let Some(logits) = outs.last() {
-                for row in logits.to_vec2::<f32>()? {
-                    let (top1, top2) = top_two(&row);
-                    logit_floor = logit_floor.min(top1);
-                    logit_ceiling = logit_ceiling.max(top2);
-                }
+                logit_rows.extend(logits.to_vec2::<f32>()?);
             }
             for (l, out) in outs.iter().enumerate() {
                 let values = to_vec(out)?;
@@ -159,8 +152,7 @@ impl ActivationStats {
             paths,
             samples,
             min_max,
-            logit_floor,
-            logit_ceiling,
+            logit_range: crate::logit_range::choose(&logit_rows),
             means,
         })
     }
@@ -179,13 +171,12 @@ impl ActivationStats {
     }
 
     /// The `(low, high)` range of every trace point's output under `method`, by path; the
-    /// logits span `[smallest top-1 logit, largest runner-up logit]` when that is a proper
-    /// interval.
+    /// logits take the range [`crate::logit_range::choose`] found, if any.
     pub fn ranges(&self, method: RangeMethod) -> Ranges {
         let mut ranges = self.ranges_of_all_layers(method);
         if let Some(last) = ranges.last_mut() {
-            if self.logit_floor < self.logit_ceiling {
-                *last = (self.logit_floor, self.logit_ceiling);
+            if let Some(range) = self.logit_range {
+                *last = range;
             }
         }
         self.paths.iter().cloned().zip(ranges).collect()
@@ -210,14 +201,6 @@ impl ActivationStats {
                 .collect(),
         }
     }
-}
-
-/// The largest and second-largest value of `row` (`-inf` where missing).
-fn top_two(row: &[f32]) -> (f32, f32) {
-    row.iter()
-        .fold((f32::NEG_INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
-            if v > a { (v, a) } else { (a, b.max(v)) }
-        })
 }
 
 /// Per-channel (rank 4, `[b, c, h, w]`) or per-feature (rank 2) sums of `t`, and how many
@@ -391,12 +374,6 @@ mod tests {
         assert_eq!(quantize_bias(1.0, 0.5, 0.25), 8);
         assert_eq!(quantize_bias(-0.3125, 0.5, 0.25), -3); // -2.5 -> -3 (half away from zero)
         assert_eq!(quantize_bias(1e30, 1e-10, 1e-10), i32::MAX);
-    }
-
-    #[test]
-    fn top_two_finds_the_runner_up() {
-        assert_eq!(top_two(&[1.0, 5.0, 3.0, 5.0]), (5.0, 5.0));
-        assert_eq!(top_two(&[4.0, -1.0, 2.0]), (4.0, 2.0));
     }
 
     #[test]
