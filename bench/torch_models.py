@@ -102,6 +102,34 @@ class PadReplicate(nn.Module):
         return F.pad(x, (p, p, p, p)).repeat(1, self.channels, 1, 1)
 
 
+class RowsRecurrent(nn.Module):
+    """An Elman RNN (tanh) or LSTM over the rows of a 1-channel image, `[n, 1, h, w]` to its last
+    hidden state `[n, hidden]`, as the trainer's Recurrent. The PyTorch module is made at the first
+    forward pass (its input size is the image width), like a lazy module; the LSTM's forget-gate
+    bias starts at 1.0 (`bias_ih` 1.0, `bias_hh` 0.0 on that slice), as the trainer's."""
+
+    def __init__(self, cell: str, hidden: int):
+        super().__init__()
+        self.cell = cell
+        self.hidden = hidden
+        self.rnn: nn.Module | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] != 1:
+            raise ValueError(f"Recurrent takes a 1-channel image, got {list(x.shape)}")
+        rows = x[:, 0]
+        if self.rnn is None:
+            kind = {"Elman": nn.RNN, "Lstm": nn.LSTM}[self.cell]
+            self.rnn = kind(rows.shape[2], self.hidden, batch_first=True).to(x.device)
+            if self.cell == "Lstm":
+                h = self.hidden
+                with torch.no_grad():
+                    self.rnn.bias_ih_l0[h : 2 * h] = 1.0
+                    self.rnn.bias_hh_l0[h : 2 * h] = 0.0
+        out, _ = self.rnn(rows)
+        return out[:, -1]
+
+
 def build_layers(layers: list, image: bool) -> tuple[nn.Sequential, bool]:
     """PyTorch modules for the trainer's layer list (`trainer describe`), and whether the output
     is still an image. Channel and feature counts come from PyTorch's lazy modules, so no shape
@@ -140,6 +168,11 @@ def build_layers(layers: list, image: bool) -> tuple[nn.Sequential, bool]:
             if not image:
                 raise SystemExit("PadReplicate takes an image")
             mods.append(PadReplicate(p["pad"], p["channels"]))
+        elif kind == "Recurrent":
+            if not image:
+                raise SystemExit("Recurrent takes an image")
+            mods.append(RowsRecurrent(p["cell"], p["hidden"]))
+            image = False
         elif kind == "Residual":
             body, image_out = build_layers(p["body"], image)
             shortcut, _ = build_layers(p["shortcut"], image)

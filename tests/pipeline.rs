@@ -44,6 +44,13 @@ fn every_model_trains_evaluates_and_exports_on_a_subset() {
         println!("{}: training loss {first:.4} -> {last:.4}", arch.id);
         assert!(last < first, "{}: training loss {first} -> {last}", arch.id);
         assert!(history[2].val_accuracy.is_some());
+        trained += 1;
+        if !arch.deployable() {
+            // Recurrent models: trained and reported, no int8 op to export to.
+            let pred = train::predict(&net, &dataset.test, 100).unwrap();
+            assert_eq!(pred.len(), dataset.test.len());
+            continue;
+        }
 
         let float_pred = train::predict(&net, &dataset.test, 100).unwrap();
         let int8 = export::export(&net, &dataset, &float_pred, out.path(), 64, 1).unwrap();
@@ -75,9 +82,8 @@ fn every_model_trains_evaluates_and_exports_on_a_subset() {
         .unwrap();
         assert_eq!(run.int8_accuracy, int8.test.accuracy, "{}", arch.id);
         assert_eq!(run.scratch_bytes, int8.scratch_bytes);
-        trained += 1;
     }
-    assert!(trained >= 25, "{trained} models");
+    assert!(trained >= 29, "{trained} models");
 }
 
 #[test]

@@ -116,6 +116,11 @@ impl Arch {
         }
     }
 
+    /// Whether every layer has an int8 lowering (not so for recurrent models).
+    pub fn deployable(&self) -> bool {
+        self.layers.iter().all(Layer::deployable)
+    }
+
     /// Multiply-accumulates of one float inference (convolutions and dense layers).
     pub fn macs(&self) -> Result<u64, ArchError> {
         let inputs = std::iter::once(self.input).chain(self.shapes()?);

@@ -305,9 +305,17 @@ fn per_model(common: &Common, step: Step) -> Result<()> {
             },
             Step::Export => load_trained(arch, &dataset, &settings)?,
         };
-        if step != Step::Train {
-            export_one(trained, &settings)?;
+        if step == Step::Train {
+            continue;
         }
+        if !arch.deployable() {
+            eprintln!(
+                "{}: not exported: its recurrent layers have no int8 op",
+                arch.id
+            );
+            continue;
+        }
+        export_one(trained, &settings)?;
     }
     println!("{}", write_summary(&common.out_dir)?);
     Ok(())

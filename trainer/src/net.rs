@@ -145,6 +145,16 @@ pub(crate) fn init_layers(
             let data: Vec<f32> = match spec.init {
                 Init::Uniform(bound) => (0..n).map(|_| rng.random_range(-bound..bound)).collect(),
                 Init::Fill(v) => vec![v; n],
+                Init::UniformPatched {
+                    bound,
+                    start,
+                    len,
+                    value,
+                } => {
+                    let mut v: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..bound)).collect();
+                    v.iter_mut().skip(start).take(len).for_each(|x| *x = value);
+                    v
+                }
             };
             let name = format!("{path}.{}", spec.name);
             let var = Var::from_tensor(&Tensor::from_vec(data, spec.shape.as_slice(), device)?)?;

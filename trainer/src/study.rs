@@ -83,6 +83,8 @@ pub fn list_table(archs: &[Arch]) -> Result<String, ArchError> {
             },
             if is_optimizer_variant(a.id) {
                 "not exported (optimizer study)"
+            } else if !a.deployable() {
+                "no (no int8 recurrent op)"
             } else {
                 "yes"
             },
@@ -118,7 +120,7 @@ pub fn run(
 ) -> Result<bool, PipelineError> {
     let models = study.models();
     for (i, arch) in models.iter().enumerate() {
-        let export = !is_optimizer_variant(arch.id);
+        let export = !is_optimizer_variant(arch.id) && arch.deployable();
         let prefix = format!("[{}/{}] {}", i + 1, models.len(), arch.id);
         match done(arch, settings) {
             Some(r) if r.int8.is_some() || !export => {

@@ -24,6 +24,7 @@ pub mod global_avg_pool;
 pub mod leaky_relu;
 pub mod max_pool2d;
 pub mod pad_replicate;
+pub mod recurrent;
 pub mod relu;
 pub mod residual;
 
@@ -37,6 +38,7 @@ pub use global_avg_pool::GlobalAvgPool;
 pub use leaky_relu::LeakyRelu;
 pub use max_pool2d::MaxPool2d;
 pub use pad_replicate::PadReplicate;
+pub use recurrent::{Cell, Recurrent};
 pub use relu::Relu;
 pub use residual::Residual;
 
@@ -48,6 +50,18 @@ pub enum Init {
     Uniform(f32),
     /// Every element this value.
     Fill(f32),
+    /// As [`Init::Uniform`] (every element drawn), then elements `start..start + len` set to
+    /// `value` (an LSTM's forget-gate bias).
+    UniformPatched {
+        /// Half-width of the uniform range.
+        bound: f32,
+        /// First patched element.
+        start: usize,
+        /// Patched elements.
+        len: usize,
+        /// Their value.
+        value: f32,
+    },
 }
 
 /// One tensor of a layer: its name under the layer's path, shape, start, and whether the
@@ -106,6 +120,11 @@ pub trait LayerOps {
         None
     }
 
+    /// Whether the layer has an int8 lowering (every layer but the recurrent ones).
+    fn deployable(&self) -> bool {
+        true
+    }
+
     /// Appends the layer's int8 lowering to `lw` (see [`Lowerer`]: conv and dense open an op,
     /// BatchNorm folds into it, activations fuse, dropout vanishes).
     fn lower(&self, lw: &mut Lowerer<'_>, params: &Params<'_>) -> Result<(), LowerError>;
@@ -139,6 +158,8 @@ pub enum Layer {
     /// Zero padding and channel replication of the grey input image (no int8 op: folded into
     /// the conv or dense layer after it).
     PadReplicate(PadReplicate),
+    /// An Elman RNN or LSTM over the image rows (no int8 lowering).
+    Recurrent(Recurrent),
 }
 
 impl Layer {
@@ -157,6 +178,7 @@ impl Layer {
             Self::GlobalAvgPool(l) => l,
             Self::Residual(l) => l,
             Self::PadReplicate(l) => l,
+            Self::Recurrent(l) => l,
         }
     }
 
@@ -168,6 +190,11 @@ impl Layer {
     /// See [`LayerOps::params`].
     pub fn params(&self, input: TensorShape) -> Vec<ParamSpec> {
         self.ops().params(input)
+    }
+
+    /// See [`LayerOps::deployable`].
+    pub fn deployable(&self) -> bool {
+        self.ops().deployable()
     }
 
     /// See [`LayerOps::macs`].

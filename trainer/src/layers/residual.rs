@@ -103,6 +103,13 @@ impl LayerOps for Residual {
         Ok((body + shortcut)?)
     }
 
+    fn deployable(&self) -> bool {
+        self.body
+            .iter()
+            .chain(&self.shortcut)
+            .all(Layer::deployable)
+    }
+
     fn lower(&self, lw: &mut Lowerer<'_>, params: &Params<'_>) -> Result<(), LowerError> {
         let store = params.store();
         let input = lw.current()?;

@@ -190,5 +190,27 @@ mod tests {
         assert_eq!(count("s4-cnn1"), 591_786);
         // 3072*128+128 + 128*10+10: the 3x32x32 input of the AlexNet-like MLP
         assert_eq!(count("s3-alexnet-base"), 394_634);
+        // nn.RNN(28, 128): 128*(28+128+2); FC 128*10+10
+        assert_eq!(count("s3-rnn-base"), 21_514);
+        // nn.LSTM(28, 192): 4*192*(28+192+2); FC 192*10+10
+        assert_eq!(count("s3-lstm-tuned"), 172_426);
+    }
+
+    #[test]
+    fn only_recurrent_models_lack_int8() {
+        let undeployable: Vec<_> = all()
+            .into_iter()
+            .filter(|a| !a.deployable())
+            .map(|a| a.id)
+            .collect();
+        assert_eq!(
+            undeployable,
+            [
+                "s3-rnn-base",
+                "s3-rnn-tuned",
+                "s3-lstm-base",
+                "s3-lstm-tuned"
+            ]
+        );
     }
 }

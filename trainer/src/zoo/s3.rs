@@ -1,12 +1,13 @@
 //! S3: "Comparative Study of Neural Networks" (NumPy from scratch): each model in a baseline
-//! and a tuned version (the recurrent ones come with the next issue).
+//! and a tuned version.
 
 use fashion_mnist::splits::SplitPlan;
 
 use super::Study;
 use crate::arch::build::*;
 use crate::arch::{Arch, Recipe};
-use crate::layers::{Layer, PadReplicate};
+use crate::layers::{Cell, Layer, PadReplicate, Recurrent};
+use model_report::optimizer::OptimizerConfig;
 
 pub(super) const SUMMARY: &str = "Written from scratch in NumPy. Each model in a baseline and a tuned version; reports accuracy and macro precision, recall and F1, and a grid of test images with true and predicted labels. \
 Where it gives a learning rate without naming an optimizer, we read plain SGD (what a from-scratch NumPy network uses); batch 64 where none is given. \
@@ -23,6 +24,11 @@ const TO_RGB32: Layer = Layer::PadReplicate(PadReplicate {
 
 fn sgd_recipe(epochs: usize, batch_size: usize, lr: f64) -> Recipe {
     recipe(epochs, batch_size, sgd(lr), SplitPlan::Full)
+}
+
+/// A recurrent layer over the 28 image rows, its last hidden state into FC 10.
+fn recurrent(cell: Cell, hidden: usize) -> Vec<Layer> {
+    vec![Layer::Recurrent(Recurrent { cell, hidden }), dense(10)]
 }
 
 fn alexnet_mlp() -> Vec<Layer> {
@@ -202,6 +208,51 @@ pub(super) fn models() -> Vec<Arch> {
             ],
             recipe: recipe(15, 128, adam(0.01), SplitPlan::Full),
             published: reported(71.58, "71.58%"),
+        },
+        Arch {
+            id: "s3-rnn-base",
+            study: Study::S3,
+            description: "Elman RNN over the 28 image rows (28 steps of 28 pixels), 128 tanh units, FC 10 on the last hidden state",
+            reading: "Adam lr 0.005, 10 epochs as stated; batch 64 (not given).",
+            input: MNIST_INPUT,
+            layers: recurrent(Cell::Elman, 128),
+            recipe: recipe(10, 64, adam(0.005), SplitPlan::Full),
+            published: reported(84.14, "84.14%"),
+        },
+        Arch {
+            id: "s3-rnn-tuned",
+            study: Study::S3,
+            description: "The same RNN with 256 units",
+            reading: "RMSprop lr 0.001 (PyTorch's other defaults), 15 epochs as stated; batch 64 (not given).",
+            input: MNIST_INPUT,
+            layers: recurrent(Cell::Elman, 256),
+            recipe: recipe(
+                15,
+                64,
+                OptimizerConfig::rmsprop().with_lr(0.001),
+                SplitPlan::Full,
+            ),
+            published: reported(83.47, "83.47%"),
+        },
+        Arch {
+            id: "s3-lstm-base",
+            study: Study::S3,
+            description: "LSTM over the 28 image rows, 128 units (forget-gate bias 1.0), FC 10 on the last hidden state",
+            reading: "Adam lr 0.01, 10 epochs as stated; batch 64 (not given).",
+            input: MNIST_INPUT,
+            layers: recurrent(Cell::Lstm, 128),
+            recipe: recipe(10, 64, adam(0.01), SplitPlan::Full),
+            published: reported(78.60, "78.60%"),
+        },
+        Arch {
+            id: "s3-lstm-tuned",
+            study: Study::S3,
+            description: "The same LSTM with 192 units",
+            reading: "Plain SGD lr 0.005, 15 epochs as stated; batch 64 (not given).",
+            input: MNIST_INPUT,
+            layers: recurrent(Cell::Lstm, 192),
+            recipe: sgd_recipe(15, 64, 0.005),
+            published: reported(79.70, "79.70%"),
         },
     ]
 }
