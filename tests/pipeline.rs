@@ -1,6 +1,7 @@
 //! Smoke run of the whole pipeline for every model of the zoo on a small real subset: a few
 //! batches with the model's own optimizer (its training loss falls), float evaluation, int8
-//! export, and the export run through firmware-sim exactly as the binary does.
+//! export, and the export run through firmware-sim exactly as the binary does. The ResNets
+//! (hundreds of millions of MACs per image) run on a smaller subset.
 
 use candle_core::Device;
 use fashion_mnist as data;
@@ -14,9 +15,13 @@ use trainer::train::{self, Control, Outcome};
 #[test]
 fn every_model_trains_evaluates_and_exports_on_a_subset() {
     let full = data::load(None).expect("Fashion-MNIST (see README)");
-    let dataset = data::Dataset {
+    let small = data::Dataset {
         train: full.train.head(320),
         test: full.test.head(300),
+    };
+    let tiny = data::Dataset {
+        train: full.train.head(96),
+        test: full.test.head(20),
     };
     let out = tempfile::tempdir().unwrap();
     let quiet = Control {
@@ -31,6 +36,10 @@ fn every_model_trains_evaluates_and_exports_on_a_subset() {
         if is_optimizer_variant(arch.id) {
             continue;
         }
+        // Over 100M MACs per image (the ResNets): 96 training images, 20 test images and 8
+        // calibration images keep the test to about a minute per model.
+        let heavy = arch.macs().unwrap() > 100_000_000;
+        let (dataset, calibration) = if heavy { (&tiny, 8) } else { (&small, 64) };
         let net = Net::new(&arch, 1, &Device::Cpu).unwrap();
         let r = &arch.recipe;
         let mut options = TrainOptions::plain(3, r.batch_size.min(32), r.optimizer, 1);
@@ -53,7 +62,7 @@ fn every_model_trains_evaluates_and_exports_on_a_subset() {
         }
 
         let float_pred = train::predict(&net, &dataset.test, 100).unwrap();
-        let int8 = export::export(&net, &dataset, &float_pred, out.path(), 64, 1).unwrap();
+        let int8 = export::export(&net, dataset, &float_pred, out.path(), calibration, 1).unwrap();
         let float = Metrics::new(&dataset.test.labels, &float_pred, 10);
         let report = ModelReport {
             id: arch.id.into(),

@@ -194,6 +194,10 @@ mod tests {
         assert_eq!(count("s3-rnn-base"), 21_514);
         // nn.LSTM(28, 192): 4*192*(28+192+2); FC 192*10+10
         assert_eq!(count("s3-lstm-tuned"), 172_426);
+        // torchvision's layout (11,172,810 and 21,280,970, bias-free convs) plus one bias per
+        // conv output channel: 4,800 and 8,512
+        assert_eq!(count("s1-resnet18"), 11_172_810 + 4_800);
+        assert_eq!(count("s1-resnet34"), 21_280_970 + 8_512);
     }
 
     #[test]
