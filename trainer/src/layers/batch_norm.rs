@@ -57,46 +57,38 @@ impl LayerOps for BatchNorm {
         params: &Params<'_>,
         cx: &mut Forward<'_, '_>,
     ) -> Result<Tensor, NetError> {
-        let rank = x.rank();
+        let (gamma, beta) = (params.get("weight")?, params.get("bias")?);
+        let (running_mean, running_var) = (params.get("running_mean")?, params.get("running_var")?);
+        if cx.mode.is_train() {
+            // Normalised by the batch's own statistics in one op (`ops::batch_norm_train`);
+            // the running statistics follow them without gradients (PyTorch: the unbiased
+            // variance).
+            let (y, mean, var) = crate::ops::batch_norm_train(x, gamma, beta, EPS)?;
+            let n = x.elem_count() / mean.len().max(1);
+            let c = mean.len();
+            let mean = Tensor::from_vec(mean, c, x.device())?;
+            let unbiased =
+                (Tensor::from_vec(var, c, x.device())? * (n as f64 / (n.max(2) - 1) as f64))?;
+            running_mean
+                .set(&((running_mean.as_tensor() * (1.0 - MOMENTUM))? + (mean * MOMENTUM)?)?)?;
+            running_var
+                .set(&((running_var.as_tensor() * (1.0 - MOMENTUM))? + (unbiased * MOMENTUM)?)?)?;
+            return Ok(y);
+        }
+        // Evaluation: the affine map of the running statistics, per channel `[1, c, 1, 1]`
+        // (images) or `[1, c]` (vectors).
         let c = x.dim(1)?;
-        // A per-channel vector as `[1, c, 1, 1]` (images) or `[1, c]` (vectors).
         let per_channel = |t: &Tensor| -> Result<Tensor, NetError> {
-            Ok(if rank == 4 {
+            Ok(if x.rank() == 4 {
                 t.reshape((1, c, 1, 1))?
             } else {
                 t.reshape((1, c))?
             })
         };
-        // Channels last, flattened: `[n, c]` with `n` values per channel.
-        let rows = if rank == 4 {
-            x.permute((0, 2, 3, 1))?.reshape(((), c))?
-        } else {
-            x.clone()
-        };
-        let (gamma, beta) = (params.get("weight")?, params.get("bias")?);
-        let (running_mean, running_var) = (params.get("running_mean")?, params.get("running_var")?);
-        let (mean, var) = if cx.mode.is_train() {
-            let n = rows.dim(0)?;
-            let mean = rows.mean(0)?;
-            let centred = rows.broadcast_sub(&mean.unsqueeze(0)?)?;
-            let var = centred.sqr()?.mean(0)?;
-            // The running statistics follow the batch without gradients (PyTorch: the unbiased
-            // variance).
-            let unbiased = (var.detach() * (n as f64 / (n.max(2) - 1) as f64))?;
-            running_mean.set(
-                &((running_mean.as_tensor() * (1.0 - MOMENTUM))? + (mean.detach() * MOMENTUM)?)?,
-            )?;
-            running_var
-                .set(&((running_var.as_tensor() * (1.0 - MOMENTUM))? + (unbiased * MOMENTUM)?)?)?;
-            (mean, var)
-        } else {
-            (
-                running_mean.as_tensor().clone(),
-                running_var.as_tensor().clone(),
-            )
-        };
-        let scale = gamma.as_tensor().div(&(var + EPS)?.sqrt()?)?;
-        let shift = (beta.as_tensor() - mean.mul(&scale)?)?;
+        let scale = gamma
+            .as_tensor()
+            .div(&(running_var.as_tensor() + EPS)?.sqrt()?)?;
+        let shift = (beta.as_tensor() - running_mean.as_tensor().mul(&scale)?)?;
         Ok(x.broadcast_mul(&per_channel(&scale)?)?
             .broadcast_add(&per_channel(&shift)?)?)
     }

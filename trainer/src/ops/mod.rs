@@ -11,6 +11,8 @@
 //! - [`max_pool2d`]: each output gradient goes to the first maximum of its window (PyTorch's
 //!   rule); windows may overlap (`kernel != stride`).
 //! - [`avg_pool2d`]: each output gradient is spread as `g/(k·k)` over its window.
+//! - [`batch_norm_train`]: batch normalisation by the batch's statistics, forward and backward
+//!   each in one or two sweeps instead of candle's strided reductions.
 //! - [`conv_block`]: `pool(relu(conv2d(x)))` fused into one op with one backward pass, which
 //!   the networks use for every conv layer followed by ReLU (see `block.rs` for what it saves).
 //!
@@ -28,10 +30,12 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, DType, Layout};
 
+mod batch_norm;
 mod block;
 mod conv;
 mod pool;
 
+pub use batch_norm::batch_norm_train;
 pub use block::{Pooling, conv_block};
 pub use conv::conv2d;
 pub use pool::{avg_pool2d, max_pool2d};
