@@ -9,7 +9,8 @@
 //!   row-major `[images, classes]`), which was recorded from the same file: any change in
 //!   infer-core that moves one logit fails here. A model whose logits are meant to change (a
 //!   retrained model) is re-recorded with
-//!   `GOLDEN_RECORD=1 cargo test --release -p parity-tests --test parity`;
+//!   `GOLDEN_RECORD=1 cargo test --release -p parity-tests --test parity`
+//!   (`PARITY_ONLY=<id>,<id>` checks or records only those models);
 //! - where the float weights are committed too (the deployable models), the float network
 //!   reproduces the recorded float accuracy and the agreement is measured, not read.
 
@@ -29,17 +30,26 @@ use trainer::train;
 
 /// Models of the studies whose int8 export agrees with float on fewer than 99% of the test
 /// images (they pass the 0.5-point accuracy gate), and why: open work, not accepted results.
+/// Both recipes (as the study states them) leave most hidden ReLUs dead, so many images have
+/// near-tied logits over a wide logit range, which int8's 256 steps cannot all separate.
 const KNOWN_BELOW_AGREEMENT: [(&str, &str); 2] = [
     (
         "s3-alexnet-base",
-        "trained with plain SGD on single images at lr 0.01: every range method agrees on only \
-         about 94% of held-out training images (calibration_candidates in its JSON)",
+        "plain SGD on single images at lr 0.01: images that activate no hidden unit all get the \
+         output bias as logits; the searched logit range (export's logit_range) lifted its \
+         agreement from 92.5% to 98.4%",
     ),
     (
         "s3-lenet-tuned",
-        "Adam at lr 0.01: the best range method agrees on 98.9% of held-out training images",
+        "Adam at lr 0.01: every range method agrees on at most 98.75% of held-out training \
+         images (calibration_candidates in its JSON)",
     ),
 ];
+
+/// The ids `PARITY_ONLY` (comma-separated) selects, or every id when it is not set.
+fn selected(id: &str) -> bool {
+    std::env::var("PARITY_ONLY").map_or(true, |only| only.split(',').any(|o| o.trim() == id))
+}
 
 /// Op capacity for loading any committed model.
 const MAX_OPS: usize = 64;
@@ -163,6 +173,7 @@ fn every_committed_model_passes_the_gate_and_gives_the_recorded_logits() {
         .unwrap()
         .into_iter()
         .filter(|r| root().join("models").join(format!("{}.fmq", r.id)).exists())
+        .filter(|r| selected(&r.id))
         .collect();
     // The models are independent: one worker per core takes the next one (a failing check
     // panics its worker, and the scope re-raises the panic).
@@ -182,7 +193,7 @@ fn every_committed_model_passes_the_gate_and_gives_the_recorded_logits() {
     let checked: Vec<&str> = reports.iter().map(|r| r.id.as_str()).collect();
     println!("checked {} models: {}", checked.len(), checked.join(", "));
     for id in ["s5-ann", "s5-cnn", "s3-lenet-base"] {
-        assert!(checked.contains(&id), "{id} is committed");
+        assert!(!selected(id) || checked.contains(&id), "{id} is committed");
     }
 }
 
