@@ -425,6 +425,8 @@ def bench_model(arch: dict, data: dict[str, torch.Tensor], args: argparse.Namesp
             loss = loss_fn(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if recipe.get("grad_clip") is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe["grad_clip"])
             opt.step()
             loss_sum += loss.item()
             correct += int((logits.argmax(dim=1) == y).sum())

@@ -18,7 +18,7 @@ pub mod device;
 
 /// Op capacity of the models loaded on the host (`Model::<MAX_OPS>`): a ResNet-34, about 55
 /// ops, loads.
-pub const MAX_OPS: usize = 64;
+pub const MAX_OPS: usize = model_report::HOST_MAX_OPS;
 
 /// Size of the one scratch buffer shared by every model on the host, as a firmware image would
 /// reserve it statically: room for the largest model of the zoo (the board's own limit is

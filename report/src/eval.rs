@@ -8,6 +8,10 @@ use infer_core::Model;
 
 use crate::metrics::Metrics;
 
+/// Op capacity of the models loaded on the host (`Model::<HOST_MAX_OPS>`): a ResNet-34, about
+/// 55 ops, loads. (Firmware names its own, smaller capacity.)
+pub const HOST_MAX_OPS: usize = 64;
+
 /// What an int8 model did on a split.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Int8Eval {

@@ -16,7 +16,7 @@ pub mod metrics;
 pub mod optimizer;
 pub mod schema;
 
-pub use eval::{Int8Eval, evaluate_int8, evaluate_int8_any};
+pub use eval::{HOST_MAX_OPS, Int8Eval, evaluate_int8, evaluate_int8_any};
 pub use markdown::{Section, summary_table};
 pub use metrics::{Metrics, agreement};
 pub use schema::{

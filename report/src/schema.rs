@@ -64,6 +64,10 @@ pub struct TrainOptions {
     /// Training on only the first N images of the training split (smoke runs).
     #[serde(default)]
     pub train_limit: Option<usize>,
+    /// Largest global L2 norm of the gradients; larger ones are scaled down to it before each
+    /// step (PyTorch's `clip_grad_norm_`), if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_clip: Option<f64>,
 }
 
 impl TrainOptions {
@@ -79,6 +83,7 @@ impl TrainOptions {
             augmentation: None,
             seed,
             train_limit: None,
+            grad_clip: None,
         }
     }
 }
@@ -282,6 +287,7 @@ mod tests {
                     augmentation: None,
                     seed: 3,
                     train_limit: None,
+                    grad_clip: None,
                 },
                 train_images: 4,
                 validation_images: 0,

@@ -50,6 +50,8 @@ pub struct Recipe {
     pub split: SplitPlan,
     /// Augmentation of the training images, if any.
     pub augmentation: Option<Augmentation>,
+    /// Largest global L2 norm of the gradients (clipped before each step), if any.
+    pub grad_clip: Option<f64>,
 }
 
 /// What the study reported for a model.
@@ -264,6 +266,7 @@ pub mod build {
             schedule: None,
             split,
             augmentation: None,
+            grad_clip: None,
         }
     }
 

@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 
 use fashion_mnist::{Dataset, PIXELS, Split};
 use infer_core::format::OwnedModel;
-use model_report::{Int8Report, agreement, evaluate_int8};
+use model_report::{HOST_MAX_OPS, Int8Report, agreement, evaluate_int8_any};
 
 use crate::net::{Net, NetError};
 use crate::quantize::{ActivationStats, QuantizeError, RANGE_CANDIDATES};
@@ -114,9 +114,9 @@ pub fn quantize_best(
             id: net.arch.id.to_string(),
             error,
         };
-        let model = Model::from_bytes(&bytes).map_err(rejected)?;
+        let model = Model::<HOST_MAX_OPS>::from_bytes(&bytes).map_err(rejected)?;
         let mut scratch = vec![0i8; model.scratch_len()];
-        let pred = evaluate_int8(&model, selection, &mut scratch, 0)
+        let pred = evaluate_int8_any(&model, selection, &mut scratch, 0)
             .map_err(rejected)?
             .predictions;
         let agree = agreement(&float_pred, &pred);
@@ -166,10 +166,10 @@ pub fn export(
         id: id.to_string(),
         error,
     };
-    let model = Model::from_bytes(&bytes).map_err(rejected)?;
+    let model = Model::<HOST_MAX_OPS>::from_bytes(&bytes).map_err(rejected)?;
     let mut scratch = vec![0i8; model.scratch_len()];
     let int8 =
-        evaluate_int8(&model, &dataset.test, &mut scratch, GOLDEN_IMAGES).map_err(rejected)?;
+        evaluate_int8_any(&model, &dataset.test, &mut scratch, GOLDEN_IMAGES).map_err(rejected)?;
     Ok(Int8Report {
         calibration_images: calib.len(),
         calibration_method: chosen.method,

@@ -122,6 +122,7 @@ impl Settings {
             augmentation: r.augmentation,
             seed: self.seed,
             train_limit: o.train_limit,
+            grad_clip: r.grad_clip,
         }
     }
 }

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use candle_core::{D, Device, Tensor};
+use candle_core::backprop::GradStore;
+use candle_core::{D, Device, Tensor, Var};
 use candle_nn::Optimizer;
 use fashion_mnist::augment::Augmentation;
 use fashion_mnist::{PIXELS, SIDE, Split, normalise, normalise_value};
@@ -129,6 +130,28 @@ pub fn run_rng(seed: u64) -> ChaCha8Rng {
     rng
 }
 
+/// Scales the gradients of `vars` in `grads` so that their global L2 norm is at most
+/// `max_norm`, as PyTorch's `clip_grad_norm_` (factor `max_norm / (norm + 1e-6)` when below 1);
+/// returns the norm before clipping.
+pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Result<f64, NetError> {
+    let mut sum_sq = 0f64;
+    for v in vars {
+        if let Some(g) = grads.get(v) {
+            sum_sq += f64::from(g.sqr()?.sum_all()?.to_scalar::<f32>()?);
+        }
+    }
+    let norm = sum_sq.sqrt();
+    let factor = max_norm / (norm + 1e-6);
+    if factor < 1.0 {
+        for v in vars {
+            if let Some(g) = grads.remove(v) {
+                grads.insert(v, (g * factor)?);
+            }
+        }
+    }
+    Ok(norm)
+}
+
 /// Trains `net` on `train` with `opts`, evaluating on `validation` after every epoch.
 ///
 /// With a checkpoint path in `control`, the state is saved after every epoch and when the run
@@ -147,7 +170,8 @@ pub fn train(
     let device = Device::Cpu;
     let id = net.arch.id;
     let base_lr = opts.optimizer.lr();
-    let mut optim = Optim::new(net.vars(), opts.optimizer)?;
+    let vars = net.vars();
+    let mut optim = Optim::new(vars.clone(), opts.optimizer)?;
     let mut rng = run_rng(opts.seed);
     let mut history = Vec::with_capacity(opts.epochs);
     let mut epochs_done = 0;
@@ -244,7 +268,11 @@ pub fn train(
             let y = Tensor::new(labels.as_slice(), &device)?;
             let logits = net.forward(&x, Mode::Train(&mut rng))?;
             let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
-            optim.backward_step(&loss)?;
+            let mut grads = loss.backward()?;
+            if let Some(max_norm) = opts.grad_clip {
+                clip_grad_norm(&mut grads, &vars, max_norm)?;
+            }
+            optim.step(&grads)?;
             partial.loss_sum += f64::from(loss.to_scalar::<f32>()?);
             let pred: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
             partial.correct += pred.iter().zip(&labels).filter(|(p, l)| p == l).count();
@@ -338,6 +366,34 @@ pub fn predict(net: &Net, split: &Split, batch_size: usize) -> Result<Vec<u8>, N
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn gradients_are_clipped_to_the_global_norm_as_pytorch() {
+        let dev = Device::Cpu;
+        let a = Var::from_tensor(&Tensor::new(&[1f32, 2.0], &dev).unwrap()).unwrap();
+        let b = Var::from_tensor(&Tensor::new(&[2f32], &dev).unwrap()).unwrap();
+        // loss = 3a0 + 4a1 + 12b: gradients (3, 4) and (12), global norm 13.
+        let loss = (a
+            .as_tensor()
+            .mul(&Tensor::new(&[3f32, 4.0], &dev).unwrap())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            + (b.as_tensor() * 12.0).unwrap().sum_all().unwrap())
+        .unwrap();
+        let vars = [a.clone(), b.clone()];
+        let mut grads = loss.backward().unwrap();
+        let norm = clip_grad_norm(&mut grads, &vars, 100.0).unwrap();
+        assert!((norm - 13.0).abs() < 1e-5);
+        assert_eq!(grads.get(&b).unwrap().to_vec1::<f32>().unwrap(), [12.0]);
+        clip_grad_norm(&mut grads, &vars, 1.3).unwrap();
+        let f = 1.3 / (13.0 + 1e-6);
+        let ga: Vec<f32> = grads.get(&a).unwrap().to_vec1().unwrap();
+        let gb: Vec<f32> = grads.get(&b).unwrap().to_vec1().unwrap();
+        for (got, want) in ga.iter().chain(&gb).zip([3.0 * f, 4.0 * f, 12.0 * f]) {
+            assert!((f64::from(*got) - want).abs() < 1e-6, "{got} vs {want}");
+        }
+    }
     use super::*;
     use crate::arch;
     use model_report::optimizer::OptimizerConfig;
