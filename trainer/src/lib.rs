@@ -9,6 +9,7 @@
 
 pub mod arch;
 pub mod atomic;
+pub mod centring;
 pub mod checkpoint;
 pub mod export;
 pub mod layers;

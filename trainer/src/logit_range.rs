@@ -4,11 +4,15 @@
 //! The logits need not be represented everywhere: clamping a logit below its image's top-1, or
 //! a top-1 above every competitor, never changes the argmax. The narrowest safe-looking range,
 //! `[smallest top-1, largest runner-up]`, gives the competing logits the finest scale, but it
-//! can be wrong at its ends: when many images share nearly the same logits (a network whose
-//! hidden units are all off for them outputs its bias), their top two can round to the same
-//! int8 value and the lower index wins. So the range is searched: a grid from that narrowest
-//! range out to the observed extremes, scored by the images whose argmax survives int8
-//! rounding (ties going to the lowest index, as infer-core's argmax does).
+//! can be wrong both ways. At its ends: when many images share nearly the same logits (a
+//! network whose hidden units are all off for them outputs its bias), their top two can round
+//! to the same int8 value and the lower index wins. And as a whole: a few images with two huge
+//! logits stretch the ceiling, coarsening the step for every other image; clamping those few
+//! (their top two saturate together) can keep many more. So the range is searched over the
+//! pairs of candidate ends: a grid from the narrowest range out to the observed extremes, and
+//! the quantiles of the images' top-1 and runner-up logits inside it, each pair scored by the
+//! images whose argmax survives int8 rounding (ties going to the lowest index, as
+//! infer-core's argmax does).
 
 use infer_core::format::QParams;
 
@@ -37,9 +41,15 @@ pub fn choose(rows: &[Vec<f32>]) -> Option<(f32, f32)> {
         return None;
     }
     let float_top: Vec<usize> = rows.iter().map(|r| argmax(r.iter().copied())).collect();
+    let (mut tops, mut runners_up): (Vec<f32>, Vec<f32>) = rows.iter().map(|r| top_two(r)).unzip();
+    tops.sort_by(f32::total_cmp);
+    runners_up.sort_by(f32::total_cmp);
+    let inside = || quantiles(&tops).chain(quantiles(&runners_up));
+    let lows: Vec<f32> = grid(floor, lowest).chain(inside()).collect();
+    let highs: Vec<f32> = grid(ceiling, highest).chain(inside()).collect();
     let mut best = ((floor, ceiling), kept(rows, &float_top, floor, ceiling));
-    for lo in grid(floor, lowest) {
-        for hi in grid(ceiling, highest) {
+    for &lo in &lows {
+        for &hi in highs.iter().filter(|&&hi| hi > lo) {
             let score = kept(rows, &float_top, lo, hi);
             if score > best.1 {
                 best = ((lo, hi), score);
@@ -47,6 +57,18 @@ pub fn choose(rows: &[Vec<f32>]) -> Option<(f32, f32)> {
         }
     }
     Some(best.0)
+}
+
+/// `STEPS` quantiles (nearest rank, the extremes included) of the finite values of `sorted`,
+/// which is in ascending order.
+fn quantiles(sorted: &[f32]) -> impl Iterator<Item = f32> + '_ {
+    let finite: &[f32] = {
+        let start = sorted.partition_point(|v| !v.is_finite() && *v < 0.0);
+        let end = sorted.partition_point(|v| v.is_finite() || *v < 0.0);
+        sorted.get(start..end).unwrap_or_default()
+    };
+    let last = finite.len().saturating_sub(1);
+    (0..STEPS).filter_map(move |i| finite.get(i * last / (STEPS - 1)).copied())
 }
 
 /// `STEPS` points from `from` to `to` (both included).
@@ -82,7 +104,7 @@ fn argmax(values: impl Iterator<Item = f32>) -> usize {
 }
 
 /// The largest and second-largest value of `row` (`-inf` where missing).
-fn top_two(row: &[f32]) -> (f32, f32) {
+pub fn top_two(row: &[f32]) -> (f32, f32) {
     row.iter()
         .fold((f32::NEG_INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
             if v > a { (v, a) } else { (a, b.max(v)) }
@@ -130,5 +152,34 @@ mod tests {
         let (lo, hi) = choose(&rows).expect("a proper range");
         assert!(kept(&rows, &top, lo, hi) > kept(&rows, &top, narrow.0, narrow.1));
         assert_eq!(kept(&rows, &top, lo, hi), rows.len());
+    }
+
+    #[test]
+    fn a_few_images_with_huge_logits_are_given_up_for_the_crowd() {
+        // 50 images whose top two are 0.05 apart between 1 and 1.5, and two whose top two
+        // (99.9 and 100) stretch the largest runner-up to 99.9: any range reaching it has a
+        // step of at least 0.39 and ties most of the crowd, wherever the rounding boundaries
+        // fall. Clamping near 1.5 keeps the crowd and loses the two.
+        let mut rows: Vec<Vec<f32>> = (0..50u8)
+            .map(|i| {
+                let base = 1.0 + f32::from(i) * 0.01;
+                vec![base, base + 0.05, -40.0]
+            })
+            .collect();
+        rows.extend([vec![0.0, 99.9, 100.0], vec![0.0, 99.9, 100.0]]);
+        let top: Vec<usize> = rows.iter().map(|r| argmax(r.iter().copied())).collect();
+        let (lo, hi) = choose(&rows).expect("a proper range");
+        assert!(hi < 99.9, "{hi}");
+        assert_eq!(kept(&rows, &top, lo, hi), 50);
+    }
+
+    #[test]
+    fn quantiles_skip_missing_runners_up() {
+        let v = [f32::NEG_INFINITY, 1.0, 2.0, 3.0];
+        let q: Vec<f32> = quantiles(&v).collect();
+        assert_eq!(q.first(), Some(&1.0));
+        assert_eq!(q.last(), Some(&3.0));
+        assert!(q.iter().all(|x| x.is_finite()));
+        assert_eq!(quantiles(&[]).count(), 0);
     }
 }

@@ -170,6 +170,11 @@ impl ActivationStats {
             .map_or(&[], Vec::as_slice)
     }
 
+    /// The trace points (layer paths) in the order the forward pass reached them.
+    pub fn paths(&self) -> &[String] {
+        &self.paths
+    }
+
     /// The `(low, high)` range of every trace point's output under `method`, by path; the
     /// logits take the range [`crate::logit_range::choose`] found, if any.
     pub fn ranges(&self, method: RangeMethod) -> Ranges {
