@@ -152,9 +152,10 @@ pub fn describe(run: &ModelRun) -> String {
         int8 = 100.0 * run.int8_accuracy,
         float = 100.0 * run.float_accuracy,
         diff = 100.0 * (run.int8_accuracy - run.float_accuracy),
-        agree = run
-            .recorded
-            .map_or_else(|| "unrecorded".into(), |(_, a)| format!("{:.2}%", 100.0 * a)),
+        agree = run.recorded.map_or_else(
+            || "unrecorded".into(),
+            |(_, a)| format!("{:.2}%", 100.0 * a)
+        ),
         verdict = run
             .failure()
             .map_or_else(|| "ok".into(), |why| format!("FAIL ({why})")),
