@@ -146,6 +146,10 @@ const REFINE_SHRINKS: [(f32, f32); 9] = [
 /// A refinement step is kept only if at least this many more selection images agree.
 const REFINE_MIN_GAIN: usize = 2;
 
+/// The refinement runs only with at least this many selection images: on fewer, a gain of
+/// `REFINE_MIN_GAIN` images is noise (and the pipeline's smoke runs stay fast).
+pub const REFINE_MIN_IMAGES: usize = 500;
+
 /// Multiply-accumulates the refinement may spend (trials times selection images times the
 /// model's MACs): under ten minutes on one core; a large model gets fewer trials, spent on its
 /// first layers.
@@ -201,8 +205,8 @@ fn score(
 /// set); the earlier candidate wins ties.
 ///
 /// `population` is the number of images the selection was picked from ([`hardest`]). If the
-/// best candidate's disagreements make up more than `1 - REFINE_BELOW` of them, its ranges are
-/// refined:
+/// best candidate's disagreements make up more than `1 - REFINE_BELOW` of them (and there are
+/// at least [`REFINE_MIN_IMAGES`] selection images), its ranges are refined:
 /// trace point by trace point in forward order, each range is shrunk by the factors
 /// `REFINE_SHRINKS` (of the range as refined so far), and a shrink is kept when at least
 /// `REFINE_MIN_GAIN` more selection images agree, within a budget of `REFINE_BUDGET_MACS`.
@@ -241,7 +245,7 @@ pub fn quantize_best(
     if let Some(variant) = variants.get(index) {
         let disagreeing = selection.len().saturating_sub(scored.agreeing);
         let estimate = 1.0 - disagreeing as f64 / population.max(selection.len()).max(1) as f64;
-        if estimate < REFINE_BELOW {
+        if estimate < REFINE_BELOW && selection.len() >= REFINE_MIN_IMAGES {
             let id = variant.net.arch.id;
             let per_trial = variant
                 .net
