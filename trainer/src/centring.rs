@@ -267,6 +267,15 @@ mod tests {
         }
     }
 
+    /// The largest absolute difference between two tensors of one shape.
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .and_then(|d| d.abs())
+            .and_then(|d| d.max_all())
+            .and_then(|d| d.to_scalar::<f32>())
+            .expect("same shapes")
+    }
+
     fn images(n: usize) -> Split {
         let images: Vec<u8> = (0..n * fashion_mnist::PIXELS)
             .map(|i| u8::try_from((i * 37 + i / 700) % 256).unwrap_or(0))
@@ -293,14 +302,7 @@ mod tests {
         let after = centred.forward(&x, Mode::Eval).expect("forward");
         let p0 = candle_nn::ops::softmax_last_dim(&before).expect("softmax");
         let p1 = candle_nn::ops::softmax_last_dim(&after).expect("softmax");
-        let diff: f32 = (p0 - p1)
-            .expect("sub")
-            .abs()
-            .expect("abs")
-            .max_all()
-            .expect("max")
-            .to_scalar()
-            .expect("scalar");
+        let diff = max_abs_diff(&p0, &p1);
         assert!(diff < 1e-5, "softmax moved by {diff}");
         let spread = |t: &Tensor| -> f64 {
             let rows = t.to_vec2::<f32>().expect("rows");
@@ -316,14 +318,7 @@ mod tests {
         );
         // The original network is untouched.
         let again = net.forward(&x, Mode::Eval).expect("forward");
-        let same: f32 = (again - before)
-            .expect("sub")
-            .abs()
-            .expect("abs")
-            .max_all()
-            .expect("max")
-            .to_scalar()
-            .expect("scalar");
+        let same = max_abs_diff(&again, &before);
         assert_eq!(same, 0.0);
     }
 
