@@ -203,7 +203,7 @@ fn row(arch: &Arch, report: Option<&ModelReport>) -> Result<Row, ArchError> {
     let secs = f.history.iter().map(|e| e.seconds).sum::<f64>() / f.history.len().max(1) as f64;
     let ours = 100.0 * f.test.accuracy;
     let diff = arch.published.test_accuracy.map(|p| ours - p);
-    let note = note(arch, diff);
+    let note = note(arch.id, diff);
     cells.extend([
         f.options.epochs.to_string(),
         format!("{secs:.1}"),
@@ -223,8 +223,8 @@ fn row(arch: &Arch, report: Option<&ModelReport>) -> Result<Row, ArchError> {
 
 /// The note of a row: where ours is more than [`EXPLAIN_BELOW`] points below the published
 /// number, or above it, the recorded explanation ([`zoo::notes`]).
-fn note(arch: &Arch, diff: Option<f64>) -> String {
-    let explained = zoo::notes::explanation(arch.id);
+fn note(id: &str, diff: Option<f64>) -> String {
+    let explained = zoo::notes::explanation(id);
     match (diff, explained) {
         (Some(d), Some(text)) if d.abs() > EXPLAIN_BELOW => text.to_string(),
         (Some(d), None) if d < -EXPLAIN_BELOW => {
@@ -318,12 +318,13 @@ pub fn render(study: Study, models_dir: &Path) -> Result<(String, String), ArchE
 }
 
 /// S2's optimizer study: first- and last-epoch train and validation loss and accuracy of
-/// `s2-m6` under each optimizer, beside the study's final validation accuracy.
+/// `s2-m6` under each optimizer, beside the study's final validation accuracy, with a note on
+/// every gap of more than [`EXPLAIN_BELOW`] points (as in the main table).
 fn optimizer_table(models_dir: &Path) -> String {
     let mut md = String::from(
         "\n## Optimizer study on s2-m6\n\nEach optimizer with Keras' default hyper-parameters (see above), the rest of s2-m6's recipe unchanged. Epoch 1 and the last epoch; validation on the held-out 20%.\n\n\
-         | optimizer | run | epochs | train loss (1st) | train acc % (1st) | val loss (1st) | val acc % (1st) | train loss (last) | train acc % (last) | val loss (last) | val acc % (last) | published val acc % | diff (pts) |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         | optimizer | run | epochs | train loss (1st) | train acc % (1st) | val loss (1st) | val acc % (1st) | train loss (last) | train acc % (last) | val loss (last) | val acc % (last) | published val acc % | diff (pts) | note |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for run in OPTIMIZER_STUDY {
         let report = ModelReport::read(&models_dir.join(format!("{}.json", run.id))).ok();
@@ -344,11 +345,11 @@ fn optimizer_table(models_dir: &Path) -> String {
         };
         let diff = last
             .and_then(|e| e.val_accuracy)
-            .map_or_else(String::new, |v| {
-                format!("{:+.2}", 100.0 * v - run.published_final_val_accuracy)
-            });
+            .map(|v| 100.0 * v - run.published_final_val_accuracy);
+        let note = note(run.id, diff);
+        let diff = diff.map_or_else(String::new, |d| format!("{d:+.2}"));
         md += &format!(
-            "| {} | `{}` | {} | {} | {} | {} | {diff} |\n",
+            "| {} | `{}` | {} | {} | {} | {} | {diff} | {note} |\n",
             run.name,
             run.id,
             h.map_or(0, Vec::len),
@@ -460,13 +461,13 @@ mod tests {
     fn gaps_need_explanations() {
         // Small gaps need no note; large ones show the recorded explanation.
         let arch = crate::arch::by_id("s5-cnn").unwrap();
-        assert_eq!(note(&arch, Some(-0.5)), "");
+        assert_eq!(note(arch.id, Some(-0.5)), "");
         assert_eq!(
-            note(&arch, Some(3.0)),
+            note(arch.id, Some(3.0)),
             zoo::notes::explanation("s5-cnn").unwrap()
         );
         let unexplained = crate::arch::by_id("s4-cnn3").unwrap();
-        assert!(note(&unexplained, Some(-3.0)).contains("not yet explained"));
-        assert!(note(&unexplained, Some(3.0)).contains("not yet explained"));
+        assert!(note(unexplained.id, Some(-3.0)).contains("not yet explained"));
+        assert!(note(unexplained.id, Some(3.0)).contains("not yet explained"));
     }
 }

@@ -40,4 +40,12 @@ const NOTES: &[(&str, &str)] = &[
         "s2-m5",
         "Above: the study's m5 scores below its own m4b, which dropout at the rates of our reading (0.25 after each block, 0.5 after FC 128) does not cost us; its rates are unstated, and heavier dropout than ours would explain its lower number.",
     ),
+    (
+        "s3-lstm-base",
+        "Above: Adam at lr 0.01 (the study's setting) is a high rate for an LSTM; ours trains unsteadily too (its training accuracy peaks mid-run and then falls back) but does not collapse. We start the forget gate's bias at 1.0 and use PyTorch's initialisation; the study's NumPy LSTM states neither. With a zero forget bias the gate starts half closed and the cell forgets most of the 28 rows it has read, which slows learning: the likely part of the gap.",
+    ),
+    (
+        "s2-m6-sgd",
+        "Above: plain SGD (lr 0.01, no momentum, Keras' default and PyTorch's rule alike) moves each weight in proportion to its input's scale, so its progress depends on input scaling and initialisation more than the adaptive optimizers'. The study divides pixels by 255 and starts from Keras' Glorot initialisation; we normalise inputs to zero mean and unit variance and start from PyTorch's. Either changes how far plain SGD gets in 20 epochs (the same kind of gap as s3-mlp-base's); we have not run the study's scaling to tell which.",
+    ),
 ];
