@@ -25,7 +25,7 @@ fn every_model_trains_evaluates_and_exports_on_a_subset() {
     };
     let out = tempfile::tempdir().unwrap();
     let quiet = Control {
-        quiet: true,
+        progress: trainer::progress::Progress::Quiet,
         ..Control::default()
     };
     let mut scratch = vec![0i8; firmware_sim::SCRATCH_CAPACITY];

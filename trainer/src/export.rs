@@ -255,7 +255,7 @@ pub fn quantize_best(
                 .saturating_mul(selection.len() as u64)
                 .max(1);
             let mut trials_left = REFINE_BUDGET_MACS / per_trial;
-            eprintln!(
+            tracing::info!(
                 "{id}: refining ranges (estimated agreement {:.2}%, at most {trials_left} trials)",
                 100.0 * estimate
             );

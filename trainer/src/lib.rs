@@ -19,6 +19,7 @@ pub mod net;
 pub mod ops;
 pub mod optim;
 pub mod pipeline;
+pub mod progress;
 pub mod quantize;
 pub mod study;
 pub mod train;

@@ -1,6 +1,7 @@
 //! `trainer`: train the reference-study Fashion-MNIST models, quantise them to int8, export
 //! them for infer-core, and reproduce the studies' tables.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -14,6 +15,7 @@ use trainer::arch::{self, Arch};
 use trainer::pipeline::{
     Overrides, Settings, TrainResult, export_one, load_trained, train_one, write_summary,
 };
+use trainer::progress::Progress;
 use trainer::study;
 use trainer::zoo::Study;
 
@@ -74,9 +76,14 @@ struct Common {
     /// Continue interrupted runs from their checkpoints (same settings only).
     #[arg(long, global = true)]
     resume: bool,
-    /// No progress bars.
+    /// No progress bars, per-epoch lines or information messages (warnings and errors only).
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// Progress as one JSON object per line on standard output (events `start`, `batch`,
+    /// `epoch`, `test`, `exported`: model, epoch, batch, loss, accuracy, ETA in seconds), for
+    /// scripts; messages stay on standard error.
+    #[arg(long, global = true)]
+    json_lines: bool,
     /// Training images used to calibrate activation ranges (as many more choose the range
     /// method).
     #[arg(long, default_value_t = 2000, global = true)]
@@ -165,7 +172,7 @@ impl Common {
             out_dir: self.out_dir.clone(),
             checkpoint_dir: self.checkpoint_dir.clone(),
             resume: self.resume,
-            quiet: self.quiet,
+            progress: Progress::from_flags(self.quiet, self.json_lines),
             calibration_images: self.calibration_images,
         }
     }
@@ -182,9 +189,25 @@ enum Step {
     Export,
 }
 
+/// Messages go to standard error through `tracing`: information and up by default, warnings
+/// and errors only with `-q`; `RUST_LOG` (e.g. `RUST_LOG=debug`) overrides both.
+fn init_logging(quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let common = cli.common;
+    init_logging(common.quiet);
     match cli.command.unwrap_or(Command::Run) {
         Command::List => {
             print!("{}", study::list_table(&listed(&common)?)?);
@@ -263,7 +286,7 @@ fn run_study(common: &Common, which: &str, report_only: bool, reports_dir: &Path
     if report_only {
         for s in studies {
             for path in study::write_reports(s, &common.out_dir, reports_dir)? {
-                eprintln!("wrote {}", path.display());
+                tracing::info!("wrote {}", path.display());
             }
         }
         return Ok(());
@@ -273,7 +296,7 @@ fn run_study(common: &Common, which: &str, report_only: bool, reports_dir: &Path
     for s in studies {
         let finished = study::run(s, &dataset, &settings, &STOP)?;
         for path in study::write_reports(s, &settings.out_dir, reports_dir)? {
-            eprintln!("wrote {}", path.display());
+            tracing::info!("wrote {}", path.display());
         }
         if !finished {
             bail!(
@@ -309,7 +332,7 @@ fn per_model(common: &Common, step: Step) -> Result<()> {
             continue;
         }
         if !arch.deployable() {
-            eprintln!(
+            tracing::info!(
                 "{}: not exported: its recurrent layers have no int8 op",
                 arch.id
             );
@@ -317,6 +340,10 @@ fn per_model(common: &Common, step: Step) -> Result<()> {
         }
         export_one(trained, &settings)?;
     }
-    println!("{}", write_summary(&common.out_dir)?);
+    let summary = write_summary(&common.out_dir)?;
+    // Standard output carries only JSON lines in that mode; the table is in summary.md.
+    if settings.progress != Progress::JsonLines {
+        println!("{summary}");
+    }
     Ok(())
 }

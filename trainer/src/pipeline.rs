@@ -15,6 +15,7 @@ use model_report::{FloatReport, Metrics, ModelReport, ReportError, TrainOptions}
 use crate::arch::{Arch, ArchError};
 use crate::export::{self, ExportError};
 use crate::net::{Net, NetError};
+use crate::progress::{Event, Progress};
 use crate::train::{self, Control, Outcome, TrainError};
 
 /// Why a pipeline step failed.
@@ -89,8 +90,8 @@ pub struct Settings {
     pub checkpoint_dir: PathBuf,
     /// Continue interrupted runs from their checkpoints.
     pub resume: bool,
-    /// No progress bars or metrics tables.
-    pub quiet: bool,
+    /// Where progress goes (bars and metrics tables only in [`Progress::Bars`]).
+    pub progress: Progress,
     /// Training images that calibrate activation ranges (as many more choose the method).
     pub calibration_images: usize,
 }
@@ -190,7 +191,7 @@ pub fn train_one(
         path: s.out_dir.clone(),
         source,
     })?;
-    eprintln!(
+    tracing::info!(
         "training {} ({param_count} params) for {} epochs on {} images ({} validation, {} test), {} lr {}, batch {}",
         arch.id,
         options.epochs,
@@ -202,14 +203,15 @@ pub fn train_one(
         options.batch_size,
     );
     if options.batch_size < 16 && std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        eprintln!(
+        tracing::warn!(
             "{}: batches of {} train several times faster on one thread: set RAYON_NUM_THREADS=1",
-            arch.id, options.batch_size
+            arch.id,
+            options.batch_size
         );
     }
     let checkpoint = s.checkpoint(arch.id);
     let control = Control {
-        quiet: s.quiet,
+        progress: s.progress,
         checkpoint: Some(checkpoint.clone()),
         resume: s.resume,
         stop,
@@ -236,7 +238,12 @@ pub fn train_one(
     };
     let predictions = train::predict(&net, &splits.test, 500)?;
     let test = Metrics::new(&splits.test.labels, &predictions, NUM_CLASSES);
-    if !s.quiet {
+    s.progress.emit(&Event::Test {
+        model: arch.id,
+        precision: "float",
+        accuracy: test.accuracy,
+    });
+    if s.progress.human() {
         eprintln!("{}: float test metrics\n{test}", arch.id);
     }
     let weights = s.file(arch.id, "safetensors");
@@ -312,7 +319,7 @@ pub fn export_one(trained: Trained, s: &Settings) -> Result<ModelReport, Pipelin
         predictions,
         data,
     } = trained;
-    eprintln!("quantising and verifying {}", net.arch.id);
+    tracing::info!("quantising and verifying {}", net.arch.id);
     let int8 = export::export(
         &net,
         &data,
@@ -321,14 +328,21 @@ pub fn export_one(trained: Trained, s: &Settings) -> Result<ModelReport, Pipelin
         s.calibration_images,
         s.seed,
     )?;
-    eprintln!(
+    tracing::info!(
         "{}: int8 test accuracy {:.2}% (float {:.2}%), agreement {:.2}%",
         net.arch.id,
         100.0 * int8.test.accuracy,
         100.0 * report.float.test.accuracy,
         100.0 * int8.agreement
     );
-    if !s.quiet {
+    s.progress.emit(&Event::Exported {
+        model: net.arch.id,
+        path: &s.file(net.arch.id, "fmq").display().to_string(),
+        int8_accuracy: int8.test.accuracy,
+        float_accuracy: report.float.test.accuracy,
+        agreement: int8.agreement,
+    });
+    if s.progress.human() {
         eprintln!(
             "{}: int8 test metrics (infer-core)\n{}",
             net.arch.id, int8.test

@@ -124,16 +124,16 @@ pub fn run(
         let prefix = format!("[{}/{}] {}", i + 1, models.len(), arch.id);
         match done(arch, settings) {
             Some(r) if r.int8.is_some() || !export => {
-                eprintln!("{prefix}: already trained with these settings, skipped");
+                tracing::info!("{prefix}: already trained with these settings, skipped");
                 continue;
             }
             Some(_) => {
-                eprintln!("{prefix}: trained, exporting");
+                tracing::info!("{prefix}: trained, exporting");
                 let trained = load_trained(arch, dataset, settings)?;
                 export_one(trained, settings)?;
                 continue;
             }
-            None => eprintln!("{prefix}: training"),
+            None => tracing::info!("{prefix}: training"),
         }
         match train_one(arch, dataset, settings, Some(stop))? {
             TrainResult::Done(trained) => {

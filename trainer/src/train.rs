@@ -11,14 +11,14 @@ use candle_core::{D, Device, Tensor, Var};
 use candle_nn::Optimizer;
 use fashion_mnist::augment::Augmentation;
 use fashion_mnist::{PIXELS, SIDE, Split, normalise, normalise_value};
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use crate::checkpoint::{Checkpoint, CheckpointError, Partial, Progress};
+use crate::checkpoint::{self, Checkpoint, CheckpointError, Partial};
 use crate::net::{Mode, Net, NetError};
 use crate::optim::Optim;
+use crate::progress::{Event, Progress};
 
 /// How to train and what each epoch did: recorded in the model's report.
 pub use model_report::{EpochStats, TrainOptions};
@@ -43,8 +43,8 @@ pub enum TrainError {
 /// How a run is driven, beyond its recipe.
 #[derive(Debug, Default)]
 pub struct Control<'a> {
-    /// No progress bars or per-epoch lines.
-    pub quiet: bool,
+    /// Where progress goes.
+    pub progress: Progress,
     /// Where the run's checkpoint goes (written after every epoch and when stopped).
     pub checkpoint: Option<PathBuf>,
     /// Continue from the checkpoint if it exists.
@@ -103,23 +103,6 @@ pub fn images_tensor(
         (indices.len(), 1, SIDE, SIDE),
         device,
     )?)
-}
-
-fn bar(len: usize, prefix: String, hidden: bool) -> ProgressBar {
-    let pb = if hidden {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(len as u64)
-    };
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{prefix:>24} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta} {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    pb.set_prefix(prefix);
-    pb
 }
 
 /// The generator of shuffling, dropout and augmentation for a run seeded with `seed` (stream
@@ -189,18 +172,24 @@ pub fn train(
             epochs_done = ck.progress.epochs_done;
             partial = ck.progress.partial;
             order = ck.order.iter().map(|&i| i as usize).collect();
-            if !control.quiet {
-                eprintln!(
-                    "{id}: resuming from {} after {epochs_done} epochs and {} batches",
-                    path.display(),
-                    partial.batches
-                );
-            }
+            tracing::info!(
+                "{id}: resuming from {} after {epochs_done} epochs and {} batches",
+                path.display(),
+                partial.batches
+            );
         }
     }
 
     let batch_size = opts.batch_size.max(1);
     let batches = train.len().div_ceil(batch_size);
+    control.progress.emit(&Event::Start {
+        model: id,
+        epochs: opts.epochs,
+        batches,
+        train_images: train.len(),
+        epochs_done,
+        batches_done: partial.batches,
+    });
     let mut batches_this_call = 0usize;
     let save = |epochs_done: usize,
                 partial: Partial,
@@ -213,7 +202,7 @@ pub fn train(
             return Ok(());
         };
         let ck = Checkpoint {
-            progress: Progress {
+            progress: checkpoint::Progress {
                 id: id.to_string(),
                 options: *opts,
                 epochs_done,
@@ -242,18 +231,15 @@ pub fn train(
             order = (0..train.len()).collect();
             order.shuffle(&mut rng);
         }
-        let pb = bar(
-            batches,
-            format!("{id} epoch {epoch}/{}", opts.epochs),
-            control.quiet,
-        );
-        pb.set_position(partial.batches as u64);
+        let pb = control
+            .progress
+            .epoch(id, (epoch, opts.epochs), batches, partial.batches);
         let start = Instant::now() - std::time::Duration::from_secs_f64(partial.seconds);
         for b in partial.batches..batches {
             let stop_now = control.stop.is_some_and(|s| s.load(Ordering::SeqCst))
                 || control.max_batches.is_some_and(|m| batches_this_call >= m);
             if stop_now {
-                pb.finish_and_clear();
+                pb.finish();
                 partial.seconds = start.elapsed().as_secs_f64();
                 save(epoch - 1, partial, &order, &rng, &history, &optim)?;
                 return Ok(Outcome::Stopped {
@@ -279,16 +265,14 @@ pub fn train(
             partial.seen += idx.len();
             partial.batches = b + 1;
             batches_this_call += 1;
-            pb.inc(1);
-            if b % 20 == 0 || b + 1 == batches {
-                pb.set_message(format!(
-                    "loss {:.4} acc {:.2}%",
-                    partial.loss_sum / partial.batches as f64,
-                    100.0 * partial.correct as f64 / partial.seen.max(1) as f64
-                ));
-            }
+            pb.batch(
+                partial.batches,
+                partial.loss_sum / partial.batches as f64,
+                partial.correct as f64 / partial.seen.max(1) as f64,
+                start.elapsed().as_secs_f64(),
+            );
         }
-        pb.finish_and_clear();
+        let eta_s = pb.finish();
         let seconds = start.elapsed().as_secs_f64();
         let val = validation.map(|v| evaluate(net, v, 500)).transpose()?;
         let stats = EpochStats {
@@ -300,7 +284,18 @@ pub fn train(
             val_accuracy: val.map(|v| v.accuracy),
             seconds,
         };
-        if !control.quiet {
+        control.progress.emit(&Event::Epoch {
+            model: id,
+            epoch,
+            epochs: opts.epochs,
+            loss: stats.loss,
+            accuracy: stats.accuracy,
+            val_loss: stats.val_loss,
+            val_accuracy: stats.val_accuracy,
+            seconds,
+            eta_s,
+        });
+        if control.progress.human() {
             let val = val.map_or(String::new(), |v| {
                 format!(
                     ", validation loss {:.4} accuracy {:.2}%",
@@ -432,7 +427,7 @@ mod tests {
                 Some(&data),
                 &opts,
                 &Control {
-                    quiet: true,
+                    progress: Progress::Quiet,
                     ..Control::default()
                 },
             )
@@ -457,7 +452,7 @@ mod tests {
                     None,
                     &opts,
                     &Control {
-                        quiet: true,
+                        progress: Progress::Quiet,
                         ..Control::default()
                     },
                 )
@@ -490,7 +485,7 @@ mod tests {
 
         let straight = Net::new(&arch, 3, &Device::Cpu).unwrap();
         let quiet = Control {
-            quiet: true,
+            progress: Progress::Quiet,
             ..Control::default()
         };
         let want = finished(train(&straight, &data, Some(&data), &opts, &quiet).unwrap());
@@ -501,7 +496,7 @@ mod tests {
         for max in [Some(4), Some(8), None] {
             let net = Net::new(&arch, 3, &Device::Cpu).unwrap();
             let control = Control {
-                quiet: true,
+                progress: Progress::Quiet,
                 checkpoint: Some(path.clone()),
                 resume: true,
                 stop: None,
@@ -542,7 +537,7 @@ mod tests {
         let path = dir.path().join("run.ckpt");
         let stop = AtomicBool::new(true);
         let control = Control {
-            quiet: true,
+            progress: Progress::Quiet,
             checkpoint: Some(path.clone()),
             resume: true,
             stop: Some(&stop),
@@ -575,7 +570,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.ckpt");
         let control = Control {
-            quiet: true,
+            progress: Progress::Quiet,
             checkpoint: Some(path.clone()),
             resume: true,
             ..Control::default()

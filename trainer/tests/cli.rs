@@ -1,0 +1,73 @@
+//! The trainer binary as scripts drive it: `--json-lines` progress on standard output, `-q`
+//! silence on standard error.
+
+use std::process::{Command, Output};
+
+fn trainer(args: &[&str]) -> Output {
+    let out = tempfile::tempdir().unwrap();
+    let path = out.path().to_str().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args([
+            "train",
+            "-m",
+            "s5-ann",
+            "--train-limit",
+            "256",
+            "--epochs",
+            "2",
+        ])
+        .args(["--out-dir", path, "--checkpoint-dir", path])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "trainer {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+#[test]
+fn json_lines_are_the_only_standard_output_and_tell_the_whole_run() {
+    let output = trainer(&["--json-lines"]);
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    // 256 images in batches of 64: 4 batches per epoch, reported after the first and the last.
+    assert_eq!(
+        kinds,
+        [
+            "start", "batch", "batch", "epoch", "batch", "batch", "epoch", "test"
+        ],
+        "{stdout}"
+    );
+    for e in &events {
+        assert_eq!(e["model"], "s5-ann");
+    }
+    let last_epoch = &events[6];
+    assert_eq!(last_epoch["epoch"], 2);
+    assert_eq!(last_epoch["eta_s"], 0.0);
+    assert!(
+        last_epoch["val_accuracy"].as_f64().is_some(),
+        "{last_epoch}"
+    );
+    let test = events[7]["accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&test));
+    // Human messages still go to standard error.
+    assert!(String::from_utf8_lossy(&output.stderr).contains("training s5-ann"));
+}
+
+#[test]
+fn quiet_prints_no_information_messages() {
+    let output = trainer(&["-q"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("INFO"), "{stderr}");
+    assert!(!stderr.contains("epoch"), "{stderr}");
+}
