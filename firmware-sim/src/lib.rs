@@ -142,7 +142,13 @@ pub fn describe(run: &ModelRun) -> String {
         .per_class_accuracy
         .iter()
         .enumerate()
-        .map(|(c, a)| format!("{c}:{:.1}", 100.0 * a))
+        .map(|(c, a)| {
+            // A model may have more classes than Fashion-MNIST names: those show their number.
+            let name = fashion_mnist::CLASS_NAMES
+                .get(c)
+                .map_or_else(|| format!("class {c}"), |n| (*n).to_string());
+            format!("{name} {:.1}", 100.0 * a)
+        })
         .collect();
     format!(
         "{id}: int8 {int8:.2}%  float {float:.2}%  diff {diff:+.2} pts  agreement {agree}  \
@@ -159,7 +165,7 @@ pub fn describe(run: &ModelRun) -> String {
         verdict = run
             .failure()
             .map_or_else(|| "ok".into(), |why| format!("FAIL ({why})")),
-        pc = per_class.join(" "),
+        pc = per_class.join(", "),
         us = run.us_per_inference,
         mb = run.model_bytes,
         sb = run.scratch_bytes,

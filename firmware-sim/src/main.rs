@@ -43,9 +43,9 @@ enum Command {
 #[derive(Debug, Args)]
 struct DeviceCli {
     /// Folder holding `<id>.fmq` and `<id>.json` (inside the repository with `firmware/`).
-    #[arg(long, default_value = "models")]
-    models: PathBuf,
-    /// Model id to run (repeatable); every `.fmq` in the folder by default.
+    #[arg(long, default_value = "models", value_name = "DIR")]
+    models_dir: PathBuf,
+    /// Model id to run, e.g. `s5-cnn` (repeatable); every `.fmq` in `--models-dir` by default.
     #[arg(short, long = "model")]
     model: Vec<String>,
     /// Test images to embed and run (the first ones of the test set); by default 200 for models
@@ -169,9 +169,9 @@ fn sim_main(models: &Path, data_dir: Option<&Path>, json: bool) -> Result<ExitCo
 
 fn device_main(args: &DeviceCli) -> Result<ExitCode> {
     let models = args
-        .models
+        .models_dir
         .canonicalize()
-        .with_context(|| format!("model folder {}", args.models.display()))?;
+        .with_context(|| format!("model folder {}", args.models_dir.display()))?;
     let root = models
         .parent()
         .filter(|r| r.join("firmware").join("Cargo.toml").is_file())
