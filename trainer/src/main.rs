@@ -29,65 +29,128 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 static STOP: AtomicBool = AtomicBool::new(false);
 
 /// Train the reference Fashion-MNIST models on the CPU, quantise them to int8 and export them
-/// for infer-core.
+/// for infer-core. Without a subcommand: `run` on the deployable models.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
-    common: Common,
+    run: RunArgs,
 }
 
+/// Which models a command works on.
 #[derive(Debug, clap::Args, Clone)]
-struct Common {
-    /// Model id to process (repeatable; `trainer list` shows them); default: the deployable
-    /// models (s5-ann, s5-cnn, s3-lenet-base, tiny-resnet).
-    #[arg(long = "model", short = 'm', global = true)]
+struct Select {
+    /// Model id (repeatable); `trainer list` describes them. Default: the deployable models
+    /// (s5-ann, s5-cnn, s3-lenet-base, tiny-resnet), or every model for `list` and `describe`.
+    #[arg(long = "model", short = 'm', value_name = "ID", value_parser = model_ids())]
     models: Vec<String>,
+}
+
+/// How a model is trained: the study's recipe unless overridden.
+#[derive(Debug, clap::Args, Clone)]
+struct Training {
     /// Epochs (default: the study's).
-    #[arg(long, global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     epochs: Option<u64>,
     /// Mini-batch size (default: the study's).
-    #[arg(long, global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     batch: Option<u64>,
     /// Optimizer: sgd, adam, adamw, rmsprop, adagrad, adadelta, adamax or nadam, with
     /// PyTorch's defaults (default: the study's).
-    #[arg(long, global = true, value_parser = parse_optimizer)]
+    #[arg(long, value_parser = parse_optimizer)]
     optimizer: Option<OptimizerConfig>,
     /// Learning rate (default: the study's, or the --optimizer's default).
-    #[arg(long, global = true, value_parser = parse_lr)]
+    #[arg(long, value_parser = parse_lr)]
     lr: Option<f64>,
     /// Train on only the first N images of the training split (smoke runs).
-    #[arg(long, global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     train_limit: Option<u64>,
-    /// Seed for initialisation, split, shuffling, dropout, augmentation and calibration.
-    #[arg(long, default_value_t = 42, global = true)]
-    seed: u64,
-    /// Folder with the Fashion-MNIST IDX gzip files.
-    #[arg(long, env = "FASHION_MNIST_DIR", global = true)]
-    data_dir: Option<PathBuf>,
-    /// Where models and their reports are written.
-    #[arg(long, default_value = "models", global = true)]
-    out_dir: PathBuf,
     /// Where training checkpoints are written (one `<id>.ckpt` per model, after every epoch).
-    #[arg(long, default_value = "checkpoints", global = true)]
+    #[arg(long, default_value = "checkpoints")]
     checkpoint_dir: PathBuf,
     /// Continue interrupted runs from their checkpoints (same settings only).
-    #[arg(long, global = true)]
+    #[arg(long)]
     resume: bool,
+}
+
+/// How a trained model is quantised.
+#[derive(Debug, clap::Args, Clone)]
+struct Quantising {
+    /// Training images used to calibrate activation ranges (as many more choose the range
+    /// method).
+    #[arg(long, default_value_t = Quantising::DEFAULT_IMAGES)]
+    calibration_images: usize,
+}
+
+/// Where the work reads and writes, and how it reports.
+#[derive(Debug, clap::Args, Clone)]
+struct Io {
+    /// Seed for initialisation, split, shuffling, dropout, augmentation and calibration.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Folder with the Fashion-MNIST IDX gzip files.
+    #[arg(long, env = "FASHION_MNIST_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Where models and their reports are written.
+    #[arg(long, default_value = "models")]
+    out_dir: PathBuf,
+    #[command(flatten)]
+    output: Output,
+}
+
+/// How a command reports progress and messages.
+#[derive(Debug, clap::Args, Clone, Copy)]
+struct Output {
     /// No progress bars, per-epoch lines or information messages (warnings and errors only).
-    #[arg(long, short, global = true)]
+    #[arg(long, short)]
     quiet: bool,
     /// Progress as one JSON object per line on standard output (events `start`, `batch`,
     /// `epoch`, `test`, `exported`: model, epoch, batch, loss, accuracy, ETA in seconds), for
     /// scripts; messages stay on standard error.
-    #[arg(long, global = true)]
+    #[arg(long)]
     json_lines: bool,
-    /// Training images used to calibrate activation ranges (as many more choose the range
-    /// method).
-    #[arg(long, default_value_t = 2000, global = true)]
-    calibration_images: usize,
+}
+
+/// Options of `run` (train, export, verify).
+#[derive(Debug, clap::Args, Clone)]
+struct RunArgs {
+    #[command(flatten)]
+    select: Select,
+    #[command(flatten)]
+    training: Training,
+    #[command(flatten)]
+    quantising: Quantising,
+    #[command(flatten)]
+    io: Io,
+}
+
+/// Options of `train`.
+#[derive(Debug, clap::Args, Clone)]
+struct TrainArgs {
+    #[command(flatten)]
+    select: Select,
+    #[command(flatten)]
+    training: Training,
+    #[command(flatten)]
+    io: Io,
+}
+
+/// Options of `export`.
+#[derive(Debug, clap::Args, Clone)]
+struct ExportArgs {
+    #[command(flatten)]
+    select: Select,
+    #[command(flatten)]
+    quantising: Quantising,
+    #[command(flatten)]
+    io: Io,
+}
+
+/// The model ids, for `-m`'s check and help.
+fn model_ids() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(arch::all().into_iter().map(|a| a.id))
 }
 
 fn parse_optimizer(s: &str) -> Result<OptimizerConfig, String> {
@@ -110,22 +173,23 @@ fn parse_lr(s: &str) -> Result<f64, String> {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Train, export and verify (the default).
-    Run,
+    Run(RunArgs),
     /// Train only: write `<id>.safetensors` and `<id>.json` with float metrics.
-    Train,
+    Train(TrainArgs),
     /// Quantise and verify models already trained into the output folder.
-    Export,
+    Export(ExportArgs),
     /// List every model: study, parameters, MACs, input, optimizer, epochs, batch, split, and
     /// whether it exports to int8.
-    List,
+    List(Select),
     /// Print the selected architectures (every one by default) as JSON: id, study, layers,
     /// recipe, published numbers, trainable parameters. `bench/torch_models.py` builds its
     /// PyTorch twins from this.
-    Describe,
+    Describe(Select),
     /// Train a study's models with its settings (skipping those already trained with the same
     /// settings) and write `reports/<study>.md` and `.csv` beside the published numbers.
     Study {
-        /// s1, s2, s3, s4, s5 or all.
+        /// The study.
+        #[arg(value_parser = ["s1", "s2", "s3", "s4", "s5", "demo", "all"])]
         study: String,
         /// Only rewrite the reports from the recorded results; train nothing.
         #[arg(long)]
@@ -133,9 +197,18 @@ enum Command {
         /// Folder of the study reports.
         #[arg(long, default_value = "reports")]
         reports_dir: PathBuf,
+        #[command(flatten)]
+        training: Training,
+        #[command(flatten)]
+        quantising: Quantising,
+        #[command(flatten)]
+        io: Io,
     },
     /// Print the results table from `<out-dir>/*.json`; optionally rewrite README's copy.
     Report {
+        /// Folder of the model reports (`<id>.json`).
+        #[arg(long, default_value = "models")]
+        out_dir: PathBuf,
         /// Replace the text between `<!-- results:begin -->` and `<!-- results:end -->` in
         /// this file with the table.
         #[arg(long)]
@@ -143,11 +216,11 @@ enum Command {
     },
 }
 
-fn selected(common: &Common) -> Result<Vec<Arch>> {
-    if common.models.is_empty() {
+fn selected(select: &Select) -> Result<Vec<Arch>> {
+    if select.models.is_empty() {
         return Ok(arch::deployable());
     }
-    common
+    select
         .models
         .iter()
         .map(|id| arch::by_id(id).map_err(Into::into))
@@ -158,24 +231,50 @@ fn to_usize(v: Option<u64>) -> Option<usize> {
     v.map(|v| usize::try_from(v).unwrap_or(usize::MAX))
 }
 
-impl Common {
-    fn settings(&self) -> Settings {
-        Settings {
-            overrides: Overrides {
-                epochs: to_usize(self.epochs),
-                batch_size: to_usize(self.batch),
-                optimizer: self.optimizer,
-                learning_rate: self.lr,
-                train_limit: to_usize(self.train_limit),
-            },
-            seed: self.seed,
-            out_dir: self.out_dir.clone(),
-            checkpoint_dir: self.checkpoint_dir.clone(),
-            resume: self.resume,
-            progress: Progress::from_flags(self.quiet, self.json_lines),
-            calibration_images: self.calibration_images,
+/// The pipeline's settings from a command's option groups (`None`: the group's defaults).
+fn settings(training: Option<&Training>, quantising: Option<&Quantising>, io: &Io) -> Settings {
+    let default_training;
+    let training = match training {
+        Some(t) => t,
+        None => {
+            default_training = Training::default();
+            &default_training
+        }
+    };
+    Settings {
+        overrides: Overrides {
+            epochs: to_usize(training.epochs),
+            batch_size: to_usize(training.batch),
+            optimizer: training.optimizer,
+            learning_rate: training.lr,
+            train_limit: to_usize(training.train_limit),
+        },
+        seed: io.seed,
+        out_dir: io.out_dir.clone(),
+        checkpoint_dir: training.checkpoint_dir.clone(),
+        resume: training.resume,
+        progress: Progress::from_flags(io.output.quiet, io.output.json_lines),
+        calibration_images: quantising.map_or(Quantising::DEFAULT_IMAGES, |q| q.calibration_images),
+    }
+}
+
+impl Default for Training {
+    fn default() -> Self {
+        Self {
+            epochs: None,
+            batch: None,
+            optimizer: None,
+            lr: None,
+            train_limit: None,
+            checkpoint_dir: PathBuf::from("checkpoints"),
+            resume: false,
         }
     }
+}
+
+impl Quantising {
+    /// `--calibration-images`' default.
+    const DEFAULT_IMAGES: usize = 2000;
 }
 
 /// What the per-model commands do with each model.
@@ -206,39 +305,83 @@ fn init_logging(quiet: bool) {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let common = cli.common;
-    init_logging(common.quiet);
-    match cli.command.unwrap_or(Command::Run) {
-        Command::List => {
-            print!("{}", study::list_table(&listed(&common)?)?);
+    let quiet = match &cli.command {
+        None => cli.run.io.output.quiet,
+        Some(Command::Run(a)) => a.io.output.quiet,
+        Some(Command::Train(a)) => a.io.output.quiet,
+        Some(Command::Export(a)) => a.io.output.quiet,
+        Some(Command::Study { io, .. }) => io.output.quiet,
+        Some(Command::List(_) | Command::Describe(_) | Command::Report { .. }) => false,
+    };
+    init_logging(quiet);
+    match cli.command {
+        None => per_model(
+            &cli.run.select,
+            &settings(
+                Some(&cli.run.training),
+                Some(&cli.run.quantising),
+                &cli.run.io,
+            ),
+            cli.run.io.data_dir.as_deref(),
+            Step::Run,
+        ),
+        Some(Command::Run(a)) => per_model(
+            &a.select,
+            &settings(Some(&a.training), Some(&a.quantising), &a.io),
+            a.io.data_dir.as_deref(),
+            Step::Run,
+        ),
+        Some(Command::Train(a)) => per_model(
+            &a.select,
+            &settings(Some(&a.training), None, &a.io),
+            a.io.data_dir.as_deref(),
+            Step::Train,
+        ),
+        Some(Command::Export(a)) => per_model(
+            &a.select,
+            &settings(None, Some(&a.quantising), &a.io),
+            a.io.data_dir.as_deref(),
+            Step::Export,
+        ),
+        Some(Command::List(select)) => {
+            print!("{}", study::list_table(&listed(&select)?)?);
             Ok(())
         }
-        Command::Describe => describe(&listed(&common)?),
-        Command::Report { update_readme } => {
-            let table = write_summary(&common.out_dir)?;
+        Some(Command::Describe(select)) => describe(&listed(&select)?),
+        Some(Command::Report {
+            out_dir,
+            update_readme,
+        }) => {
+            let table = write_summary(&out_dir)?;
             print!("{table}");
             if let Some(readme) = update_readme {
                 RESULTS.update_file(&readme, &table)?;
             }
             Ok(())
         }
-        Command::Study {
+        Some(Command::Study {
             study,
             report_only,
             reports_dir,
-        } => run_study(&common, &study, report_only, &reports_dir),
-        Command::Run => per_model(&common, Step::Run),
-        Command::Train => per_model(&common, Step::Train),
-        Command::Export => per_model(&common, Step::Export),
+            training,
+            quantising,
+            io,
+        }) => run_study(
+            &settings(Some(&training), Some(&quantising), &io),
+            io.data_dir.as_deref(),
+            &study,
+            report_only,
+            &reports_dir,
+        ),
     }
 }
 
 /// The models `list` and `describe` show: the selected ones, or every one.
-fn listed(common: &Common) -> Result<Vec<Arch>> {
-    if common.models.is_empty() {
+fn listed(select: &Select) -> Result<Vec<Arch>> {
+    if select.models.is_empty() {
         Ok(arch::all())
     } else {
-        selected(common)
+        selected(select)
     }
 }
 
@@ -255,9 +398,9 @@ fn describe(archs: &[Arch]) -> Result<()> {
 }
 
 /// Checks the output folder and installs the Ctrl-C handler, before any long work.
-fn prepare(common: &Common) -> Result<Settings> {
-    std::fs::create_dir_all(&common.out_dir)
-        .with_context(|| format!("creating the output folder {}", common.out_dir.display()))?;
+fn prepare(settings: &Settings) -> Result<()> {
+    std::fs::create_dir_all(&settings.out_dir)
+        .with_context(|| format!("creating the output folder {}", settings.out_dir.display()))?;
     ctrlc::set_handler(|| {
         if STOP.swap(true, Ordering::SeqCst) {
             eprintln!("\nsecond Ctrl-C: exiting without a checkpoint of the current batch");
@@ -268,10 +411,16 @@ fn prepare(common: &Common) -> Result<Settings> {
         );
     })
     .context("installing the Ctrl-C handler")?;
-    Ok(common.settings())
+    Ok(())
 }
 
-fn run_study(common: &Common, which: &str, report_only: bool, reports_dir: &Path) -> Result<()> {
+fn run_study(
+    settings: &Settings,
+    data_dir: Option<&Path>,
+    which: &str,
+    report_only: bool,
+    reports_dir: &Path,
+) -> Result<()> {
     let studies: Vec<Study> =
         if which == "all" {
             Study::ALL
@@ -285,16 +434,16 @@ fn run_study(common: &Common, which: &str, report_only: bool, reports_dir: &Path
         };
     if report_only {
         for s in studies {
-            for path in study::write_reports(s, &common.out_dir, reports_dir)? {
+            for path in study::write_reports(s, &settings.out_dir, reports_dir)? {
                 tracing::info!("wrote {}", path.display());
             }
         }
         return Ok(());
     }
-    let settings = prepare(common)?;
-    let dataset = data::load(common.data_dir.as_deref())?;
+    prepare(settings)?;
+    let dataset = data::load(data_dir)?;
     for s in studies {
-        let finished = study::run(s, &dataset, &settings, &STOP)?;
+        let finished = study::run(s, &dataset, settings, &STOP)?;
         for path in study::write_reports(s, &settings.out_dir, reports_dir)? {
             tracing::info!("wrote {}", path.display());
         }
@@ -308,13 +457,18 @@ fn run_study(common: &Common, which: &str, report_only: bool, reports_dir: &Path
     Ok(())
 }
 
-fn per_model(common: &Common, step: Step) -> Result<()> {
-    let archs = selected(common)?;
-    let settings = prepare(common)?;
-    let dataset = data::load(common.data_dir.as_deref())?;
+fn per_model(
+    select: &Select,
+    settings: &Settings,
+    data_dir: Option<&Path>,
+    step: Step,
+) -> Result<()> {
+    let archs = selected(select)?;
+    prepare(settings)?;
+    let dataset = data::load(data_dir)?;
     for arch in &archs {
         let trained = match step {
-            Step::Train | Step::Run => match train_one(arch, &dataset, &settings, Some(&STOP))? {
+            Step::Train | Step::Run => match train_one(arch, &dataset, settings, Some(&STOP))? {
                 TrainResult::Done(t) => *t,
                 TrainResult::Stopped {
                     epochs_done,
@@ -326,7 +480,7 @@ fn per_model(common: &Common, step: Step) -> Result<()> {
                     checkpoint.display()
                 ),
             },
-            Step::Export => load_trained(arch, &dataset, &settings)?,
+            Step::Export => load_trained(arch, &dataset, settings)?,
         };
         if step == Step::Train {
             continue;
@@ -338,9 +492,9 @@ fn per_model(common: &Common, step: Step) -> Result<()> {
             );
             continue;
         }
-        export_one(trained, &settings)?;
+        export_one(trained, settings)?;
     }
-    let summary = write_summary(&common.out_dir)?;
+    let summary = write_summary(&settings.out_dir)?;
     // Standard output carries only JSON lines in that mode; the table is in summary.md.
     if settings.progress != Progress::JsonLines {
         println!("{summary}");

@@ -71,3 +71,54 @@ fn quiet_prints_no_information_messages() {
     assert!(!stderr.contains("INFO"), "{stderr}");
     assert!(!stderr.contains("epoch"), "{stderr}");
 }
+
+fn help(subcommand: &str) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args([subcommand, "--help"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn each_subcommand_shows_only_its_options() {
+    let export = help("export");
+    assert!(export.contains("--calibration-images"), "{export}");
+    for training_only in ["--epochs", "--optimizer", "--resume", "--checkpoint-dir"] {
+        assert!(
+            !export.contains(training_only),
+            "{training_only} in\n{export}"
+        );
+    }
+    let train = help("train");
+    assert!(train.contains("--epochs") && !train.contains("--calibration-images"));
+    let list = help("list");
+    assert!(
+        !list.contains("--out-dir") && !list.contains("--seed"),
+        "{list}"
+    );
+    let report = help("report");
+    assert!(report.contains("--update-readme") && !report.contains("--model"));
+    // `-m` lists the valid ids.
+    for text in [&export, &train, &list] {
+        assert!(
+            text.contains("s5-cnn") && text.contains("s1-resnet34"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_model_id_is_rejected_with_the_valid_ones() {
+    let output = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["train", "-m", "s5-cnnn"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("s5-cnnn") && stderr.contains("s5-cnn,"),
+        "{stderr}"
+    );
+}
