@@ -76,11 +76,13 @@ fn pct(x: f64) -> String {
     format!("{:.2}", 100.0 * x)
 }
 
-/// A Markdown table of the reports: float and int8 accuracy, agreement, sizes.
+/// A Markdown table of the reports: float and int8 accuracy, agreement, sizes, and the minutes
+/// its training took (the recorded epoch times summed: the machine that trained it, often beside
+/// another run; validation passes included, test evaluation and export not).
 pub fn summary_table(reports: &[ModelReport]) -> String {
     let mut out = String::from(
-        "| model | params | epochs | float acc % | int8 acc % | diff (pts) | agreement % | macro F1 (int8) | model bytes | scratch bytes | MACs |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| model | params | epochs | train min | float acc % | int8 acc % | diff (pts) | agreement % | macro F1 (int8) | model bytes | scratch bytes | MACs |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in reports {
         let f = &r.float;
@@ -97,10 +99,11 @@ pub fn summary_table(reports: &[ModelReport]) -> String {
             None => Default::default(),
         };
         out += &format!(
-            "| {} | {} | {} | {} | {int8} | {diff} | {agree} | {f1} | {bytes} | {scratch} | {macs} |\n",
+            "| {} | {} | {} | {:.1} | {} | {int8} | {diff} | {agree} | {f1} | {bytes} | {scratch} | {macs} |\n",
             r.id,
             f.param_count,
             f.options.epochs,
+            f.history.iter().map(|e| e.seconds).sum::<f64>() / 60.0,
             pct(f.test.accuracy),
         );
     }
