@@ -108,3 +108,38 @@ fn firmware_sim_reports_a_corrupt_model_by_name() {
     );
     assert!(err.contains("broken.fmq"), "{err}");
 }
+
+#[test]
+fn every_forest_fits_and_evaluates_on_a_subset() {
+    // A few trees on 2,000 images; the study's 100 trees on all 60,000 take tens of minutes.
+    let full = data::load(None).expect("Fashion-MNIST (see README)");
+    let train = full.train.head(2000);
+    let test = full.test.head(1000);
+    let forests = trainer::zoo::forests();
+    assert!(forests.iter().any(|f| f.id == "s1-rf"));
+    for forest in &forests {
+        let options = model_report::ForestOptions {
+            trees: 5,
+            ..forest.options
+        };
+        let report = trainer::forest::train_and_evaluate(
+            forest,
+            &options,
+            &train,
+            &test,
+            trainer::progress::Progress::Quiet,
+        )
+        .unwrap();
+        // Five trees on 2,000 images already classify most test images (chance: 10%).
+        assert!(
+            report.test.accuracy > 0.6,
+            "{}: {:.3}",
+            forest.id,
+            report.test.accuracy
+        );
+        assert_eq!(report.test.count, 1000);
+        assert_eq!(report.train_images, 2000);
+        let path = model_report::ForestReport::path(std::path::Path::new("unused"), forest.id);
+        assert!(path.ends_with(format!("forests/{}.json", forest.id)));
+    }
+}

@@ -2,6 +2,7 @@
 //!
 //! - [`schema`]: the per-model JSON report, `models/<id>.json` ([`ModelReport`] and its parts),
 //!   read and written in one place;
+//! - [`forest`]: the random forests' record, `models/forests/<id>.json` ([`ForestReport`]);
 //! - [`metrics`]: accuracy, macro precision/recall/F1, per-class accuracy, confusion;
 //! - [`eval`]: the host int8 evaluation loop (an infer-core model over a Fashion-MNIST split);
 //! - [`markdown`]: the generated README sections and the results table.
@@ -11,12 +12,14 @@
 //! unchanged byte for byte.
 
 pub mod eval;
+pub mod forest;
 pub mod markdown;
 pub mod metrics;
 pub mod optimizer;
 pub mod schema;
 
 pub use eval::{HOST_MAX_OPS, Int8Eval, evaluate_int8, evaluate_int8_any};
+pub use forest::{ForestOptions, ForestReport};
 pub use markdown::{Section, summary_table};
 pub use metrics::{Metrics, agreement};
 pub use schema::{

@@ -12,6 +12,7 @@ pub mod atomic;
 pub mod centring;
 pub mod checkpoint;
 pub mod export;
+pub mod forest;
 pub mod layers;
 pub mod logit_range;
 pub mod lower;

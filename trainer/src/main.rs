@@ -12,8 +12,10 @@ use fashion_mnist as data;
 use model_report::markdown::RESULTS;
 use model_report::optimizer::OptimizerConfig;
 use trainer::arch::{self, Arch};
+use trainer::forest::Forest;
 use trainer::pipeline::{
-    Overrides, Settings, TrainResult, export_one, load_trained, train_one, write_summary,
+    Overrides, Settings, TrainResult, export_one, fit_forest, load_trained, train_one,
+    write_summary,
 };
 use trainer::progress::Progress;
 use trainer::study;
@@ -67,6 +69,9 @@ struct Training {
     /// Train on only the first N images of the training split (smoke runs).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     train_limit: Option<u64>,
+    /// Trees of a random forest (`s1-rf`; default: the study's).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    trees: Option<u64>,
     /// Where training checkpoints are written (one `<id>.ckpt` per model, after every epoch).
     #[arg(long, default_value = "checkpoints")]
     checkpoint_dir: PathBuf,
@@ -150,7 +155,7 @@ struct ExportArgs {
 
 /// The model ids, for `-m`'s check and help.
 fn model_ids() -> clap::builder::PossibleValuesParser {
-    clap::builder::PossibleValuesParser::new(arch::all().into_iter().map(|a| a.id))
+    clap::builder::PossibleValuesParser::new(trainer::zoo::ids())
 }
 
 fn parse_optimizer(s: &str) -> Result<OptimizerConfig, String> {
@@ -216,6 +221,7 @@ enum Command {
     },
 }
 
+/// The selected networks (the deployable ones by default).
 fn selected(select: &Select) -> Result<Vec<Arch>> {
     if select.models.is_empty() {
         return Ok(arch::deployable());
@@ -223,7 +229,17 @@ fn selected(select: &Select) -> Result<Vec<Arch>> {
     select
         .models
         .iter()
+        .filter(|id| trainer::zoo::forest_by_id(id).is_none())
         .map(|id| arch::by_id(id).map_err(Into::into))
+        .collect()
+}
+
+/// The selected random forests (none by default).
+fn selected_forests(select: &Select) -> Vec<Forest> {
+    select
+        .models
+        .iter()
+        .filter_map(|id| trainer::zoo::forest_by_id(id))
         .collect()
 }
 
@@ -248,6 +264,7 @@ fn settings(training: Option<&Training>, quantising: Option<&Quantising>, io: &I
             optimizer: training.optimizer,
             learning_rate: training.lr,
             train_limit: to_usize(training.train_limit),
+            trees: to_usize(training.trees),
         },
         seed: io.seed,
         out_dir: io.out_dir.clone(),
@@ -266,6 +283,7 @@ impl Default for Training {
             optimizer: None,
             lr: None,
             train_limit: None,
+            trees: None,
             checkpoint_dir: PathBuf::from("checkpoints"),
             resume: false,
         }
@@ -344,7 +362,12 @@ fn main() -> Result<()> {
             Step::Export,
         ),
         Some(Command::List(select)) => {
-            print!("{}", study::list_table(&listed(&select)?)?);
+            let forests = if select.models.is_empty() {
+                trainer::zoo::forests()
+            } else {
+                selected_forests(&select)
+            };
+            print!("{}", study::list_table(&listed(&select)?, &forests)?);
             Ok(())
         }
         Some(Command::Describe(select)) => describe(&listed(&select)?),
@@ -464,8 +487,19 @@ fn per_model(
     step: Step,
 ) -> Result<()> {
     let archs = selected(select)?;
+    let forests = selected_forests(select);
     prepare(settings)?;
     let dataset = data::load(data_dir)?;
+    for forest in &forests {
+        match step {
+            Step::Train | Step::Run => {
+                fit_forest(forest, &dataset, settings)?;
+            }
+            Step::Export => {
+                tracing::info!("{}: a random forest has no int8 export", forest.id);
+            }
+        }
+    }
     for arch in &archs {
         let trained = match step {
             Step::Train | Step::Run => match train_one(arch, &dataset, settings, Some(&STOP))? {

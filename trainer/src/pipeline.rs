@@ -10,10 +10,13 @@ use fashion_mnist::splits::{SplitError, Splits};
 use fashion_mnist::{Dataset, NUM_CLASSES, Split};
 use model_report::markdown::summary_table;
 use model_report::optimizer::OptimizerConfig;
-use model_report::{FloatReport, Metrics, ModelReport, ReportError, TrainOptions};
+use model_report::{
+    FloatReport, ForestOptions, ForestReport, Metrics, ModelReport, ReportError, TrainOptions,
+};
 
 use crate::arch::{Arch, ArchError};
 use crate::export::{self, ExportError};
+use crate::forest::{self, Forest, ForestError};
 use crate::net::{Net, NetError};
 use crate::progress::{Event, Progress};
 use crate::train::{self, Control, Outcome, TrainError};
@@ -39,6 +42,9 @@ pub enum PipelineError {
     /// Reading or writing a report failed.
     #[error(transparent)]
     Report(#[from] ReportError),
+    /// Fitting a random forest failed.
+    #[error(transparent)]
+    Forest(#[from] ForestError),
     /// A file or folder could not be written.
     #[error("{path}: {source}")]
     Io {
@@ -75,6 +81,8 @@ pub struct Overrides {
     pub learning_rate: Option<f64>,
     /// Train on only the first N images of the training split.
     pub train_limit: Option<usize>,
+    /// Trees of a random forest.
+    pub trees: Option<usize>,
 }
 
 /// Settings shared by the steps.
@@ -350,6 +358,42 @@ pub fn export_one(trained: Trained, s: &Settings) -> Result<ModelReport, Pipelin
     }
     report.int8 = Some(int8);
     report.write(&s.file(net.arch.id, "json"))?;
+    Ok(report)
+}
+
+/// The settings a fit of `forest` uses: its study's with the overrides that apply to a forest
+/// (trees, training images, seed).
+pub fn forest_options(forest: &Forest, s: &Settings) -> ForestOptions {
+    ForestOptions {
+        trees: s.overrides.trees.unwrap_or(forest.options.trees),
+        train_limit: s.overrides.train_limit,
+        seed: s.seed,
+        ..forest.options
+    }
+}
+
+/// Fits `forest` on the official training images, evaluates it on the test images and writes
+/// its report (`<out_dir>/forests/<id>.json`).
+pub fn fit_forest(
+    forest: &Forest,
+    dataset: &Dataset,
+    s: &Settings,
+) -> Result<ForestReport, PipelineError> {
+    let options = forest_options(forest, s);
+    let report =
+        forest::train_and_evaluate(forest, &options, &dataset.train, &dataset.test, s.progress)?;
+    tracing::info!(
+        "{}: test accuracy {:.2}%, {} trees fitted in {:.1} s on {} threads",
+        forest.id,
+        100.0 * report.test.accuracy,
+        options.trees,
+        report.fit_seconds,
+        report.threads
+    );
+    if s.progress.human() {
+        eprintln!("{}: test metrics\n{}", forest.id, report.test);
+    }
+    report.write(&ForestReport::path(&s.out_dir, forest.id))?;
     Ok(report)
 }
 

@@ -89,6 +89,20 @@ pub enum Event<'a> {
         /// Estimated seconds for the remaining epochs, at this epoch's pace.
         eta_s: f64,
     },
+    /// A tree of a random forest was fitted (trees fit side by side, so they finish in any
+    /// order; `tree` counts the finished ones).
+    Tree {
+        /// Model id.
+        model: &'a str,
+        /// Trees fitted so far.
+        tree: usize,
+        /// Trees of the forest.
+        trees: usize,
+        /// Seconds since fitting started.
+        elapsed_s: f64,
+        /// Estimated seconds until the last tree, at the pace so far.
+        eta_s: f64,
+    },
     /// A model was evaluated on its test images.
     Test {
         /// Model id.

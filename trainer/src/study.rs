@@ -8,10 +8,13 @@ use std::sync::atomic::AtomicBool;
 
 use fashion_mnist::Dataset;
 use fashion_mnist::splits::SplitPlan;
-use model_report::ModelReport;
+use model_report::{ForestReport, ModelReport};
 
 use crate::arch::{Arch, ArchError};
-use crate::pipeline::{PipelineError, Settings, TrainResult, export_one, load_trained, train_one};
+use crate::forest::Forest;
+use crate::pipeline::{
+    self, PipelineError, Settings, TrainResult, export_one, load_trained, train_one,
+};
 use crate::zoo::{self, OPTIMIZER_STUDY, Study};
 
 /// Points below the published accuracy beyond which a report row must explain the gap.
@@ -44,8 +47,9 @@ fn describe_split(split: &SplitPlan) -> String {
     }
 }
 
-/// The `trainer list` table: every model with its study, size, cost and recipe.
-pub fn list_table(archs: &[Arch]) -> Result<String, ArchError> {
+/// The `trainer list` table: every model with its study, size, cost and recipe (the networks,
+/// then the random forests).
+pub fn list_table(archs: &[Arch], forests: &[Forest]) -> Result<String, ArchError> {
     let mut out = String::from(
         "| id | study | params | MACs | input | optimizer | lr | epochs | batch | split | augmented | int8 |\n\
          |---|---|---:|---:|---|---|---:|---:|---:|---|---|---|\n",
@@ -88,6 +92,15 @@ pub fn list_table(archs: &[Arch]) -> Result<String, ArchError> {
             } else {
                 "yes"
             },
+        );
+    }
+    for f in forests {
+        let _ = writeln!(
+            out,
+            "| {} | {} | - | - | 1x28x28 raw pixels | random forest, {} trees | - | - | - | all 60k | no | no (not a network) |",
+            f.id,
+            f.study.key(),
+            f.options.trees,
         );
     }
     Ok(out)
@@ -144,6 +157,16 @@ pub fn run(
             TrainResult::Stopped { .. } => return Ok(false),
         }
     }
+    for forest in study.forests() {
+        let path = ForestReport::path(&settings.out_dir, forest.id);
+        let done = ForestReport::read(&path)
+            .is_ok_and(|r| r.options == pipeline::forest_options(&forest, settings));
+        if done {
+            tracing::info!("{}: already fitted with these settings, skipped", forest.id);
+        } else {
+            pipeline::fit_forest(&forest, dataset, settings)?;
+        }
+    }
     Ok(true)
 }
 
@@ -191,12 +214,7 @@ fn row(arch: &Arch, report: Option<&ModelReport>) -> Result<Row, ArchError> {
     let Some(r) = report else {
         cells.extend(["not trained".to_string()]);
         cells.extend(std::iter::repeat_n(String::new(), 6));
-        cells.extend([
-            published,
-            String::new(),
-            arch.reading.to_string(),
-            String::new(),
-        ]);
+        cells.extend([published, String::new(), arch.reading.to_string()]);
         return Ok(Row { cells });
     };
     let f = &r.float;
@@ -219,6 +237,37 @@ fn row(arch: &Arch, report: Option<&ModelReport>) -> Result<Row, ArchError> {
         note,
     ]);
     Ok(Row { cells })
+}
+
+/// A random forest's row: no parameters, MACs, epochs or int8; the seconds column holds the
+/// time to fit every tree.
+fn forest_row(forest: &Forest, report: Option<&ForestReport>) -> Row {
+    let published = forest
+        .published
+        .test_accuracy
+        .map_or_else(|| forest.published.text.to_string(), |p| format!("{p}"));
+    let mut cells = vec![forest.id.to_string(), "-".into(), "-".into()];
+    let Some(r) = report else {
+        cells.push("not trained".into());
+        cells.extend(std::iter::repeat_n(String::new(), 6));
+        cells.extend([published, String::new(), forest.reading.to_string()]);
+        return Row { cells };
+    };
+    let ours = 100.0 * r.test.accuracy;
+    let diff = forest.published.test_accuracy.map(|p| ours - p);
+    cells.extend([
+        "-".into(),
+        format!("fit {:.1}", r.fit_seconds),
+        format!("{ours:.2}"),
+        format!("{:.4}", r.test.macro_precision),
+        format!("{:.4}", r.test.macro_recall),
+        format!("{:.4}", r.test.macro_f1),
+        "not a network".into(),
+        published,
+        diff.map_or_else(String::new, |d| format!("{d:+.2}")),
+        note(forest.id, diff),
+    ]);
+    Row { cells }
 }
 
 /// The note of a row: where ours is more than [`EXPLAIN_BELOW`] points below the published
@@ -286,8 +335,16 @@ pub fn render(study: Study, models_dir: &Path) -> Result<(String, String), ArchE
         "---|".repeat(COLUMNS.len())
     );
     let mut csv = COLUMNS.join(",") + "\n";
+    let mut rows = Vec::new();
     for (arch, report) in &main {
-        let r = row(arch, report.as_ref())?;
+        rows.push(row(arch, report.as_ref())?);
+    }
+    let forests = study.forests();
+    for forest in &forests {
+        let report = ForestReport::read(&ForestReport::path(models_dir, forest.id)).ok();
+        rows.push(forest_row(forest, report.as_ref()));
+    }
+    for r in &rows {
         md += &format!(
             "| {} |\n",
             r.cells
@@ -309,6 +366,18 @@ pub fn render(study: Study, models_dir: &Path) -> Result<(String, String), ArchE
         md += &format!(
             "- `{}`: {}. Our reading: {} Published: {}.\n",
             arch.id, arch.description, arch.reading, arch.published.text
+        );
+    }
+    for f in &forests {
+        md += &format!(
+            "- `{}`: {}. Our reading: {} Published: {}. Fitted with {} (`models/{}/{}.json`); its seconds column is the time to fit every tree.\n",
+            f.id,
+            f.description,
+            f.reading,
+            f.published.text,
+            crate::forest::LIBRARY,
+            model_report::forest::FOREST_DIR,
+            f.id
         );
     }
     if study == Study::S2 {
@@ -390,7 +459,7 @@ mod tests {
 
     #[test]
     fn list_has_every_model() {
-        let table = list_table(&crate::arch::all()).unwrap();
+        let table = list_table(&crate::arch::all(), &zoo::forests()).unwrap();
         for a in crate::arch::all() {
             assert!(table.contains(&format!("| {} |", a.id)), "{}", a.id);
         }

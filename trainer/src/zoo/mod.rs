@@ -18,6 +18,7 @@
 use serde::Serialize;
 
 use crate::arch::{Arch, ArchError};
+use crate::forest::Forest;
 
 mod demo;
 pub mod notes;
@@ -102,7 +103,15 @@ impl Study {
         }
     }
 
-    /// The study's feed-forward models.
+    /// The study's random forests (models that are not networks).
+    pub fn forests(self) -> Vec<Forest> {
+        match self {
+            Study::S1 => s1::forests(),
+            Study::S2 | Study::S3 | Study::S4 | Study::S5 | Study::Demo => Vec::new(),
+        }
+    }
+
+    /// The study's networks.
     pub fn models(self) -> Vec<Arch> {
         match self {
             Study::S1 => s1::models(),
@@ -120,9 +129,23 @@ pub fn all() -> Vec<Arch> {
     Study::ALL.into_iter().flat_map(Study::models).collect()
 }
 
-/// Ids of every model.
+/// Every random forest, study by study.
+pub fn forests() -> Vec<Forest> {
+    Study::ALL.into_iter().flat_map(Study::forests).collect()
+}
+
+/// The random forest `id`, if there is one.
+pub fn forest_by_id(id: &str) -> Option<Forest> {
+    forests().into_iter().find(|f| f.id == id)
+}
+
+/// Ids of every model: the networks, then the forests.
 pub fn ids() -> Vec<&'static str> {
-    all().iter().map(|a| a.id).collect()
+    all()
+        .iter()
+        .map(|a| a.id)
+        .chain(forests().iter().map(|f| f.id))
+        .collect()
 }
 
 /// The models the main job trains and the firmware runs on the board: the three the project

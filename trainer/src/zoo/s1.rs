@@ -5,8 +5,11 @@
 use fashion_mnist::splits::SplitPlan;
 
 use super::Study;
+use model_report::ForestOptions;
+
 use crate::arch::Arch;
 use crate::arch::build::*;
+use crate::forest::Forest;
 use crate::layers::{Conv2d, GlobalAvgPool, Layer, Residual};
 
 pub(super) const SUMMARY: &str = "PyTorch on a CPU. Reports test accuracy, confusion matrices (Shirt is the hardest class for every model) and loss curves. \
@@ -79,6 +82,24 @@ fn resnet(blocks: [usize; 4]) -> Vec<Layer> {
     }
     layers.extend([Layer::GlobalAvgPool(GlobalAvgPool), dense(10)]);
     layers
+}
+
+/// S1's random forest: 100 trees on raw pixels, scikit-learn's defaults.
+pub(super) fn forests() -> Vec<Forest> {
+    vec![Forest {
+        id: "s1-rf",
+        study: Study::S1,
+        description: "Random forest on raw pixels: 100 trees",
+        reading: "\"Library defaults\" read as scikit-learn's: 100 trees grown until their leaves are pure, Gini impurity, 28 candidate pixels (the square root of 784) drawn at every split, a bootstrap sample per tree (smartcore draws it class by class, keeping each class's count); all 60,000 training images.",
+        options: ForestOptions {
+            trees: 100,
+            features_per_split: 28,
+            min_samples_split: 2,
+            seed: 42,
+            train_limit: None,
+        },
+        published: reported(88.0, "88.0%"),
+    }]
 }
 
 pub(super) fn models() -> Vec<Arch> {
