@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use firmware_sim::device::{self, Board, DeviceError, DeviceOptions, ModelNeeds};
 use firmware_sim::{SCRATCH_CAPACITY, describe, model_files, run_model};
 use model_report::markdown::{FIRMWARE, RESULTS};
+use model_report::output::print_line;
 use model_report::{FirmwareReport, ModelReport, summary_table};
 
 /// Run exported models through infer-core as firmware would, over the full test set, and check
@@ -147,7 +148,7 @@ fn sim_main(models: &Path, data_dir: Option<&Path>, json: bool) -> Result<ExitCo
             Ok(run) => {
                 failed |= !run.passes();
                 if !json {
-                    println!("{}", describe(&run));
+                    print_line(&describe(&run));
                 }
                 runs.push(run);
             }
@@ -158,7 +159,7 @@ fn sim_main(models: &Path, data_dir: Option<&Path>, json: bool) -> Result<ExitCo
         }
     }
     if json {
-        println!("{}", serde_json::json!({ "models": runs }));
+        print_line(&serde_json::json!({ "models": runs }).to_string());
     }
     Ok(if failed {
         ExitCode::FAILURE
@@ -219,7 +220,7 @@ fn device_main(args: &DeviceCli) -> Result<ExitCode> {
         let run = match result {
             Ok(run) => run,
             Err(DeviceError::DoesNotFit { reason, .. }) => {
-                println!("{id}: does not fit the board, not run: {reason}");
+                print_line(&format!("{id}: does not fit the board, not run: {reason}"));
                 not_fitting.push(id.clone());
                 return;
             }
@@ -239,7 +240,7 @@ fn device_main(args: &DeviceCli) -> Result<ExitCode> {
                 return;
             }
         };
-        println!("{}", device::describe(&run, mismatches.len()));
+        print_line(&device::describe(&run, mismatches.len()));
         for (i, d, h) in mismatches.iter().take(5) {
             eprintln!(
                 "  image {i}: device {:?} {:?}, host {h:?}",
@@ -268,8 +269,8 @@ fn device_main(args: &DeviceCli) -> Result<ExitCode> {
             .find(|(id, _)| *id == report.id)
             .map(|(_, firmware)| firmware.clone());
     }
-    println!("\n{}", device::readme_section(&reports, &board));
-    println!(
+    print_line(&format!("\n{}", device::readme_section(&reports, &board)));
+    print_line(&format!(
         "{} of {} models identical to the host on the Cortex-M4; not fitting the board: {}{}; \
          failed: {}{}",
         passed.len(),
@@ -278,7 +279,7 @@ fn device_main(args: &DeviceCli) -> Result<ExitCode> {
         list(&not_fitting),
         failed.len(),
         list(&failed),
-    );
+    ));
     if let Some(readme) = &args.update_readme {
         let reports = ModelReport::read_dir(&models)?;
         FIRMWARE.update_file(readme, &device::readme_section(&reports, &board))?;

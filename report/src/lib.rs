@@ -5,7 +5,8 @@
 //! - [`forest`]: the random forests' record, `models/forests/<id>.json` ([`ForestReport`]);
 //! - [`metrics`]: accuracy, macro precision/recall/F1, per-class accuracy, confusion;
 //! - [`eval`]: the host int8 evaluation loop (an infer-core model over a Fashion-MNIST split);
-//! - [`markdown`]: the generated README sections and the results table.
+//! - [`markdown`]: the generated README sections and the results table;
+//! - [`output`]: standard output of the command-line tools, quiet on a closed pipe.
 //!
 //! The trainer writes the `float` and `int8` records, `firmware-sim device` the `firmware`
 //! record; both go through [`ModelReport::write`], so a report read and written back is
@@ -16,6 +17,7 @@ pub mod forest;
 pub mod markdown;
 pub mod metrics;
 pub mod optimizer;
+pub mod output;
 pub mod schema;
 
 pub use eval::{HOST_MAX_OPS, Int8Eval, evaluate_int8, evaluate_int8_any};

@@ -22,13 +22,21 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Computes the metrics over `classes` classes. Labels and predictions must be `< classes`
-    /// and of equal length.
+    /// Computes the metrics over `classes` classes, or more if a label or prediction is
+    /// `classes` or above (a model with more outputs than the dataset has classes, e.g. 16:
+    /// its extra classes count as predicted but never true).
     ///
     /// # Panics
-    /// If the lengths differ or a value is out of range.
+    /// If the lengths differ.
     pub fn new(labels: &[u8], predictions: &[u8], classes: usize) -> Self {
         assert_eq!(labels.len(), predictions.len(), "one prediction per label");
+        let seen = labels
+            .iter()
+            .chain(predictions)
+            .map(|&c| usize::from(c) + 1)
+            .max()
+            .unwrap_or(0);
+        let classes = classes.max(seen);
         let mut confusion = vec![vec![0u32; classes]; classes];
         for (&t, &p) in labels.iter().zip(predictions) {
             confusion[usize::from(t)][usize::from(p)] += 1;
@@ -122,6 +130,16 @@ mod tests {
         assert!((m.macro_recall - 0.75).abs() < 1e-12);
         assert!((m.macro_f1 - (2.0 / 3.0 + 0.8) / 2.0).abs() < 1e-12);
         assert_eq!(m.per_class_accuracy, vec![0.5, 1.0]);
+    }
+
+    #[test]
+    fn predictions_beyond_the_class_count_widen_the_matrix() {
+        // A 16-output model predicting class 13 once: it used to index out of bounds.
+        let m = Metrics::new(&[0, 1, 2], &[0, 13, 2], 10);
+        assert_eq!(m.confusion.len(), 14);
+        assert_eq!(m.confusion[1][13], 1);
+        assert!((m.accuracy - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(m.per_class_accuracy.len(), 14);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use fashion_mnist as data;
 use model_report::markdown::RESULTS;
 use model_report::optimizer::OptimizerConfig;
+use model_report::output::print_line;
 use trainer::arch::{self, Arch};
 use trainer::forest::Forest;
 use trainer::pipeline::{
@@ -367,7 +368,7 @@ fn main() -> Result<()> {
             } else {
                 selected_forests(&select)
             };
-            print!("{}", study::list_table(&listed(&select)?, &forests)?);
+            print_line(study::list_table(&listed(&select)?, &forests)?.trim_end());
             Ok(())
         }
         Some(Command::Describe(select)) => describe(&listed(&select)?),
@@ -376,7 +377,7 @@ fn main() -> Result<()> {
             update_readme,
         }) => {
             let table = write_summary(&out_dir)?;
-            print!("{table}");
+            print_line(table.trim_end());
             if let Some(readme) = update_readme {
                 RESULTS.update_file(&readme, &table)?;
             }
@@ -416,7 +417,7 @@ fn describe(archs: &[Arch]) -> Result<()> {
         value["macs"] = serde_json::json!(arch.macs()?);
         out.push(value);
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    print_line(&serde_json::to_string_pretty(&out)?);
     Ok(())
 }
 
@@ -531,7 +532,7 @@ fn per_model(
     let summary = write_summary(&settings.out_dir)?;
     // Standard output carries only JSON lines in that mode; the table is in summary.md.
     if settings.progress != Progress::JsonLines {
-        println!("{summary}");
+        print_line(&summary);
     }
     Ok(())
 }

@@ -122,3 +122,19 @@ fn an_unknown_model_id_is_rejected_with_the_valid_ones() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    // `trainer list | head -0`: the reader is gone before the first line.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .arg("list")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
