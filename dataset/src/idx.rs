@@ -4,23 +4,38 @@
 use std::io::Read;
 use std::path::Path;
 
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 
 use crate::{DataError, NUM_CLASSES, PIXELS, SIDE};
 
 const LABEL_MAGIC: u32 = 2049;
 const IMAGE_MAGIC: u32 = 2051;
 
-/// The decompressed bytes of a gzip file.
-pub(crate) fn gunzip(path: &Path) -> Result<Vec<u8>, DataError> {
+/// The decompressed bytes of a gzip file (every member of a multi-member file, as `gzip`
+/// itself reads them), but never more than `limit` bytes: a file that inflates to more is cut
+/// there, so a small file that would inflate to gigabytes costs no more than a valid one.
+pub(crate) fn gunzip(path: &Path, limit: usize) -> Result<Vec<u8>, DataError> {
     let io = |source| DataError::Io {
         path: path.to_path_buf(),
         source,
     };
     let file = std::fs::File::open(path).map_err(io)?;
     let mut out = Vec::new();
-    GzDecoder::new(file).read_to_end(&mut out).map_err(io)?;
+    MultiGzDecoder::new(std::io::BufReader::new(file))
+        .take(u64::try_from(limit).unwrap_or(u64::MAX))
+        .read_to_end(&mut out)
+        .map_err(io)?;
     Ok(out)
+}
+
+/// Bytes an IDX3 file of `count` images has after decompression.
+pub(crate) fn images_len(count: usize) -> usize {
+    16 + count * PIXELS
+}
+
+/// Bytes an IDX1 file of `count` labels has after decompression.
+pub(crate) fn labels_len(count: usize) -> usize {
+    8 + count
 }
 
 fn be_u32(bytes: &[u8], at: usize) -> u32 {
@@ -212,7 +227,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.gz");
         std::fs::write(&path, b"not gzip").unwrap();
-        let msg = gunzip(&path).unwrap_err().to_string();
+        let msg = gunzip(&path, 100).unwrap_err().to_string();
         assert!(msg.contains("bad.gz"), "{msg}");
     }
 
@@ -235,5 +250,51 @@ mod tests {
         let split = crate::load_split(&images, &labels, 2).unwrap();
         assert_eq!(split.labels, vec![3, 8]);
         assert_eq!(split.image(1), &[7u8; PIXELS]);
+    }
+
+    fn gz(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(bytes).unwrap();
+        gz.finish().unwrap()
+    }
+
+    #[test]
+    fn a_multi_member_gzip_reads_whole() {
+        // `cat a.gz b.gz` is a valid gzip file of both contents; a single-member decoder stopped
+        // after the first and reported a misleading length error.
+        let dir = tempfile::tempdir().unwrap();
+        let labels = idx_labels(2049, 4, &[1, 2, 3, 4]);
+        let mut file = gz(&labels[..6]);
+        file.extend(gz(&labels[6..]));
+        let path = dir.path().join("l.gz");
+        std::fs::write(&path, file).unwrap();
+        let bytes = gunzip(&path, labels_len(4)).unwrap();
+        assert_eq!(parse_labels(&path, &bytes, 4).unwrap(), vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn an_oversized_file_is_not_inflated_past_what_the_split_needs() {
+        // 8 MB of zeros compress to a few KB; only the expected length plus one byte is
+        // inflated, and the length error says the file is too long.
+        let dir = tempfile::tempdir().unwrap();
+        let mut labels = idx_labels(2049, 2, &[1, 2]);
+        labels.resize(8 << 20, 0);
+        let path = dir.path().join("l.gz");
+        std::fs::write(&path, gz(&labels)).unwrap();
+        let bytes = gunzip(&path, labels_len(2) + 1).unwrap();
+        assert_eq!(bytes.len(), labels_len(2) + 1);
+        let e = parse_labels(&path, &bytes, 2).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                DataError::WrongLength {
+                    expected: 2,
+                    got: 3,
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 }

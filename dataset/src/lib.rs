@@ -69,13 +69,14 @@ pub const TEST_COUNT: usize = 10_000;
 pub enum DataError {
     /// No candidate folder holds the files.
     #[error(
-        "Fashion-MNIST not found (looked in: {searched}). Install Debian's package \
+        "Fashion-MNIST not found ({searched}). Install Debian's package \
          `dataset-fashion-mnist` (apt-get install dataset-fashion-mnist), or point \
          --data-dir or ${DATA_DIR_ENV} at a folder holding {TRAIN_IMAGES}, {TRAIN_LABELS}, \
          {TEST_IMAGES} and {TEST_LABELS}"
     )]
     NotFound {
-        /// The folders tried, comma separated.
+        /// What is wrong with each folder tried: missing files, a folder that does not exist,
+        /// a file name that is a folder.
         searched: String,
     },
     /// The file could not be opened or decompressed.
@@ -231,22 +232,40 @@ pub fn find_data_dir(explicit: Option<&Path>) -> Result<PathBuf, DataError> {
         }
         candidates.push(PathBuf::from(DEBIAN_DATA_DIR));
     }
-    let has_all = |dir: &Path| {
+    let missing = |dir: &Path| -> Vec<String> {
+        if !dir.is_dir() {
+            let what = if dir.exists() {
+                "is not a folder"
+            } else {
+                "does not exist"
+            };
+            return vec![format!("{} {what}", dir.display())];
+        }
         [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS]
             .iter()
-            .all(|f| dir.join(f).is_file())
+            .filter_map(|f| {
+                let path = dir.join(f);
+                if path.is_file() {
+                    None
+                } else if path.is_dir() {
+                    Some(format!("{} is a folder, not a file", path.display()))
+                } else {
+                    Some(format!("{} is missing", path.display()))
+                }
+            })
+            .collect()
     };
-    candidates
-        .iter()
-        .find(|d| has_all(d))
-        .cloned()
-        .ok_or_else(|| DataError::NotFound {
-            searched: candidates
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })
+    let mut problems = Vec::new();
+    for dir in &candidates {
+        let m = missing(dir);
+        if m.is_empty() {
+            return Ok(dir.clone());
+        }
+        problems.extend(m);
+    }
+    Err(DataError::NotFound {
+        searched: problems.join("; "),
+    })
 }
 
 /// Loads both splits from the folder [`find_data_dir`] picks.
@@ -271,9 +290,18 @@ pub fn load_test(explicit: Option<&Path>) -> Result<Split, DataError> {
 /// Loads and validates one split of `count` items from a gzip IDX3 image file and a gzip IDX1
 /// label file.
 pub fn load_split(images: &Path, labels: &Path, count: usize) -> Result<Split, DataError> {
+    // At most one byte more than a valid file inflates to: enough to tell it is too long.
     Ok(Split {
-        images: parse_images(images, &idx::gunzip(images)?, count)?,
-        labels: parse_labels(labels, &idx::gunzip(labels)?, count)?,
+        images: parse_images(
+            images,
+            &idx::gunzip(images, idx::images_len(count) + 1)?,
+            count,
+        )?,
+        labels: parse_labels(
+            labels,
+            &idx::gunzip(labels, idx::labels_len(count) + 1)?,
+            count,
+        )?,
     })
 }
 
@@ -290,6 +318,28 @@ mod tests {
             msg.contains("--data-dir") && msg.contains(DATA_DIR_ENV),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn not_found_names_each_missing_file_and_a_folder_in_a_files_place() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(TRAIN_IMAGES), b"").unwrap();
+        std::fs::write(dir.path().join(TRAIN_LABELS), b"").unwrap();
+        std::fs::create_dir(dir.path().join(TEST_IMAGES)).unwrap();
+        let msg = find_data_dir(Some(dir.path())).unwrap_err().to_string();
+        assert!(msg.contains(&format!("{TEST_LABELS} is missing")), "{msg}");
+        assert!(
+            msg.contains(&format!("{TEST_IMAGES} is a folder, not a file")),
+            "{msg}"
+        );
+        assert!(!msg.contains(&format!("{TRAIN_IMAGES} is")), "{msg}");
+        let file = dir.path().join(TRAIN_IMAGES);
+        let msg = find_data_dir(Some(&file)).unwrap_err().to_string();
+        assert!(msg.contains("is not a folder"), "{msg}");
+        let msg = find_data_dir(Some(&dir.path().join("nope")))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("nope does not exist"), "{msg}");
     }
 
     #[test]

@@ -75,7 +75,14 @@ struct DeviceCli {
     update_readme: Option<PathBuf>,
 }
 
-fn main() -> Result<ExitCode> {
+fn main() -> ExitCode {
+    run().unwrap_or_else(|e| {
+        model_report::output::print_error(e.as_ref());
+        ExitCode::FAILURE
+    })
+}
+
+fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Device(args)) => device_main(&args),

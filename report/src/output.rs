@@ -30,6 +30,28 @@ pub fn print_line(text: &str) {
     }
 }
 
+/// An error and its causes on one line, `outer: inner: ...`, each cause only if the text
+/// before it does not already say it (most of our errors print their cause in their own
+/// message, and a plain chain printed it twice).
+pub fn error_text(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let part = e.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = e.source();
+    }
+    text
+}
+
+/// Prints `error` ([`error_text`]) on standard error as `error: ...`.
+pub fn print_error(error: &(dyn std::error::Error + 'static)) {
+    eprintln!("error: {}", error_text(error));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,6 +66,31 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    /// An error with an optional cause.
+    #[derive(Debug)]
+    struct E(&'static str, Option<Box<E>>);
+
+    impl std::fmt::Display for E {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for E {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = E("No such file", None);
+        let repeated = E("x.gz: cannot read: No such file", Some(Box::new(io)));
+        assert_eq!(error_text(&repeated), "x.gz: cannot read: No such file");
+        let chained = E("loading x", Some(Box::new(E("bad magic", None))));
+        assert_eq!(error_text(&chained), "loading x: bad magic");
     }
 
     #[test]

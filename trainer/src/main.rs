@@ -322,7 +322,17 @@ fn init_logging(quiet: bool) {
         .init();
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            model_report::output::print_error(e.as_ref());
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let cli = Cli::parse();
     let quiet = match &cli.command {
         None => cli.run.io.output.quiet,
