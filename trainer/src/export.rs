@@ -317,7 +317,7 @@ pub fn export(
     let (calib, pool) = calibration_and_pool(
         &dataset.train,
         calibration_images,
-        SELECTION_POOL * calibration_images,
+        SELECTION_POOL.saturating_mul(calibration_images),
         seed,
     );
     let selection = hardest(net, &pool, calibration_images)?;

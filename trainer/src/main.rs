@@ -86,7 +86,7 @@ struct Training {
 struct Quantising {
     /// Training images used to calibrate activation ranges (as many more choose the range
     /// method).
-    #[arg(long, default_value_t = Quantising::DEFAULT_IMAGES)]
+    #[arg(long, default_value_t = Quantising::DEFAULT_IMAGES, value_parser = calibration_count)]
     calibration_images: usize,
 }
 
@@ -167,6 +167,17 @@ fn parse_optimizer(s: &str) -> Result<OptimizerConfig, String> {
             .collect();
         format!("unknown optimizer `{s}` (known: {})", names.join(", "))
     })
+}
+
+/// `--calibration-images`: at least one, at most the 60,000 training images.
+fn calibration_count(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=fashion_mnist::TRAIN_COUNT).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "`{s}` is not a number of training images from 1 to {}",
+            fashion_mnist::TRAIN_COUNT
+        )),
+    }
 }
 
 fn parse_lr(s: &str) -> Result<f64, String> {

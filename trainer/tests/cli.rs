@@ -138,3 +138,21 @@ fn a_closed_pipe_ends_the_output_quietly() {
     assert!(output.status.success(), "{:?}: {stderr}", output.status);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn nonsense_counts_are_rejected_before_any_work() {
+    for args in [
+        ["export", "--calibration-images", "9223372036854775808"],
+        ["export", "--calibration-images", "0"],
+        ["train", "--epochs", "0"],
+        ["train", "--train-limit", "0"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_trainer"))
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(args[2]), "{args:?}: {stderr}");
+    }
+}
