@@ -84,6 +84,10 @@ struct Training {
 /// How a trained model is quantised.
 #[derive(Debug, clap::Args, Clone)]
 struct Quantising {
+    /// Export even a network whose float accuracy is at chance level or whose weights are not
+    /// all finite (refused otherwise).
+    #[arg(long)]
+    force: bool,
     /// Training images used to calibrate activation ranges (as many more choose the range
     /// method).
     #[arg(long, default_value_t = Quantising::DEFAULT_IMAGES, value_parser = calibration_count)]
@@ -283,6 +287,7 @@ fn settings(training: Option<&Training>, quantising: Option<&Quantising>, io: &I
         checkpoint_dir: training.checkpoint_dir.clone(),
         resume: training.resume,
         progress: Progress::from_flags(io.output.quiet, io.output.json_lines),
+        force: quantising.is_some_and(|q| q.force),
         calibration_images: quantising.map_or(Quantising::DEFAULT_IMAGES, |q| q.calibration_images),
     }
 }

@@ -42,6 +42,14 @@ pub enum PipelineError {
     /// Reading or writing a report failed.
     #[error(transparent)]
     Report(#[from] ReportError),
+    /// The trained network is not worth exporting (`--force` exports it anyway).
+    #[error("{id}: {why}; not exported (--force exports it anyway)")]
+    NotSane {
+        /// Model id.
+        id: String,
+        /// What is wrong.
+        why: String,
+    },
     /// Fitting a random forest failed.
     #[error(transparent)]
     Forest(#[from] ForestError),
@@ -102,6 +110,8 @@ pub struct Settings {
     pub progress: Progress,
     /// Training images that calibrate activation ranges (as many more choose the method).
     pub calibration_images: usize,
+    /// Export even a model that fails [`sanity`].
+    pub force: bool,
 }
 
 impl Settings {
@@ -319,7 +329,34 @@ pub fn load_trained(
     })
 }
 
-/// Quantises, writes and verifies the `.fmq`, and records the int8 report.
+/// Float test accuracy a model must beat to be exported: twice chance (10 classes).
+pub const MIN_EXPORT_ACCURACY: f64 = 2.0 / NUM_CLASSES as f64;
+
+/// Why a trained network is not worth exporting, if it is not: a weight or bias that is not
+/// finite, or float test accuracy at chance level (under [`MIN_EXPORT_ACCURACY`]).
+pub fn sanity(net: &Net, report: &ModelReport) -> Result<(), PipelineError> {
+    let fail = |why: String| PipelineError::NotSane {
+        id: net.arch.id.to_string(),
+        why,
+    };
+    for (path, values) in net.tensors_as_vecs()? {
+        if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
+            return Err(fail(format!("tensor {path} holds {bad}")));
+        }
+    }
+    let accuracy = report.float.test.accuracy;
+    if accuracy.is_nan() || accuracy < MIN_EXPORT_ACCURACY {
+        return Err(fail(format!(
+            "float test accuracy {:.2}% is at chance level (under {:.0}%)",
+            100.0 * accuracy,
+            100.0 * MIN_EXPORT_ACCURACY
+        )));
+    }
+    Ok(())
+}
+
+/// Quantises, writes and verifies the `.fmq`, and records the int8 report; refuses a model
+/// that fails [`sanity`] unless `s.force`.
 pub fn export_one(trained: Trained, s: &Settings) -> Result<ModelReport, PipelineError> {
     let Trained {
         net,
@@ -327,6 +364,13 @@ pub fn export_one(trained: Trained, s: &Settings) -> Result<ModelReport, Pipelin
         predictions,
         data,
     } = trained;
+    if s.force {
+        if let Err(e) = sanity(&net, &report) {
+            tracing::warn!("exporting anyway (--force): {e}");
+        }
+    } else {
+        sanity(&net, &report)?;
+    }
     tracing::info!("quantising and verifying {}", net.arch.id);
     let int8 = export::export(
         &net,
@@ -406,4 +450,57 @@ pub fn write_summary(dir: &Path) -> Result<String, PipelineError> {
     );
     std::fs::write(&path, text).map_err(|source| PipelineError::Io { path, source })?;
     Ok(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(accuracy: f64) -> ModelReport {
+        let mut test = Metrics::new(&[0, 1], &[0, 1], NUM_CLASSES);
+        test.accuracy = accuracy;
+        ModelReport {
+            id: "s5-ann".into(),
+            description: String::new(),
+            layers: serde_json::Value::Null,
+            float: FloatReport {
+                options: TrainOptions::plain(1, 64, OptimizerConfig::sgd(0.01), 1),
+                train_images: 2,
+                validation_images: 0,
+                param_count: 0,
+                history: Vec::new(),
+                test,
+                safetensors_bytes: 0,
+            },
+            int8: None,
+            firmware: None,
+        }
+    }
+
+    #[test]
+    fn chance_accuracy_and_non_finite_weights_are_refused() {
+        let arch = crate::arch::by_id("s5-ann").unwrap();
+        let net = Net::new(&arch, 1, &Device::Cpu).unwrap();
+        assert!(sanity(&net, &report(0.85)).is_ok());
+        let e = sanity(&net, &report(0.1)).unwrap_err().to_string();
+        assert!(e.contains("chance") && e.contains("--force"), "{e}");
+        assert!(sanity(&net, &report(f64::NAN)).is_err());
+        // One weight turned into NaN.
+        let mut values = net.tensors_as_vecs().unwrap();
+        let path = values.keys().next().unwrap().clone();
+        if let Some(v) = values.get_mut(&path) {
+            v[0] = f32::NAN;
+        }
+        let shapes = net.tensors();
+        let fresh = values
+            .into_iter()
+            .map(|(k, v)| {
+                let t = candle_core::Tensor::from_vec(v, shapes[&k].shape(), &Device::Cpu);
+                (k, t.unwrap())
+            })
+            .collect();
+        net.set_tensors(&fresh, "test").unwrap();
+        let e = sanity(&net, &report(0.85)).unwrap_err().to_string();
+        assert!(e.contains(&path) && e.contains("NaN"), "{e}");
+    }
 }
