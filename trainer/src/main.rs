@@ -449,8 +449,17 @@ fn describe(archs: &[Arch]) -> Result<()> {
 
 /// Checks the output folder and installs the Ctrl-C handler, before any long work.
 fn prepare(settings: &Settings) -> Result<()> {
-    std::fs::create_dir_all(&settings.out_dir)
-        .with_context(|| format!("creating the output folder {}", settings.out_dir.display()))?;
+    for (dir, what) in [
+        (&settings.out_dir, "output folder"),
+        (&settings.checkpoint_dir, "checkpoint folder"),
+    ] {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the {what} {}", dir.display()))?;
+        // Written to before any long work, not after it: a folder we cannot write is an error
+        // now, not after an hour of training.
+        tempfile::tempfile_in(dir)
+            .with_context(|| format!("the {what} {} is not writable", dir.display()))?;
+    }
     ctrlc::set_handler(|| {
         if STOP.swap(true, Ordering::SeqCst) {
             eprintln!("\nsecond Ctrl-C: exiting without a checkpoint of the current batch");

@@ -156,3 +156,21 @@ fn nonsense_counts_are_rejected_before_any_work() {
         assert!(stderr.contains(args[2]), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn an_output_folder_that_cannot_be_written_fails_before_training() {
+    // A file where the folder should be: creating the folder fails at once.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-folder");
+    std::fs::write(&file, b"").unwrap();
+    let start = std::time::Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["train", "-m", "s5-ann", "--out-dir", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("not-a-folder"), "{stderr}");
+    assert!(!stderr.contains("training s5-ann"), "{stderr}");
+    assert!(start.elapsed().as_secs() < 30);
+}
