@@ -81,9 +81,7 @@ impl ForestReport {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
         let text = serde_json::to_string_pretty(self).map_err(|e| io(e.into()))?;
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, text + "\n").map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        crate::atomic::write(path, (text + "\n").as_bytes()).map_err(io)
     }
 }
 
@@ -115,7 +113,10 @@ mod tests {
         assert!(path.ends_with("forests/s1-rf.json"));
         report.write(&path).unwrap();
         assert_eq!(ForestReport::read(&path).unwrap(), report);
-        assert!(!path.with_extension("json.tmp").exists());
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1
+        );
     }
 
     #[test]

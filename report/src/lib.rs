@@ -2,6 +2,7 @@
 //!
 //! - [`schema`]: the per-model JSON report, `models/<id>.json` ([`ModelReport`] and its parts),
 //!   read and written in one place;
+//! - [`atomic`]: writing a file through a temporary and a rename (every output file);
 //! - [`forest`]: the random forests' record, `models/forests/<id>.json` ([`ForestReport`]);
 //! - [`metrics`]: accuracy, macro precision/recall/F1, per-class accuracy, confusion;
 //! - [`eval`]: the host int8 evaluation loop (an infer-core model over a Fashion-MNIST split);
@@ -12,6 +13,7 @@
 //! record; both go through [`ModelReport::write`], so a report read and written back is
 //! unchanged byte for byte.
 
+pub mod atomic;
 pub mod eval;
 pub mod forest;
 pub mod markdown;

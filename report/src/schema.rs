@@ -238,7 +238,7 @@ impl ModelReport {
             source,
         };
         let text = serde_json::to_string_pretty(self).map_err(|e| io(e.into()))?;
-        std::fs::write(path, text + "\n").map_err(io)
+        crate::atomic::write(path, (text + "\n").as_bytes()).map_err(io)
     }
 
     /// Sets the `firmware` record of the report at `path`: reads it, replaces the record, and

@@ -131,7 +131,7 @@ impl Checkpoint {
                 source,
             })?;
         }
-        crate::atomic::write(path, &bytes).map_err(|source| CheckpointError::Io {
+        model_report::atomic::write(path, &bytes).map_err(|source| CheckpointError::Io {
             path: path.to_path_buf(),
             source,
         })

@@ -346,7 +346,7 @@ pub fn export(
     let chosen = quantize_best(&variants, &selection_pred, &selection, pool.len())?;
     let bytes = chosen.model.to_bytes().map_err(QuantizeError::from)?;
     let path = out_dir.join(format!("{id}.fmq"));
-    std::fs::write(&path, &bytes).map_err(|source| ExportError::Io {
+    model_report::atomic::write(&path, &bytes).map_err(|source| ExportError::Io {
         path: path.clone(),
         source,
     })?;

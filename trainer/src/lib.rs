@@ -8,7 +8,6 @@
 //! does not link candle.
 
 pub mod arch;
-pub mod atomic;
 pub mod centring;
 pub mod checkpoint;
 pub mod export;

@@ -459,6 +459,12 @@ fn prepare(settings: &Settings) -> Result<()> {
         // now, not after an hour of training.
         tempfile::tempfile_in(dir)
             .with_context(|| format!("the {what} {} is not writable", dir.display()))?;
+        for leftover in model_report::atomic::clean_leftovers(dir) {
+            tracing::info!(
+                "removed {}, left by an interrupted write",
+                leftover.display()
+            );
+        }
     }
     ctrlc::set_handler(|| {
         if STOP.swap(true, Ordering::SeqCst) {

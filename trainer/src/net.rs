@@ -312,8 +312,20 @@ impl Net {
 
     /// Saves every tensor as safetensors, named by path.
     pub fn save(&self, path: &Path) -> Result<(), NetError> {
-        candle_core::safetensors::save(&self.tensors().into_iter().collect(), path)?;
-        Ok(())
+        // Serialised in memory and written atomically (candle's own `save` writes in place,
+        // with the 0600 mode of a temporary file).
+        let tensors = self.tensors();
+        let bytes = safetensors::serialize(tensors.iter().map(|(k, t)| (k.as_str(), t)), None)
+            .map_err(|e| NetError::Weights {
+                path: path.display().to_string(),
+                name: "*".into(),
+                problem: e.to_string(),
+            })?;
+        model_report::atomic::write(path, &bytes).map_err(|e| NetError::Weights {
+            path: path.display().to_string(),
+            name: "*".into(),
+            problem: e.to_string(),
+        })
     }
 
     /// Loads tensors saved by [`Net::save`] into a network of `arch`.

@@ -444,9 +444,11 @@ pub fn write_reports(
     let mut written = Vec::new();
     for (ext, text) in [("md", md), ("csv", csv)] {
         let path = reports_dir.join(format!("{}.{ext}", study.key()));
-        crate::atomic::write(&path, text.as_bytes()).map_err(|source| PipelineError::Io {
-            path: path.clone(),
-            source,
+        model_report::atomic::write(&path, text.as_bytes()).map_err(|source| {
+            PipelineError::Io {
+                path: path.clone(),
+                source,
+            }
         })?;
         written.push(path);
     }
