@@ -4,13 +4,16 @@
 //!   read and written in one place;
 //! - [`metrics`]: accuracy, macro precision/recall/F1, per-class accuracy, confusion;
 //! - [`eval`]: the host int8 evaluation loop (an infer-core model over a Fashion-MNIST split);
-//! - [`markdown`]: the generated README sections and the results table.
+//! - [`markdown`]: the generated README sections and the results table;
+//! - [`inspect`]: what a model file holds and costs, as `trainer inspect` and
+//!   `firmware-sim inspect` print it.
 //!
 //! The trainer writes the `float` and `int8` records, `firmware-sim device` the `firmware`
 //! record; both go through [`ModelReport::write`], so a report read and written back is
 //! unchanged byte for byte.
 
 pub mod eval;
+pub mod inspect;
 pub mod markdown;
 pub mod metrics;
 pub mod optimizer;

@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 use fashion_mnist as data;
+use model_report::inspect::Inspection;
 use model_report::markdown::RESULTS;
 use model_report::optimizer::OptimizerConfig;
 use trainer::arch::{self, Arch};
@@ -134,6 +135,15 @@ enum Command {
         #[arg(long)]
         update_readme: Option<PathBuf>,
     },
+    /// Describe a model file: header, input mapping, ops, tensors and the scratch plan, flash
+    /// and RAM (the same report as `firmware-sim inspect`).
+    Inspect {
+        /// The model file (`.fmq`).
+        model: PathBuf,
+        /// Print JSON instead of the text tables.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn selected(common: &Common) -> Result<Vec<Arch>> {
@@ -207,6 +217,15 @@ fn main() -> Result<()> {
         Command::Run => per_model(&common, Step::Run),
         Command::Train => per_model(&common, Step::Train),
         Command::Export => per_model(&common, Step::Export),
+        Command::Inspect { model, json } => {
+            let inspection = Inspection::of_file(&model)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&inspection)?);
+            } else {
+                print!("{inspection}");
+            }
+            Ok(())
+        }
     }
 }
 
