@@ -236,7 +236,7 @@ impl Inspection {
                 mean: f64::from(PIXEL_OFFSET + q.zero_point) / 255.0,
                 std: 1.0 / (255.0 * f64::from(q.scale)),
                 preprocessing: format!(
-                    "none recorded: feed {}x{}x{} raw pixels as they are",
+                    "none recorded (feed {}x{}x{} raw pixels as they are)",
                     input.channels, input.height, input.width
                 ),
             },
@@ -421,8 +421,9 @@ fn tensor_info(t: PlannedTensor) -> TensorInfo {
     }
 }
 
-/// Right-aligned columns (the first `left` columns left-aligned), two spaces apart.
-fn table(out: &mut fmt::Formatter<'_>, rows: &[Vec<String>], left: usize) -> fmt::Result {
+/// Aligned columns, two spaces apart: those in `left` left-aligned, the others (numbers)
+/// right-aligned.
+fn table(out: &mut fmt::Formatter<'_>, rows: &[Vec<String>], left: &[usize]) -> fmt::Result {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {
@@ -437,7 +438,7 @@ fn table(out: &mut fmt::Formatter<'_>, rows: &[Vec<String>], left: usize) -> fmt
         let mut line = String::from(" ");
         for (c, (cell, &w)) in row.iter().zip(&widths).enumerate() {
             line.push(' ');
-            if c < left {
+            if left.contains(&c) {
                 line.push_str(&format!("{cell:<w$}"));
             } else {
                 line.push_str(&format!("{cell:>w$}"));
@@ -493,7 +494,7 @@ impl fmt::Display for Inspection {
         )?;
         writeln!(
             f,
-            "        = (pixel / 255 - {:.4}) / {:.4}; resize/padding: {}",
+            "        = (pixel / 255 - {:.4}) / {:.4}; preprocessing: {}",
             i.mean, i.std, i.preprocessing
         )?;
         writeln!(
@@ -558,7 +559,7 @@ impl fmt::Display for Inspection {
             usize_grouped(t.param_bytes),
             grouped(t.macs),
         ]);
-        table(f, &rows, 2)?;
+        table(f, &rows, &[1, 10, 12])?;
 
         writeln!(
             f,
@@ -598,7 +599,7 @@ impl fmt::Display for Inspection {
                     .map_or_else(String::new, |[a, b]| format!("{a}..{b}")),
             ]);
         }
-        table(f, &rows, 3)?;
+        table(f, &rows, &[0, 1, 2, 5])?;
 
         writeln!(
             f,
