@@ -24,24 +24,25 @@ use crate::HOST_MAX_OPS;
 /// Raw pixels map to the int8 input as `q = pixel - PIXEL_OFFSET` (infer-core flips the top bit).
 pub const PIXEL_OFFSET: i32 = 128;
 
-/// Why a model file cannot be inspected. Every message names the file.
+/// Why a model file cannot be inspected. Every message names the file and says what is wrong
+/// (the reason is part of the message, not a separate source, so it is printed once).
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
     /// The file cannot be read.
-    #[error("{path}: cannot read the model file: {source}")]
+    #[error("{path}: cannot read the model file: {reason}")]
     Read {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The file is not a valid model (header, CRC, encoding or any op).
-    #[error("{path}: not a valid model file: {source}")]
+    #[error("{path}: not a valid model file: {reason}")]
     Invalid {
         /// The file.
         path: PathBuf,
         /// What infer-core found wrong.
-        source: infer_core::Error,
+        reason: infer_core::Error,
     },
 }
 
@@ -258,13 +259,13 @@ impl Inspection {
     ///
     /// [`InspectError`], naming the file.
     pub fn of_file(path: &Path) -> Result<Self, InspectError> {
-        let bytes = std::fs::read(path).map_err(|source| InspectError::Read {
+        let bytes = std::fs::read(path).map_err(|reason| InspectError::Read {
             path: path.to_owned(),
-            source,
+            reason,
         })?;
-        Self::of_bytes(&bytes).map_err(|source| InspectError::Invalid {
+        Self::of_bytes(&bytes).map_err(|reason| InspectError::Invalid {
             path: path.to_owned(),
-            source,
+            reason,
         })
     }
 }

@@ -138,7 +138,7 @@ fn a_corrupt_file_is_an_error_naming_it() {
     assert!(matches!(
         err,
         InspectError::Invalid {
-            source: infer_core::Error::Checksum { .. },
+            reason: infer_core::Error::Checksum { .. },
             ..
         }
     ));
