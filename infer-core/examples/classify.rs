@@ -28,7 +28,9 @@
 //!    negative.
 //!
 //! The 784 grey bytes then go to [`Model::predict`] as raw pixels (the model maps them to int8
-//! itself, `q = pixel - 128`). Scores: the dequantised logits and their softmax.
+//! itself, `q = pixel - 128`). Scores: the dequantised logits and their softmax (the trainer
+//! clamps logits that can never win to the bottom of the int8 range, so ties among the losers
+//! and their tiny probabilities mean little).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
