@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use firmware_sim::device::{self, Board, DeviceError, DeviceOptions, ModelNeeds};
 use firmware_sim::{SCRATCH_CAPACITY, describe, model_files, run_model};
+use model_report::inspect::Inspection;
 use model_report::markdown::{FIRMWARE, RESULTS};
 use model_report::output::print_line;
 use model_report::{FirmwareReport, ModelReport, summary_table};
@@ -39,6 +40,18 @@ enum Command {
     /// whose files are missing or unreadable, or whose logits differ, fails the run (exit 1)
     /// after the others have run.
     Device(DeviceCli),
+    /// Describe a model file: header, input mapping, ops, tensors and the scratch plan, flash
+    /// and RAM (the same report as `trainer inspect`).
+    Inspect(InspectCli),
+}
+
+#[derive(Debug, Args)]
+struct InspectCli {
+    /// The model file (`.fmq`).
+    model: PathBuf,
+    /// Print JSON instead of the text tables.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -86,6 +99,15 @@ fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Device(args)) => device_main(&args),
+        Some(Command::Inspect(args)) => {
+            let inspection = Inspection::of_file(&args.model)?;
+            if args.json {
+                print_line(&serde_json::to_string_pretty(&inspection)?);
+            } else {
+                print_line(inspection.to_string().trim_end());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         None => sim_main(&cli.models, cli.data_dir.as_deref(), cli.json),
     }
 }

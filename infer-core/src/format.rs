@@ -76,6 +76,43 @@ impl Header {
         })
     }
 
+    /// Reads the header of a model file and checks it against the payload after it: magic,
+    /// version, reserved bytes, payload length and CRC (the header checks of
+    /// [`crate::Model::from_bytes`], which a tool can report before loading the ops).
+    ///
+    /// ```
+    /// use infer_core::format::Header;
+    ///
+    /// let payload = [1_u8, 2, 3];
+    /// let mut file = Header::for_payload(&payload).unwrap().to_bytes().to_vec();
+    /// file.extend_from_slice(&payload);
+    /// let header = Header::from_bytes(&file)?;
+    /// assert_eq!((header.version, header.payload_len), (2, 3));
+    /// file[16] ^= 1;
+    /// assert!(matches!(Header::from_bytes(&file), Err(infer_core::Error::Checksum { .. })));
+    /// # Ok::<(), infer_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Truncated`], [`crate::Error::BadMagic`], [`crate::Error::FormatV1`],
+    /// [`crate::Error::UnsupportedVersion`], [`crate::Error::Reserved`],
+    /// [`crate::Error::PayloadLength`], [`crate::Error::Checksum`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, crate::Error> {
+        let payload = crate::model::check_header(bytes)?;
+        let field = |at: usize| {
+            bytes
+                .get(at..at + 4)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map_or(0, u32::from_le_bytes)
+        };
+        Ok(Self {
+            version: VERSION,
+            payload_len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
+            crc32: field(12),
+        })
+    }
+
     /// The 16 header bytes.
     pub fn to_bytes(self) -> [u8; HEADER_LEN] {
         let mut out = [0u8; HEADER_LEN];

@@ -10,59 +10,63 @@
 //! memory is a caller-provided scratch buffer of [`Model::scratch_len`] bytes: no allocator, no
 //! `unsafe`, no panics.
 //!
-//! # Example
+//! # Linking it into your binary
+//!
+//! In your `Cargo.toml`, the op features your models use (all are on by default; see
+//! [Features](#features)) and optimisation for infer-core even in debug builds (its kernels are
+//! written for the auto-vectoriser and run about 250 times slower unoptimised; a workspace's
+//! profile settings do not travel to the crates that depend on it):
+//!
+//! ```toml
+//! [dependencies]
+//! infer-core = { path = "../infer-core", default-features = false, features = ["conv2d", "dense", "max-pool2d"] }
+//!
+//! [profile.dev.package.infer-core]
+//! opt-level = 3
+//!
+//! [profile.release.package.infer-core]
+//! opt-level = 3
+//! ```
+//!
+//! Then embed a model file, validate it once, and classify 28x28 grey images in a scratch
+//! buffer of [`Model::scratch_len`] bytes (on firmware, a `static mut` array or one carved
+//! from a RAM section; its length is also the model's `int8.scratch_bytes` in
+//! `models/<id>.json`). This example is a doctest: it embeds the committed `s5-cnn` model and
+//! test image 0 of Fashion-MNIST (`tests/data/test-image-0.u8`, its 784 raw pixels, written
+//! and checked against the dataset by `tests/fixtures.rs`), and runs with
+//! `cargo test -p infer-core --doc`.
 //!
 //! ```
-//! # use infer_core::format::*;
-//! # use infer_core::quant::channel_multiplier;
-//! # // A tiny model: Flatten, then Dense(784 -> 10) whose class 3 sums the pixels.
-//! # let input = QParams { scale: 1.0 / 255.0, zero_point: -128 };
-//! # let output = QParams { scale: 0.1, zero_point: 0 };
-//! # let (m, s) = channel_multiplier(input.scale, 0.01, output.scale).unwrap();
-//! # let mut weights = vec![0_u8; 10 * 784];
-//! # weights[3 * 784..4 * 784].fill(1);
-//! # let weight_scales: Vec<u8> = (0..10).flat_map(|_| 0.01_f32.to_le_bytes()).collect();
-//! # let multipliers: Vec<u8> = (0..10).flat_map(|_| m.to_le_bytes()).collect();
-//! # let shifts = vec![s.to_le_bytes()[0]; 10];
-//! # let dense = DenseDef {
-//! #     input: 1,
-//! #     geometry: infer_core::spec::DenseGeometry { in_dim: 784, out_dim: 10 },
-//! #     weights: &weights[..],
-//! #     quant: ChannelQuant {
-//! #         weight_scales: &weight_scales[..],
-//! #         bias: &[0; 40][..],
-//! #         multipliers: &multipliers[..],
-//! #         shifts: &shifts[..],
-//! #     },
-//! #     output,
-//! #     activation: Activation::None,
-//! # };
-//! # // Written with borrowed bytes (the same encoding as `OwnedModel`, feature `alloc`).
-//! # let def = ModelDef {
-//! #     id: "doc",
-//! #     input_shape: Shape { channels: 1, height: 28, width: 28 },
-//! #     input,
-//! #     ops: vec![OpDef::Flatten(FlattenDef { input: 0 }), OpDef::Dense(dense)],
-//! # };
-//! # let payload = postcard::to_allocvec(&def).unwrap();
-//! # let mut file = Header::for_payload(&payload).unwrap().to_bytes().to_vec();
-//! # file.extend_from_slice(&payload);
-//! # let model_bytes: &[u8] = &file;
 //! use infer_core::Model;
 //!
-//! // `model_bytes` would usually be `include_bytes!("../models/s5-cnn.fmq")`.
-//! let model: Model = Model::from_bytes(model_bytes)?;
-//! let mut scratch = [0_i8; 1024];
-//! assert!(model.scratch_len() <= scratch.len());
+//! /// The model: flash, read in place (`Model` borrows every weight from it).
+//! static MODEL: &[u8] = include_bytes!("../../models/s5-cnn.fmq");
+//! /// One 28x28 grey image, row-major raw pixels (a light object on black, as in
+//! /// Fashion-MNIST): test image 0, an ankle boot.
+//! static IMAGE: &[u8; 784] = include_bytes!("../tests/data/test-image-0.u8");
+//! /// The scratch buffer: exactly `Model::scratch_len()` bytes of RAM.
+//! const SCRATCH_LEN: usize = 25_872;
 //!
-//! let pixels = [255_u8; 28 * 28]; // one 28x28 grey image, row-major
-//! let prediction = model.predict(&pixels, &mut scratch)?;
-//! assert_eq!(prediction.class, 3);
-//! // Dequantise a logit: (q - zero_point) * scale.
-//! let score = model.output_qparams().dequantize(prediction.logits[3]);
-//! assert!((score - 7.8).abs() < 1e-5);
+//! // Validates header, CRC, every op, shape and quantisation parameter; never panics.
+//! let model: Model = Model::from_bytes(MODEL)?;
+//! assert_eq!(model.scratch_len(), SCRATCH_LEN);
+//!
+//! let mut scratch = [0_i8; SCRATCH_LEN];
+//! let prediction = model.predict(IMAGE, &mut scratch)?; // can only fail on a short scratch
+//! assert_eq!(prediction.class, 9); // ankle boot
+//!
+//! // The int8 logits, dequantised: real = (q - zero_point) * scale.
+//! let logit = model.output_qparams().dequantize(prediction.logits[9]);
+//! let confidence = prediction.confidence(model.output_qparams());
+//! assert!(logit > 0.0 && confidence > 0.5);
 //! # Ok::<(), infer_core::Error>(())
 //! ```
+//!
+//! `examples/classify.rs` does the same for a PNG or PGM photo of any size (grey conversion and
+//! resizing documented there):
+//! `cargo run -p infer-core --example classify -- photo.png`. To see what a model holds (ops,
+//! tensors, the scratch plan, flash and RAM): `firmware-sim inspect models/s5-cnn.fmq`, built
+//! on [`Model::ops`] and [`Model::tensors`].
 //!
 //! # Features
 //!
@@ -93,6 +97,7 @@ pub mod quant;
 /// Naive scalar reference kernels: the oracle for unit tests, proptests and integration tests.
 pub mod reference;
 pub mod spec;
+pub mod tensors;
 
 pub use error::Error;
 pub use model::{DEFAULT_MAX_OPS, IMAGE_LEN, IMAGE_SHAPE, MAX_CLASSES, Model, ModelOp, Prediction};

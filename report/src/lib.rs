@@ -8,6 +8,8 @@
 //! - [`eval`]: the host int8 evaluation loop (an infer-core model over a Fashion-MNIST split);
 //! - [`markdown`]: the generated README sections and the results table;
 //! - [`output`]: standard output of the command-line tools, quiet on a closed pipe.
+//! - [`inspect`]: what a model file holds and costs, as `trainer inspect` and
+//!   `firmware-sim inspect` print it.
 //!
 //! The trainer writes the `float` and `int8` records, `firmware-sim device` the `firmware`
 //! record; both go through [`ModelReport::write`], so a report read and written back is
@@ -16,6 +18,7 @@
 pub mod atomic;
 pub mod eval;
 pub mod forest;
+pub mod inspect;
 pub mod markdown;
 pub mod metrics;
 pub mod optimizer;

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 use fashion_mnist as data;
+use model_report::inspect::Inspection;
 use model_report::markdown::RESULTS;
 use model_report::optimizer::OptimizerConfig;
 use model_report::output::print_line;
@@ -235,6 +236,15 @@ enum Command {
         #[arg(long)]
         update_readme: Option<PathBuf>,
     },
+    /// Describe a model file: header, input mapping, ops, tensors and the scratch plan, flash
+    /// and RAM (the same report as `firmware-sim inspect`).
+    Inspect {
+        /// The model file (`.fmq`).
+        model: PathBuf,
+        /// Print JSON instead of the text tables.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The selected networks (the deployable ones by default).
@@ -356,7 +366,12 @@ fn run() -> Result<()> {
         Some(Command::Train(a)) => a.io.output.quiet,
         Some(Command::Export(a)) => a.io.output.quiet,
         Some(Command::Study { io, .. }) => io.output.quiet,
-        Some(Command::List(_) | Command::Describe(_) | Command::Report { .. }) => false,
+        Some(
+            Command::List(_)
+            | Command::Describe(_)
+            | Command::Report { .. }
+            | Command::Inspect { .. },
+        ) => false,
     };
     init_logging(quiet);
     match cli.command {
@@ -423,6 +438,15 @@ fn run() -> Result<()> {
             report_only,
             &reports_dir,
         ),
+        Some(Command::Inspect { model, json }) => {
+            let inspection = Inspection::of_file(&model)?;
+            if json {
+                print_line(&serde_json::to_string_pretty(&inspection)?);
+            } else {
+                print_line(inspection.to_string().trim_end());
+            }
+            Ok(())
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Every model of the five reference studies of Fashion-MNIST classifiers, as data: the network,
 //! the study's training recipe (our defaults), what the study reported and what it left vague
-//! with how we read it. One file per study; [`demo`] holds our own model that is not from a
+//! with how we read it. One file per study; `demo.rs` holds our own model that is not from a
 //! study. The study reports (`trainer study`) read their facts from here.
 //!
 //! Shared readings, applied to every study unless its file says otherwise:
