@@ -15,12 +15,14 @@ pub mod export;
 pub mod layers;
 pub mod logit_range;
 pub mod lower;
+pub mod model_pages;
 pub mod net;
 pub mod ops;
 pub mod optim;
 pub mod pipeline;
 pub mod quantize;
 pub mod study;
+pub mod study_charts;
 pub mod train;
 pub mod zoo;
 

@@ -11,6 +11,7 @@ use fashion_mnist as data;
 use model_report::markdown::RESULTS;
 use model_report::optimizer::OptimizerConfig;
 use trainer::arch::{self, Arch};
+use trainer::model_pages;
 use trainer::pipeline::{
     Overrides, Settings, TrainResult, export_one, load_trained, train_one, write_summary,
 };
@@ -127,12 +128,17 @@ enum Command {
         #[arg(long, default_value = "reports")]
         reports_dir: PathBuf,
     },
-    /// Print the results table from `<out-dir>/*.json`; optionally rewrite README's copy.
+    /// Print the results table from `<out-dir>/*.json`; optionally rewrite README's copy and
+    /// the per-model pages.
     Report {
         /// Replace the text between `<!-- results:begin -->` and `<!-- results:end -->` in
         /// this file with the table.
         #[arg(long)]
         update_readme: Option<PathBuf>,
+        /// Also write every model's page and pictures, the index and the study reports into
+        /// this folder (`reports` if given without a value).
+        #[arg(long, num_args = 0..=1, default_missing_value = "reports")]
+        reports: Option<PathBuf>,
     },
 }
 
@@ -191,11 +197,19 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Describe => describe(&listed(&common)?),
-        Command::Report { update_readme } => {
+        Command::Report {
+            update_readme,
+            reports,
+        } => {
             let table = write_summary(&common.out_dir)?;
             print!("{table}");
             if let Some(readme) = update_readme {
                 RESULTS.update_file(&readme, &table)?;
+            }
+            if let Some(dir) = reports {
+                let dataset = data::load(common.data_dir.as_deref())?;
+                let written = model_pages::write_all(&common.out_dir, &dir, &dataset)?;
+                eprintln!("wrote {} files into {}", written.len(), dir.display());
             }
             Ok(())
         }

@@ -38,6 +38,9 @@ pub enum PipelineError {
     /// Reading or writing a report failed.
     #[error(transparent)]
     Report(#[from] ReportError),
+    /// A study's accuracy charts could not be drawn.
+    #[error(transparent)]
+    StudyChart(#[from] crate::study_charts::StudyChartError),
     /// A file or folder could not be written.
     #[error("{path}: {source}")]
     Io {

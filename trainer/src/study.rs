@@ -1,6 +1,7 @@
 //! `trainer study` and `trainer list`: train a study's models with its recipes (skipping those
 //! already trained with the same settings), and write its report, `reports/<study>.md` and
-//! `.csv`, our measured numbers beside the published ones, from the models' JSON reports.
+//! `.csv`, our measured numbers beside the published ones, from the models' JSON reports, with
+//! its accuracy charts ([`study_charts`]).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use model_report::ModelReport;
 
 use crate::arch::{Arch, ArchError};
 use crate::pipeline::{PipelineError, Settings, TrainResult, export_one, load_trained, train_one};
+use crate::study_charts;
 use crate::zoo::{self, OPTIMIZER_STUDY, Study};
 
 /// Points below the published accuracy beyond which a report row must explain the gap.
@@ -172,8 +174,10 @@ const COLUMNS: [&str; 13] = [
     "note",
 ];
 
-fn row(arch: &Arch, report: Option<&ModelReport>) -> Result<Row, ArchError> {
-    let published = arch.published.test_accuracy.map_or_else(
+/// The study's published test accuracy of `arch` in percent (`~90` where it gave only a rough
+/// number), or what it said instead.
+pub fn published_text(arch: &Arch) -> String {
+    arch.published.test_accuracy.map_or_else(
         || arch.published.text.to_string(),
         |p| {
             if arch.published.approximate {
@@ -182,7 +186,11 @@ fn row(arch: &Arch, report: Option<&ModelReport>) -> Result<Row, ArchError> {
                 format!("{p}")
             }
         },
-    );
+    )
+}
+
+fn row(arch: &Arch, report: Option<&ModelReport>) -> Result<Row, ArchError> {
+    let published = published_text(arch);
     let mut cells = vec![
         arch.id.to_string(),
         arch.param_count()?.to_string(),
@@ -223,7 +231,7 @@ fn row(arch: &Arch, report: Option<&ModelReport>) -> Result<Row, ArchError> {
 
 /// The note of a row: where ours is more than [`EXPLAIN_BELOW`] points below the published
 /// number, or above it, the recorded explanation ([`zoo::notes`]).
-fn note(arch: &Arch, diff: Option<f64>) -> String {
+pub fn note(arch: &Arch, diff: Option<f64>) -> String {
     let explained = zoo::notes::explanation(arch.id);
     match (diff, explained) {
         (Some(d), Some(text)) if d.abs() > EXPLAIN_BELOW => text.to_string(),
@@ -239,7 +247,7 @@ fn note(arch: &Arch, diff: Option<f64>) -> String {
 }
 
 /// The reports of `study`'s models found in `models_dir`, by model.
-fn reports(study: Study, models_dir: &Path) -> Vec<(Arch, Option<ModelReport>)> {
+pub(crate) fn reports(study: Study, models_dir: &Path) -> Vec<(Arch, Option<ModelReport>)> {
     study
         .models()
         .into_iter()
@@ -314,6 +322,7 @@ pub fn render(study: Study, models_dir: &Path) -> Result<(String, String), ArchE
     if study == Study::S2 {
         md += &optimizer_table(models_dir);
     }
+    md += &pictures(study, &models)?;
     Ok((md, csv))
 }
 
@@ -360,6 +369,43 @@ fn optimizer_table(models_dir: &Path) -> String {
     md
 }
 
+/// The links to `study`'s accuracy charts and to the pages of its trained models
+/// (`trainer report --reports`); nothing if none is trained.
+fn pictures(study: Study, models: &[(Arch, Option<ModelReport>)]) -> Result<String, ArchError> {
+    let trained: Vec<&str> = models
+        .iter()
+        .filter(|(_, r)| r.is_some())
+        .map(|(a, _)| a.id)
+        .collect();
+    if trained.is_empty() {
+        return Ok(String::new());
+    }
+    let mut md = String::from("\n## Pictures\n\n");
+    if study_charts::points_of(models)?.is_empty() {
+        md += "No model of the study's table is trained yet.\n\n";
+    } else {
+        md += "Float test accuracy against size, ours (filled) beside the published number (hollow):\n\n";
+        for (_, suffix) in study_charts::AXES {
+            md += &format!(
+                "![{} accuracy against {suffix}]({})\n",
+                study.key(),
+                study_charts::file_name(study, suffix)
+            );
+        }
+        md += "\n";
+    }
+    md += &format!(
+        "Each model's page (settings, training curves, confusion matrices, per-class table, \
+         predictions; all pages: [index](index.md)): {}.\n",
+        trained
+            .iter()
+            .map(|id| format!("[{id}]({id}.md)"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(md)
+}
+
 /// Writes `reports/<study>.md` and `.csv` and returns their paths.
 pub fn write_reports(
     study: Study,
@@ -380,6 +426,7 @@ pub fn write_reports(
         })?;
         written.push(path);
     }
+    written.extend(study_charts::write(study, models_dir, reports_dir)?);
     Ok(written)
 }
 
