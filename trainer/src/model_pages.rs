@@ -267,9 +267,9 @@ fn split_text(report: &ModelReport) -> String {
         f.train_images, f.validation_images, f.test.count
     );
     match f.options.split {
-        SplitPlan::Full => format!(
-            "all training images, no validation; the official test images ({counts})"
-        ),
+        SplitPlan::Full => {
+            format!("all training images, no validation; the official test images ({counts})")
+        }
         SplitPlan::Holdout { validation_percent } => format!(
             "{}/{validation_percent} stratified hold-out of the training images; the official \
              test images ({counts})",
@@ -368,7 +368,10 @@ pub fn page(report: &ModelReport, arch: Option<&Arch>, grid: Grid) -> Result<Str
     md += "\n## Results\n\nOn the model's test images: float through candle, int8 (the exported \
            `.fmq`) through infer-core.\n\n| | float | int8 |\n|---|---:|---:|\n";
     let both = |name: &str, float: String, q: Option<String>| {
-        format!("| {name} | {float} | {} |\n", q.unwrap_or_else(|| "-".into()))
+        format!(
+            "| {name} | {float} | {} |\n",
+            q.unwrap_or_else(|| "-".into())
+        )
     };
     md += &both(
         "test accuracy %",
@@ -376,7 +379,10 @@ pub fn page(report: &ModelReport, arch: Option<&Arch>, grid: Grid) -> Result<Str
         int8.map(|q| pct(q.test.accuracy)),
     );
     for (name, get) in [
-        ("macro precision", (|m: &Metrics| m.macro_precision) as fn(&Metrics) -> f64),
+        (
+            "macro precision",
+            (|m: &Metrics| m.macro_precision) as fn(&Metrics) -> f64,
+        ),
         ("macro recall", |m: &Metrics| m.macro_recall),
         ("macro F1", |m: &Metrics| m.macro_f1),
     ] {
@@ -396,11 +402,7 @@ pub fn page(report: &ModelReport, arch: Option<&Arch>, grid: Grid) -> Result<Str
         "-".into(),
         int8.map(|q| pct(q.agreement)),
     );
-    md += &both(
-        "parameters",
-        f.param_count.to_string(),
-        None::<String>,
-    );
+    md += &both("parameters", f.param_count.to_string(), None::<String>);
     let float_macs = arch.map(Arch::macs).transpose()?;
     md += &both(
         "multiply-accumulates per image",
@@ -596,7 +598,10 @@ fn firmware_section(report: &ModelReport) -> String {
         pct(fw.accuracy)
     );
     let rows = [
-        ("flash: code and constants, bytes", fw.flash_code_bytes.to_string()),
+        (
+            "flash: code and constants, bytes",
+            fw.flash_code_bytes.to_string(),
+        ),
         ("flash: model, bytes", fw.flash_model_bytes.to_string()),
         (
             "flash: total, bytes",
@@ -749,7 +754,10 @@ mod tests {
     fn pages_without_int8_or_firmware_say_why() {
         let report = committed("s2-m6-sgd");
         let arch = arch::by_id("s2-m6-sgd").unwrap();
-        assert_eq!(Grid::of(&report, Path::new("/nonexistent")), Grid::NotExported);
+        assert_eq!(
+            Grid::of(&report, Path::new("/nonexistent")),
+            Grid::NotExported
+        );
         let md = page(&report, Some(&arch), Grid::NotExported).unwrap();
         assert!(md.contains("S2's optimizer study"), "{md}");
         assert!(
@@ -782,6 +790,9 @@ mod tests {
         let mut stranger = report;
         stranger.id = "custom-net".into();
         let md = index(&[stranger]).unwrap();
-        assert!(md.contains("| [custom-net](custom-net.md) | not in the registry |"), "{md}");
+        assert!(
+            md.contains("| [custom-net](custom-net.md) | not in the registry |"),
+            "{md}"
+        );
     }
 }

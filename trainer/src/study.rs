@@ -381,18 +381,22 @@ fn pictures(study: Study, models: &[(Arch, Option<ModelReport>)]) -> Result<Stri
         return Ok(String::new());
     }
     let mut md = String::from("\n## Pictures\n\n");
-    if study_charts::points_of(models)?.is_empty() {
+    let points = study_charts::points_of(models)?;
+    if points.is_empty() {
         md += "No model of the study's table is trained yet.\n\n";
     } else {
-        md += "Float test accuracy against size, ours (filled) beside the published number (hollow):\n\n";
-        for (_, suffix) in study_charts::AXES {
+        md += if points.iter().any(|p| p.published.is_some()) {
+            "Float test accuracy against size, ours (filled) beside the published number (hollow):\n\n"
+        } else {
+            "Float test accuracy against size (nothing published to compare with):\n\n"
+        };
+        for (size, suffix) in study_charts::AXES {
             md += &format!(
-                "![{} accuracy against {suffix}]({})\n",
-                study.key(),
+                "![{}]({})\n\n",
+                study_charts::title(study, size),
                 study_charts::file_name(study, suffix)
             );
         }
-        md += "\n";
     }
     md += &format!(
         "Each model's page (settings, training curves, confusion matrices, per-class table, \

@@ -59,7 +59,7 @@ pub fn points_of(models: &[(Arch, Option<ModelReport>)]) -> Result<Vec<StudyPoin
 }
 
 /// The title of `study`'s chart against `size`.
-fn title(study: Study, size: Size) -> String {
+pub fn title(study: Study, size: Size) -> String {
     let what = match size {
         Size::Params => "parameters",
         Size::Macs => "multiply-accumulates",
