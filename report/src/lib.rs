@@ -20,6 +20,6 @@ pub use eval::{HOST_MAX_OPS, Int8Eval, evaluate_int8, evaluate_int8_any};
 pub use markdown::{Section, summary_table};
 pub use metrics::{Metrics, agreement};
 pub use schema::{
-    COMMITTED_MODEL_LIMIT, EpochStats, FirmwareReport, FloatReport, InstructionCounts, Int8Report, ModelReport,
-    ReportError, TrainOptions,
+    COMMITTED_MODEL_LIMIT, EpochStats, FirmwareReport, FloatReport, InstructionCounts, Int8Report,
+    ModelReport, ReportError, TrainOptions,
 };
