@@ -101,13 +101,23 @@ fn main() -> Result<()> {
         })
         .collect();
     let path = out.join("accuracy-vs-params.png");
-    model_charts::accuracy_vs_size(&points, Size::Params, &path)?;
+    model_charts::accuracy_vs_size(
+        &points,
+        Size::Params,
+        "Test accuracy against parameters",
+        &path,
+    )?;
     written.push(path);
     // MACs are recorded at export: models not yet exported have none.
     let exported: Vec<StudyPoint> = points.into_iter().filter(|p| p.macs > 0).collect();
     if !exported.is_empty() {
         let path = out.join("accuracy-vs-macs.png");
-        model_charts::accuracy_vs_size(&exported, Size::Macs, &path)?;
+        model_charts::accuracy_vs_size(
+            &exported,
+            Size::Macs,
+            "Test accuracy against multiply-accumulates",
+            &path,
+        )?;
         written.push(path);
     }
 

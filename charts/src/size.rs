@@ -62,7 +62,7 @@ impl Size {
 }
 
 /// Draws the test accuracy of `points` against their size `x` (on a log scale) to `path` (PNG,
-/// 1200 x 760): ours as filled markers, the published numbers as hollow ones joined to ours by a
+/// 1200 x 760) under `title` (e.g. "S5: test accuracy against parameters"): ours as filled markers, the published numbers as hollow ones joined to ours by a
 /// thin line, each model labelled with its id. Labels are placed clear of every marker and of
 /// each other where the plot has room (further out with a leader line when it is crowded).
 ///
@@ -70,7 +70,12 @@ impl Size {
 ///
 /// [`ChartError::Empty`] without points, [`ChartError::BadInput`] for a size of 0 (no place on
 /// a log scale) or a non-finite accuracy, [`ChartError::Io`] if the file cannot be written.
-pub fn accuracy_vs_size(points: &[StudyPoint], x: Size, path: &Path) -> Result<(), ChartError> {
+pub fn accuracy_vs_size(
+    points: &[StudyPoint],
+    x: Size,
+    title: &str,
+    path: &Path,
+) -> Result<(), ChartError> {
     if points.is_empty() {
         return Err(ChartError::empty(path, "no models"));
     }
@@ -99,25 +104,31 @@ pub fn accuracy_vs_size(points: &[StudyPoint], x: Size, path: &Path) -> Result<(
     let pad = ((a_hi - a_lo) * 0.12).max(1.0);
     let (y0, y1) = ((a_lo - pad).max(0.0), (a_hi + pad).min(100.0));
     let (x0, x1) = log_bounds(lo, hi);
-    let (what, x_desc) = x.words();
+    let x_desc = x.words().1;
 
     render(path, SIZE, |root| {
         let (top, body) = root.split_vertically(TITLE_BAND);
         top.draw(&Text::new(
-            format!("Test accuracy against {what}"),
+            title.to_string(),
             (24, 14),
             font(26.0).color(&INK),
         ))?;
+        let any_published = points.iter().any(|p| p.published.is_some());
         top.draw(&Text::new(
             format!(
-                "{} model{}; a thin line joins our accuracy to the one the study published",
+                "{} model{}; {}",
                 points.len(),
-                if points.len() == 1 { "" } else { "s" }
+                if points.len() == 1 { "" } else { "s" },
+                if any_published {
+                    "a thin line joins our accuracy to the one the study published"
+                } else {
+                    "no published accuracy to compare with"
+                }
             ),
             (24, 48),
             font(15.0).color(&GREY),
         ))?;
-        draw_key(&top, (28, 80))?;
+        draw_key(&top, (28, 80), any_published)?;
 
         let mut chart = ChartBuilder::on(&body)
             .margin_left(16)
@@ -234,8 +245,8 @@ fn hollow_marker<C: Clone>(at: C) -> [Circle<C, i32>; 2] {
     ]
 }
 
-/// The key: a filled marker for ours, a hollow one for published.
-fn draw_key(area: &crate::Area<'_>, (x, y): (i32, i32)) -> crate::DrawResult {
+/// The key: a filled marker for ours, a hollow one for published (if any point has one).
+fn draw_key(area: &crate::Area<'_>, (x, y): (i32, i32), published: bool) -> crate::DrawResult {
     let left = Pos::new(HPos::Left, VPos::Center);
     area.draw(&Circle::new((x, y), MARKER, TRAIN.filled()))?;
     let ours = "ours: float test accuracy";
@@ -244,6 +255,9 @@ fn draw_key(area: &crate::Area<'_>, (x, y): (i32, i32)) -> crate::DrawResult {
         (x + 14, y),
         font(15.0).color(&INK).pos(left),
     ))?;
+    if !published {
+        return Ok(());
+    }
     let next = x + 14 + coord(text_size(ours, 15.0).0) + 36;
     for disc in hollow_marker((next, y)) {
         area.draw(&disc)?;
@@ -513,11 +527,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for (x, name) in [(Size::Params, "params.png"), (Size::Macs, "macs.png")] {
             let path = dir.path().join(name);
-            accuracy_vs_size(&points(), x, &path).unwrap();
+            accuracy_vs_size(&points(), x, "test accuracy", &path).unwrap();
             assert_png(&path, SIZE.0, SIZE.1);
         }
         let one = dir.path().join("one.png");
-        accuracy_vs_size(&points()[..1], Size::Params, &one).unwrap();
+        accuracy_vs_size(&points()[..1], Size::Params, "one", &one).unwrap();
         assert_png(&one, SIZE.0, SIZE.1);
     }
 
@@ -525,17 +539,17 @@ mod tests {
     fn bad_points_and_unwritable_paths_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.png");
-        let err = accuracy_vs_size(&[], Size::Params, &path).unwrap_err();
+        let err = accuracy_vs_size(&[], Size::Params, "t", &path).unwrap_err();
         assert!(matches!(err, ChartError::Empty { .. }), "{err}");
         let zero = [point("z", 0, 1, 80.0, None)];
-        let err = accuracy_vs_size(&zero, Size::Params, &path).unwrap_err();
+        let err = accuracy_vs_size(&zero, Size::Params, "t", &path).unwrap_err();
         assert!(err.to_string().contains("z: parameters is 0"), "{err}");
         let nan = [point("n", 1, 1, f64::NAN, None)];
-        let err = accuracy_vs_size(&nan, Size::Macs, &path).unwrap_err();
+        let err = accuracy_vs_size(&nan, Size::Macs, "t", &path).unwrap_err();
         assert!(matches!(err, ChartError::BadInput { .. }), "{err}");
 
         let bad = unwritable(dir.path());
-        let err = accuracy_vs_size(&points(), Size::Macs, &bad).unwrap_err();
+        let err = accuracy_vs_size(&points(), Size::Macs, "t", &bad).unwrap_err();
         assert!(matches!(err, ChartError::Io { .. }), "{err}");
     }
 }

@@ -30,6 +30,6 @@ pub use forest::{ForestOptions, ForestReport};
 pub use markdown::{Section, summary_table};
 pub use metrics::{Metrics, agreement};
 pub use schema::{
-    EpochStats, FirmwareReport, FloatReport, InstructionCounts, Int8Report, ModelReport,
-    ReportError, TrainOptions,
+    COMMITTED_MODEL_LIMIT, EpochStats, FirmwareReport, FloatReport, InstructionCounts, Int8Report,
+    ModelReport, ReportError, TrainOptions,
 };

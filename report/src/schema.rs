@@ -129,6 +129,11 @@ pub struct FloatReport {
     pub safetensors_bytes: u64,
 }
 
+/// Int8 files (`models/<id>.fmq`) of this many bytes or more are not committed (`.gitignore`):
+/// whatever is derived from one (firmware runs, prediction grids) cannot be checked from a fresh
+/// checkout, so the generated reports say so instead of depending on a local file.
+pub const COMMITTED_MODEL_LIMIT: u64 = 1_000_000;
+
 /// What quantisation and verification produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Int8Report {

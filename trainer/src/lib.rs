@@ -15,6 +15,7 @@ pub mod forest;
 pub mod layers;
 pub mod logit_range;
 pub mod lower;
+pub mod model_pages;
 pub mod net;
 pub mod ops;
 pub mod optim;
@@ -22,6 +23,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod quantize;
 pub mod study;
+pub mod study_charts;
 pub mod train;
 pub mod zoo;
 

@@ -15,6 +15,7 @@ use model_report::optimizer::OptimizerConfig;
 use model_report::output::print_line;
 use trainer::arch::{self, Arch};
 use trainer::forest::Forest;
+use trainer::model_pages;
 use trainer::pipeline::{
     Overrides, Settings, TrainResult, export_one, fit_forest, load_trained, train_one,
     write_summary,
@@ -226,7 +227,8 @@ enum Command {
         #[command(flatten)]
         io: Io,
     },
-    /// Print the results table from `<out-dir>/*.json`; optionally rewrite README's copy.
+    /// Print the results table from `<out-dir>/*.json`; optionally rewrite README's copy and
+    /// the per-model pages.
     Report {
         /// Folder of the model reports (`<id>.json`).
         #[arg(long, default_value = "models")]
@@ -235,6 +237,13 @@ enum Command {
         /// this file with the table.
         #[arg(long)]
         update_readme: Option<PathBuf>,
+        /// Also write every model's page and pictures, the index and the study reports into
+        /// this folder (`reports` if given without a value).
+        #[arg(long, num_args = 0..=1, default_missing_value = "reports")]
+        reports: Option<PathBuf>,
+        /// Folder with the Fashion-MNIST IDX gzip files (for the pages' prediction grids).
+        #[arg(long, env = "FASHION_MNIST_DIR")]
+        data_dir: Option<PathBuf>,
     },
     /// Describe a model file: header, input mapping, ops, tensors and the scratch plan, flash
     /// and RAM (the same report as `firmware-sim inspect`).
@@ -416,11 +425,18 @@ fn run() -> Result<()> {
         Some(Command::Report {
             out_dir,
             update_readme,
+            reports,
+            data_dir,
         }) => {
             let table = write_summary(&out_dir)?;
             print_line(table.trim_end());
             if let Some(readme) = update_readme {
                 RESULTS.update_file(&readme, &table)?;
+            }
+            if let Some(dir) = reports {
+                let dataset = data::load(data_dir.as_deref())?;
+                let written = model_pages::write_all(&out_dir, &dir, &dataset)?;
+                tracing::info!("wrote {} files into {}", written.len(), dir.display());
             }
             Ok(())
         }

@@ -53,6 +53,9 @@ pub enum PipelineError {
     /// Fitting a random forest failed.
     #[error(transparent)]
     Forest(#[from] ForestError),
+    /// A study's accuracy charts could not be drawn.
+    #[error(transparent)]
+    StudyChart(#[from] crate::study_charts::StudyChartError),
     /// A file or folder could not be written.
     #[error("{path}: {source}")]
     Io {

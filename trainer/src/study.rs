@@ -1,6 +1,7 @@
 //! `trainer study` and `trainer list`: train a study's models with its recipes (skipping those
 //! already trained with the same settings), and write its report, `reports/<study>.md` and
-//! `.csv`, our measured numbers beside the published ones, from the models' JSON reports.
+//! `.csv`, our measured numbers beside the published ones, from the models' JSON reports, with
+//! its accuracy charts ([`study_charts`]).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use crate::forest::Forest;
 use crate::pipeline::{
     self, PipelineError, Settings, TrainResult, export_one, load_trained, train_one,
 };
+use crate::study_charts;
 use crate::zoo::{self, OPTIMIZER_STUDY, Study};
 
 /// Points below the published accuracy beyond which a report row must explain the gap.
@@ -195,8 +197,10 @@ const COLUMNS: [&str; 13] = [
     "note",
 ];
 
-fn row(arch: &Arch, report: Option<&ModelReport>) -> Result<Row, ArchError> {
-    let published = arch.published.test_accuracy.map_or_else(
+/// The study's published test accuracy of `arch` in percent (`~90` where it gave only a rough
+/// number), or what it said instead.
+pub fn published_text(arch: &Arch) -> String {
+    arch.published.test_accuracy.map_or_else(
         || arch.published.text.to_string(),
         |p| {
             if arch.published.approximate {
@@ -205,7 +209,11 @@ fn row(arch: &Arch, report: Option<&ModelReport>) -> Result<Row, ArchError> {
                 format!("{p}")
             }
         },
-    );
+    )
+}
+
+fn row(arch: &Arch, report: Option<&ModelReport>) -> Result<Row, ArchError> {
+    let published = published_text(arch);
     let mut cells = vec![
         arch.id.to_string(),
         arch.param_count()?.to_string(),
@@ -272,7 +280,7 @@ fn forest_row(forest: &Forest, report: Option<&ForestReport>) -> Row {
 
 /// The note of a row: where ours is more than [`EXPLAIN_BELOW`] points below the published
 /// number, or above it, the recorded explanation ([`zoo::notes`]).
-fn note(id: &str, diff: Option<f64>) -> String {
+pub fn note(id: &str, diff: Option<f64>) -> String {
     let explained = zoo::notes::explanation(id);
     match (diff, explained) {
         (Some(d), Some(text)) if d.abs() > EXPLAIN_BELOW => text.to_string(),
@@ -288,7 +296,7 @@ fn note(id: &str, diff: Option<f64>) -> String {
 }
 
 /// The reports of `study`'s models found in `models_dir`, by model.
-fn reports(study: Study, models_dir: &Path) -> Vec<(Arch, Option<ModelReport>)> {
+pub(crate) fn reports(study: Study, models_dir: &Path) -> Vec<(Arch, Option<ModelReport>)> {
     study
         .models()
         .into_iter()
@@ -383,6 +391,7 @@ pub fn render(study: Study, models_dir: &Path) -> Result<(String, String), ArchE
     if study == Study::S2 {
         md += &optimizer_table(models_dir);
     }
+    md += &pictures(study, &models)?;
     Ok((md, csv))
 }
 
@@ -430,6 +439,47 @@ fn optimizer_table(models_dir: &Path) -> String {
     md
 }
 
+/// The links to `study`'s accuracy charts and to the pages of its trained models
+/// (`trainer report --reports`); nothing if none is trained.
+fn pictures(study: Study, models: &[(Arch, Option<ModelReport>)]) -> Result<String, ArchError> {
+    let trained: Vec<&str> = models
+        .iter()
+        .filter(|(_, r)| r.is_some())
+        .map(|(a, _)| a.id)
+        .collect();
+    if trained.is_empty() {
+        return Ok(String::new());
+    }
+    let mut md = String::from("\n## Pictures\n\n");
+    let points = study_charts::points_of(models)?;
+    if points.is_empty() {
+        md += "No model of the study's table is trained yet.\n\n";
+    } else {
+        md += if points.iter().any(|p| p.published.is_some()) {
+            "Float test accuracy against size, ours (filled) beside the published number (hollow):\n\n"
+        } else {
+            "Float test accuracy against size (nothing published to compare with):\n\n"
+        };
+        for (size, suffix) in study_charts::AXES {
+            md += &format!(
+                "![{}]({})\n\n",
+                study_charts::title(study, size),
+                study_charts::file_name(study, suffix)
+            );
+        }
+    }
+    md += &format!(
+        "Each model's page (settings, training curves, confusion matrices, per-class table, \
+         predictions; all pages: [index](index.md)): {}.\n",
+        trained
+            .iter()
+            .map(|id| format!("[{id}]({id}.md)"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(md)
+}
+
 /// Writes `reports/<study>.md` and `.csv` and returns their paths.
 pub fn write_reports(
     study: Study,
@@ -452,6 +502,7 @@ pub fn write_reports(
         })?;
         written.push(path);
     }
+    written.extend(study_charts::write(study, models_dir, reports_dir)?);
     Ok(written)
 }
 

@@ -22,7 +22,7 @@ pub const CMSIS_NN_INSTRUCTIONS: [(&str, u64); 3] = [
 
 /// Int8 files of this size or more are not committed (`.gitignore`): the table says so, since
 /// their firmware cannot be checked from a fresh checkout.
-pub const COMMITTED_MODEL_LIMIT: u64 = 1_000_000;
+pub use model_report::COMMITTED_MODEL_LIMIT;
 
 fn kib(bytes: u64) -> String {
     format!("{:.1}", bytes as f64 / 1024.0)
