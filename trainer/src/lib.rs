@@ -11,6 +11,7 @@ pub mod arch;
 pub mod atomic;
 pub mod centring;
 pub mod checkpoint;
+pub mod explore;
 pub mod export;
 pub mod layers;
 pub mod logit_range;

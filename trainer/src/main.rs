@@ -127,6 +127,13 @@ enum Command {
         #[arg(long, default_value = "reports")]
         reports_dir: PathBuf,
     },
+    /// Explore the dataset: write the pictures `reports/data/*.png` and the page
+    /// `reports/data.md` (class counts per split, sample and mean images, PCA).
+    Data {
+        /// Folder of the reports.
+        #[arg(long, default_value = "reports")]
+        reports_dir: PathBuf,
+    },
     /// Print the results table from `<out-dir>/*.json`; optionally rewrite README's copy.
     Report {
         /// Replace the text between `<!-- results:begin -->` and `<!-- results:end -->` in
@@ -204,6 +211,14 @@ fn main() -> Result<()> {
             report_only,
             reports_dir,
         } => run_study(&common, &study, report_only, &reports_dir),
+        Command::Data { reports_dir } => {
+            let dataset = data::load(common.data_dir.as_deref())?;
+            let exploration = trainer::explore::explore(&dataset, common.seed)?;
+            for path in exploration.write(&dataset, &reports_dir)? {
+                eprintln!("wrote {}", path.display());
+            }
+            Ok(())
+        }
         Command::Run => per_model(&common, Step::Run),
         Command::Train => per_model(&common, Step::Train),
         Command::Export => per_model(&common, Step::Export),
