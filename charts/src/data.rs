@@ -128,7 +128,8 @@ fn legend_rows(widths: &[u32], width: u32) -> Vec<(i32, i32)> {
     placed
 }
 
-/// Draws the images of each class in each of `splits` to `path` (PNG, 1400 x 720): one group of
+/// Draws the images of each class in each of `splits` to `path` (PNG, 1400 x 720, wider if the
+/// headings need it): one group of
 /// bars per class (named under it), one bar per split in the order given, coloured by split; the
 /// legend above the plot names each split with its size (and the count of each class when
 /// every class has the same).
@@ -247,7 +248,8 @@ pub fn class_distribution(
 /// Each image pixel of [`class_samples`] becomes a `SAMPLE_SCALE` x `SAMPLE_SCALE` square.
 const SAMPLE_SCALE: u32 = 3;
 /// Side of a scaled sample image.
-const SAMPLE: u32 = SIDE as u32 * SAMPLE_SCALE;
+const SAMPLE: u32 = 28 * SAMPLE_SCALE;
+const _: () = assert!(SIDE == 28, "Fashion-MNIST images are 28 pixels square");
 /// Space between sample images.
 const SAMPLE_GAP: u32 = 6;
 /// Height of the title band of [`class_samples`] and [`mean_images`].
@@ -365,7 +367,7 @@ pub fn class_samples(
 /// Each pixel of [`mean_images`] becomes a `MEAN_SCALE` x `MEAN_SCALE` square.
 const MEAN_SCALE: u32 = 4;
 /// Side of a scaled mean image.
-const MEAN: u32 = SIDE as u32 * MEAN_SCALE;
+const MEAN: u32 = 28 * MEAN_SCALE;
 /// Mean images per row.
 const MEAN_COLUMNS: usize = 5;
 /// Height kept under each mean image for its name.
