@@ -8,11 +8,13 @@
 //! - [`prediction_grid`]: test images with their true and predicted classes, mistakes in red;
 //! - [`most_confused`] and [`most_confused_chart`]: the class pairs a model mixes up most;
 //! - [`accuracy_vs_size`]: test accuracy against parameters or multiply-accumulates, ours beside
-//!   the published numbers.
+//!   the published numbers;
+//! - [`class_distribution`], [`class_samples`], [`mean_images`], [`pca_scatter`] and
+//!   [`pca_variance`]: the dataset itself (`data.rs`, `pca.rs`).
 //!
 //! Every function checks its input first, draws into memory, and only then creates the file, so
-//! bad input or a drawing failure leaves no file behind. `examples/render.rs` draws them all for
-//! a folder of reports:
+//! bad input or a drawing failure leaves no file behind. `trainer data` draws the dataset's;
+//! `examples/render.rs` draws the others for a folder of reports:
 //!
 //! ```text
 //! cargo run -p model-charts --example render -- models/ charts-out/
@@ -32,12 +34,16 @@ use canvas::Canvas;
 mod canvas;
 mod confusion;
 mod curves;
+mod data;
 mod grid;
+mod pca;
 mod size;
 
 pub use confusion::{confusion_matrix, confusion_pair, most_confused, most_confused_chart};
 pub use curves::training_curves;
+pub use data::{SplitCounts, class_distribution, class_samples, mean_images, thousands};
 pub use grid::prediction_grid;
+pub use pca::{pca_scatter, pca_variance};
 pub use size::{Size, StudyPoint, accuracy_vs_size};
 
 /// DejaVu Sans 2.37 (licence: `fonts/LICENSE-DejaVu`): registered as plotters' `sans-serif`

@@ -10,6 +10,7 @@
 pub mod arch;
 pub mod centring;
 pub mod checkpoint;
+pub mod explore;
 pub mod export;
 pub mod forest;
 pub mod layers;

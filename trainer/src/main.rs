@@ -227,6 +227,19 @@ enum Command {
         #[command(flatten)]
         io: Io,
     },
+    /// Explore the dataset: write the pictures `reports/data/*.png` and the page
+    /// `reports/data.md` (class counts per split, sample and mean images, PCA).
+    Data {
+        /// Folder of the reports.
+        #[arg(long, default_value = "reports")]
+        reports_dir: PathBuf,
+        /// Seed of the validation splits and the PCA picture's sample.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Folder with the Fashion-MNIST IDX gzip files.
+        #[arg(long, env = "FASHION_MNIST_DIR")]
+        data_dir: Option<PathBuf>,
+    },
     /// Print the results table from `<out-dir>/*.json`; optionally rewrite README's copy and
     /// the per-model pages.
     Report {
@@ -379,7 +392,8 @@ fn run() -> Result<()> {
             Command::List(_)
             | Command::Describe(_)
             | Command::Report { .. }
-            | Command::Inspect { .. },
+            | Command::Inspect { .. }
+            | Command::Data { .. },
         ) => false,
     };
     init_logging(quiet);
@@ -460,6 +474,18 @@ fn run() -> Result<()> {
                 print_line(&serde_json::to_string_pretty(&inspection)?);
             } else {
                 print_line(inspection.to_string().trim_end());
+            }
+            Ok(())
+        }
+        Some(Command::Data {
+            reports_dir,
+            seed,
+            data_dir,
+        }) => {
+            let dataset = data::load(data_dir.as_deref())?;
+            let exploration = trainer::explore::explore(&dataset, seed)?;
+            for path in exploration.write(&dataset, &reports_dir)? {
+                tracing::info!("wrote {}", path.display());
             }
             Ok(())
         }
