@@ -125,6 +125,13 @@ fn record(json: &Path, needs: &ModelNeeds, firmware: FirmwareReport) -> Result<(
     })?;
     int8.model_bytes = needs.model_bytes;
     int8.scratch_bytes = needs.scratch_len;
+    let fmq = json.with_extension("fmq");
+    let bytes = std::fs::read(&fmq).with_context(|| format!("reading {}", fmq.display()))?;
+    int8.fmq_crc32 = Some(
+        infer_core::format::Header::from_bytes(&bytes)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", fmq.display()))?
+            .crc32,
+    );
     report.firmware = Some(firmware);
     report.write(json)?;
     Ok(())

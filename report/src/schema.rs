@@ -150,6 +150,11 @@ pub struct Int8Report {
     pub agreement: f64,
     /// Size of the `.fmq` file in bytes.
     pub model_bytes: u64,
+    /// CRC-32 of the `.fmq`'s payload as its header records it: ties this record to one file
+    /// (firmware-sim refuses a `.fmq` whose CRC differs). Absent from records written before
+    /// it, which are tied by id, length and int8 accuracy only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fmq_crc32: Option<u32>,
     /// Exact scratch bytes infer-core needs (`Model::scratch_len`).
     pub scratch_bytes: usize,
     /// Multiply-accumulates per inference.

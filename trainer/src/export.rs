@@ -365,6 +365,9 @@ pub fn export(
         agreement: agreement(float_pred, &int8.predictions),
         test: int8.metrics,
         model_bytes: bytes.len() as u64,
+        fmq_crc32: infer_core::format::Header::from_bytes(&bytes)
+            .ok()
+            .map(|h| h.crc32),
         scratch_bytes: model.scratch_len(),
         macs: model.macs(),
         golden_logits: int8.logits,

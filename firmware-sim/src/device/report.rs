@@ -236,6 +236,7 @@ mod tests {
                 test: Metrics::new(&[0], &[0], 1),
                 agreement: 1.0,
                 model_bytes,
+                fmq_crc32: None,
                 scratch_bytes: 1040,
                 macs: 4_119_000,
                 golden_logits: Vec::new(),
