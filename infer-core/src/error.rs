@@ -73,6 +73,13 @@ pub enum Error {
     Decode,
     /// The payload decodes but is followed by this many unused bytes.
     TrailingBytes(usize),
+    /// The model id is not 1 to [`crate::format::MAX_ID_LEN`] characters of `a-z`, `A-Z`,
+    /// `0-9`, `-`, `_` and `.` ([`crate::format::valid_id`]): an id is printed on terminals
+    /// and used in file names, so it may not carry control characters or path separators.
+    BadId {
+        /// The id's length in bytes.
+        len: usize,
+    },
     /// The model has more ops than the [`crate::Model`] type holds (its `MAX_OPS`).
     TooManyOps {
         /// The most ops the model type holds.
@@ -197,6 +204,12 @@ impl fmt::Display for Error {
             ),
             Self::Decode => f.write_str("model payload is not a valid postcard ModelDef"),
             Self::TrailingBytes(n) => write!(f, "model payload has {n} trailing bytes"),
+            Self::BadId { len } => write!(
+                f,
+                "model id ({len} bytes) is not 1 to {} characters of a-z, A-Z, 0-9, '-', '_' \
+                 and '.'",
+                crate::format::MAX_ID_LEN
+            ),
             Self::TooManyOps { capacity } => write!(
                 f,
                 "model has more ops than the {capacity} this Model type holds \

@@ -49,6 +49,18 @@ pub const VERSION: u16 = 2;
 /// Size of the fixed header in bytes.
 pub const HEADER_LEN: usize = 16;
 
+/// Longest model id, in bytes.
+pub const MAX_ID_LEN: usize = 64;
+
+/// Whether `id` is a valid model id: 1 to [`MAX_ID_LEN`] ASCII letters, digits, `-`, `_` or
+/// `.` (safe to print and to use as a file name).
+pub fn valid_id(id: &str) -> bool {
+    (1..=MAX_ID_LEN).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 /// The CRC-32 used over the payload (ISO-HDLC, the zlib/PNG polynomial).
 pub const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 

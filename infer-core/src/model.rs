@@ -257,7 +257,7 @@ impl<'a, const MAX_OPS: usize> Model<'a, MAX_OPS> {
     /// Header: [`Error::Truncated`], [`Error::BadMagic`], [`Error::FormatV1`],
     /// [`Error::UnsupportedVersion`], [`Error::Reserved`], [`Error::PayloadLength`],
     /// [`Error::Checksum`]. Payload: [`Error::Decode`], [`Error::TrailingBytes`],
-    /// [`Error::NoOps`], [`Error::TooManyOps`]. Ops: [`Error::InputShape`],
+    /// [`Error::NoOps`], [`Error::TooManyOps`], [`Error::BadId`]. Ops: [`Error::InputShape`],
     /// [`Error::InputQuantParams`], [`Error::BadTensorRef`], [`Error::ShapeMismatch`],
     /// [`Error::ExpectedFlat`], [`Error::ExpectedImage`], [`Error::BufferLength`],
     /// [`Error::BadQuantParams`], [`Error::MultiplierMismatch`], [`Error::UnsupportedOp`],
@@ -281,6 +281,9 @@ impl<'a, const MAX_OPS: usize> Model<'a, MAX_OPS> {
         }
         if count == 0 {
             return Err(Error::NoOps);
+        }
+        if !crate::format::valid_id(def.id) {
+            return Err(Error::BadId { len: def.id.len() });
         }
         let input_len = def
             .input_shape

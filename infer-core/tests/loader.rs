@@ -426,6 +426,19 @@ fn a_model_larger_than_the_default_runs_as_model_64() {
 }
 
 #[test]
+fn ids_that_are_unsafe_to_print_or_name_a_file_are_refused() {
+    for bad in ["", "a\nb", "\u{1b}[31mred", "../x", "a b", &"x".repeat(65)] {
+        let mut m = standard_model();
+        m.id = bad.to_string();
+        assert_eq!(load_err(&m), Error::BadId { len: bad.len() }, "{bad:?}");
+    }
+    let mut m = standard_model();
+    m.id = "S1_cnn-64.v2".to_string();
+    let bytes = m.to_bytes().unwrap();
+    assert_eq!(load(&bytes).unwrap().id(), "S1_cnn-64.v2");
+}
+
+#[test]
 fn no_ops() {
     let mut m = standard_model();
     m.ops.clear();

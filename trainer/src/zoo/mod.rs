@@ -170,6 +170,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_id_is_a_valid_model_file_id() {
+        // infer-core refuses a file whose id it could not print or use as a file name.
+        for id in ids() {
+            assert!(infer_core::format::valid_id(id), "{id:?}");
+        }
+    }
+
+    #[test]
     fn every_id_starts_with_its_study() {
         for a in all() {
             if a.study != Study::Demo {
