@@ -164,17 +164,20 @@ def git_state() -> str:
         return "unknown"
 
 
-def timed(cmd: list[str], env: dict | None = None, cwd: Path = ROOT) -> tuple[str, float]:
-    """Runs cmd; returns its stdout and the CPU seconds (user + system) of it and its children.
-    Fails with its stderr if it fails."""
+def timed(cmd: list[str], env: dict | None = None, cwd: Path = ROOT
+          ) -> tuple[str, float, float]:
+    """Runs cmd; returns its stdout, the CPU seconds (user + system) of it and its children, and
+    its wall-clock seconds. Fails with its stderr if it fails."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"command failed ({proc.returncode}): {shlex.join(cmd)}\n"
                          + "\n".join(proc.stderr.splitlines()[-30:]))
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return proc.stdout, cpu
+    return proc.stdout, cpu, wall
 
 
 def cargo_executable(args: list[str], name: str) -> Path:
@@ -242,16 +245,17 @@ def main() -> None:
         for t in args.threads:
             log(f"round {r}/{args.repeats}, {t} thread(s): scikit-learn")
             env = dict(os.environ, OMP_NUM_THREADS=str(t))
-            out, cpu = timed([str(VENV_PY), str(Path(__file__).resolve()), "--sklearn-worker",
+            out, cpu, wall = timed([str(VENV_PY), str(Path(__file__).resolve()), "--sklearn-worker",
                               str(t), "--trees", str(args.trees), *limit], env=env)
             run = json.loads(out.strip().splitlines()[-1])
             run["cpu_seconds"] = cpu
+            run["wall_seconds"] = wall
             sk[t].append(run)
             log(f"  fit {run['fit_seconds']:.2f} s, accuracy {run['accuracy']:.4f}")
             log(f"round {r}/{args.repeats}, {t} thread(s): trainer")
             out_dir = tmp / f"ours-{r}-{t}"
             env = dict(os.environ, RAYON_NUM_THREADS=str(t))
-            _, cpu = timed([str(trainer), "train", "-m", "s1-rf", "--trees", str(args.trees),
+            _, cpu, wall = timed([str(trainer), "train", "-m", "s1-rf", "--trees", str(args.trees),
                             *limit, "--out-dir", str(out_dir), "-q"], env=env)
             report = json.loads((out_dir / "forests" / "s1-rf.json").read_text())
             if report["threads"] != t:
@@ -263,6 +267,7 @@ def main() -> None:
                 "train_images": report["train_images"],
                 "library": report["library"],
                 "cpu_seconds": cpu,
+                "wall_seconds": wall,
             })
             log(f"  fit {report['fit_seconds']:.2f} s, accuracy {report['test']['accuracy']:.4f}")
     train_images = {run["train_images"] for runs in [*sk.values(), *ours.values()] for run in runs}
@@ -275,7 +280,7 @@ def main() -> None:
         log("building and running the crate comparison (bench/forest-crates)")
         exe = cargo_executable(["-q", "--manifest-path", str(CRATES / "Cargo.toml")],
                                "forest-crates")
-        crates_table, _ = timed([str(exe), "--trees", str(args.crate_trees), "--train-limit",
+        crates_table, _, _ = timed([str(exe), "--trees", str(args.crate_trees), "--train-limit",
                                  str(args.crate_train_limit), "--repeats",
                                  str(args.crate_repeats), "--seed", str(SEED)], cwd=CRATES)
     load_end = loadavg()
@@ -325,15 +330,21 @@ def main() -> None:
         "",
         "CPU seconds of each whole process (user + system: loading the data, fitting, "
         "predicting; scikit-learn's also importing it), medians; less sensitive to the "
-        "background load than wall time:",
+        "background load than wall time. Core share = the process's CPU seconds / its wall "
+        "seconds: when other jobs hold the cores, a process gets less than its thread count, "
+        "and the two sides need not get the same share.",
         "",
-        "| threads | scikit-learn CPU s | trainer CPU s | trainer / scikit-learn |",
-        "|---:|---:|---:|---:|",
+        "| threads | scikit-learn CPU s | trainer CPU s | trainer / scikit-learn "
+        "| scikit-learn core share | trainer core share |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     for t in args.threads:
         a = statistics.median(r["cpu_seconds"] for r in sk[t])
         b = statistics.median(r["cpu_seconds"] for r in ours[t])
-        lines.append(f"| {t} | {a:.2f} | {b:.2f} | {b / a:.2f}× |")
+        share_a = statistics.median(r["cpu_seconds"] / r["wall_seconds"] for r in sk[t])
+        share_b = statistics.median(r["cpu_seconds"] / r["wall_seconds"] for r in ours[t])
+        lines.append(f"| {t} | {a:.2f} | {b:.2f} | {b / a:.2f}× | {share_a:.2f} "
+                     f"| {share_b:.2f} |")
     lines += ["", "Each round, in order (fit s / predict s / CPU s):", ""]
     for t in args.threads:
         for name, runs in [("scikit-learn", sk[t]), ("trainer", ours[t])]:
