@@ -67,8 +67,7 @@ fn forest_results_are_generated_for_the_trainers_forest_library() {
     );
     let readme = read("README.md");
     assert!(
-        readme.contains("python3 bench/forest.py")
-            && readme.contains("(bench/results-forest.md)"),
+        readme.contains("python3 bench/forest.py") && readme.contains("(bench/results-forest.md)"),
         "the README points to the forest benchmark and its command"
     );
 }
