@@ -60,28 +60,18 @@ impl ForestReport {
 
     /// Reads a report.
     pub fn read(path: &Path) -> Result<Self, ReportError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ReportError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        serde_json::from_str(&text).map_err(|source| ReportError::Json {
-            path: path.display().to_string(),
-            source,
-        })
+        crate::schema::read_json(path)
     }
 
-    /// Writes the report as pretty JSON (creating its folder), through a temporary file and a
-    /// rename so a reader never sees part of one.
+    /// Writes the report as pretty JSON (creating its folder), atomically.
     pub fn write(&self, path: &Path) -> Result<(), ReportError> {
-        let io = |source| ReportError::Io {
-            path: path.display().to_string(),
-            source,
-        };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
+            std::fs::create_dir_all(dir).map_err(|source| ReportError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
         }
-        let text = serde_json::to_string_pretty(self).map_err(|e| io(e.into()))?;
-        crate::atomic::write(path, (text + "\n").as_bytes()).map_err(io)
+        crate::schema::write_json(path, self)
     }
 }
 

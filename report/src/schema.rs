@@ -230,25 +230,13 @@ pub struct ModelReport {
 impl ModelReport {
     /// Reads a report.
     pub fn read(path: &Path) -> Result<Self, ReportError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ReportError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        serde_json::from_str(&text).map_err(|source| ReportError::Json {
-            path: path.display().to_string(),
-            source,
-        })
+        read_json(path)
     }
 
     /// Writes the report as pretty JSON with a final newline: the one writer of
     /// `models/<id>.json`. Reading a file it wrote and writing it again gives the same bytes.
     pub fn write(&self, path: &Path) -> Result<(), ReportError> {
-        let io = |source| ReportError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        let text = serde_json::to_string_pretty(self).map_err(|e| io(e.into()))?;
-        crate::atomic::write(path, (text + "\n").as_bytes()).map_err(io)
+        write_json(path, self)
     }
 
     /// Sets the `firmware` record of the report at `path`: reads it, replaces the record, and
@@ -276,6 +264,29 @@ impl ModelReport {
         reports.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(reports)
     }
+}
+
+/// A report read from the JSON file at `path`; errors name the file.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ReportError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ReportError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| ReportError::Json {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Writes `value` to `path` as pretty JSON with a final newline, atomically
+/// ([`crate::atomic`]); errors name the file.
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ReportError> {
+    let io = |source| ReportError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let text = serde_json::to_string_pretty(value).map_err(|e| io(e.into()))?;
+    crate::atomic::write(path, (text + "\n").as_bytes()).map_err(io)
 }
 
 #[cfg(test)]
