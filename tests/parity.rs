@@ -1,7 +1,7 @@
 //! Every committed int8 model on its whole test split (the official 10,000 images, or its own
 //! part of the pooled data for S4), bit for bit.
 //!
-//! For each `models/<id>.fmq`:
+//! For each committed `models/<id>.fmq` (int8 files under `COMMITTED_MODEL_LIMIT`):
 //! - firmware-sim's gate: int8 accuracy within 0.5 points of the float accuracy recorded in
 //!   `models/<id>.json`, and float/int8 top-1 agreement at least 99% (for the studies' models);
 //! - the int8 accuracy, model size and scratch recorded there, reproduced;
@@ -147,6 +147,13 @@ fn every_committed_model_passes_the_gate_and_gives_the_recorded_logits() {
         .unwrap()
         .into_iter()
         .filter(|r| root().join("models").join(format!("{}.fmq", r.id)).exists())
+        // Int8 files of COMMITTED_MODEL_LIMIT or more are not committed (s1-mlp): one left in
+        // models/ by a local study run has no golden logits either.
+        .filter(|r| {
+            r.int8
+                .as_ref()
+                .is_some_and(|q| q.model_bytes < model_report::COMMITTED_MODEL_LIMIT)
+        })
         .filter(|r| selected(&r.id))
         .collect();
     // The models are independent: one worker per core takes the next one (a failing check
