@@ -9,22 +9,23 @@
 //!
 //! Two bounds keep each run short, and neither hides a panic: a model whose scratch buffer or
 //! input exceeds [`MEMORY_LIMIT`] is given a buffer of that size and must refuse it with the
-//! matching error (as a device with that much RAM would), and a model of more than
-//! [`MACS_LIMIT`] multiply-accumulates is only loaded.
+//! matching error (as a device with that much RAM would), and a model whose inference takes
+//! more than [`WORK_LIMIT`] steps ([`work`]) is only loaded.
 
 #![no_main]
 
 use infer_core::format::{CRC, HEADER_LEN};
+use infer_core::ops::QOp;
 use infer_core::{Error, Model};
 use libfuzzer_sys::fuzz_target;
 
 /// Largest scratch buffer and input the target allocates, in bytes.
 const MEMORY_LIMIT: usize = 1 << 22;
 
-/// Most multiply-accumulates of a model the target runs: tiny-resnet (0.93 M) and the small
-/// committed models run; the larger CNNs take milliseconds per inference, which would slow the
-/// fuzzer down a hundredfold.
-const MACS_LIMIT: u64 = 1_000_000;
+/// Most steps ([`work`]) of a model the target runs: tiny-resnet (0.93 M multiply-accumulates)
+/// and the small committed models run; the larger CNNs take milliseconds per inference, which
+/// would slow the fuzzer down a hundredfold.
+const WORK_LIMIT: u64 = 2_000_000;
 
 /// Ops the loaded model type holds: more than the reference models use, as a ResNet would.
 const MAX_OPS: usize = 64;
@@ -39,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(model) = Model::<MAX_OPS>::from_bytes(&bytes) else {
         return;
     };
-    if model.macs() > MACS_LIMIT {
+    if work(&model) > WORK_LIMIT {
         return;
     }
     let input_len = model.input_len().min(MEMORY_LIMIT);
@@ -56,3 +57,18 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(prediction.logits.len(), model.num_classes());
     }
 });
+
+/// The steps of one inference, roughly: the multiply-accumulates, plus for every op one step
+/// per output element and, for a pooling, per window element.
+fn work(model: &Model<'_, MAX_OPS>) -> u64 {
+    let per_op = model.ops().iter().map(|op| {
+        let out = u64::try_from(op.output().shape.len()).unwrap_or(u64::MAX);
+        let window = match op.op() {
+            QOp::MaxPool2d(p) => u64::from(p.geometry().kernel).pow(2),
+            QOp::AvgPool2d(p) => u64::from(p.geometry().kernel).pow(2),
+            _ => 1,
+        };
+        out.saturating_mul(window)
+    });
+    per_op.fold(model.macs(), u64::saturating_add)
+}
