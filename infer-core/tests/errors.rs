@@ -472,7 +472,7 @@ fn too_large() -> Outcome {
         let want = Error::BufferLength {
             op: 0,
             buffer: Buffer::Weights,
-            expected: 1 << 32,
+            expected: usize::try_from(1_u64 << 32).unwrap(),
             got: 0,
         };
         refused_model(&m, want)?;
@@ -525,7 +525,7 @@ fn scratch_overflow() -> Outcome {
     }
     let bytes = m.to_bytes().unwrap();
     let model = Model::<16>::from_bytes(&bytes).expect("loads on a 64-bit target");
-    assert_eq!(model.scratch_len(), 2 * 65535 * 65535);
+    assert_eq!(u64::try_from(model.scratch_len()), Ok(2 * 65535 * 65535));
     Err("produced on 32-bit targets (CI: cargo test -p infer-core --target i686-unknown-linux-gnu)")
 }
 
