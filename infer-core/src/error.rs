@@ -37,6 +37,101 @@ impl Buffer {
     }
 }
 
+/// Which dimension of an op is zero in an [`Error::ZeroDimension`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Dimension {
+    /// A window's height or width (conv `kernel_h`/`kernel_w`, pooling `kernel`).
+    Kernel,
+    /// A window's stride.
+    Stride,
+    /// A convolution's output channels (`out_ch`).
+    OutChannels,
+    /// A convolution's channel groups (`groups`).
+    Groups,
+    /// A dense layer's output features (`out_dim`).
+    OutFeatures,
+}
+
+impl Dimension {
+    /// The dimension's field name in the op definitions.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Kernel => "kernel",
+            Self::Stride => "stride",
+            Self::OutChannels => "out_ch",
+            Self::Groups => "groups",
+            Self::OutFeatures => "out_dim",
+        }
+    }
+}
+
+/// Which size of an op overflows in an [`Error::TooLarge`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Extent {
+    /// The output tensor's element count (it must fit in `u32`, the format's flat length, and
+    /// in `usize`), or one of its sides (`u16`).
+    Output,
+    /// The weight count, `out_ch * in_ch / groups * kernel_h * kernel_w` or
+    /// `out_dim * in_dim`.
+    Weights,
+    /// A working size of the op's kernel: a filter's taps, the padded input the im2col
+    /// strategy widens, the rows the row strategies interleave, or the work buffer that makes
+    /// the kernel fastest.
+    Working,
+}
+
+impl Extent {
+    /// What the size counts, for messages.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Output => "output tensor",
+            Self::Weights => "weight count",
+            Self::Working => "kernel working size",
+        }
+    }
+}
+
+/// Declares [`Error`] and, from the same list of variants, [`Error::NAMES`] and
+/// [`Error::name`]: a variant cannot be added without its name joining the list, which the
+/// integration test `tests/errors.rs` checks against the errors its crafted files produce.
+macro_rules! error_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $enum:ident {
+            $(
+                $(#[$variant_meta:meta])*
+                $variant:ident
+                $({ $($(#[$field_meta:meta])* $field:ident : $field_ty:ty),* $(,)? })?
+                $(( $tuple_ty:ty ))?
+            ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        pub enum $enum {
+            $(
+                $(#[$variant_meta])*
+                $variant $({ $($(#[$field_meta])* $field : $field_ty),* })? $(( $tuple_ty ))?
+            ),*
+        }
+
+        impl $enum {
+            /// The name of every variant, in declaration order.
+            pub const NAMES: &'static [&'static str] = &[$(stringify!($variant)),*];
+
+            /// The variant's name, as in [`Error::NAMES`] (for logs and tests; [`fmt::Display`]
+            /// gives the message).
+            pub const fn name(&self) -> &'static str {
+                match self {
+                    $(Self::$variant { .. } => stringify!($variant)),*
+                }
+            }
+        }
+    };
+}
+
+error_enum! {
 /// Everything that can go wrong loading a model or running it.
 ///
 /// `op` fields are 0-based indices into the model's op list ([`crate::format::ModelDef::ops`]).
@@ -145,13 +240,42 @@ pub enum Error {
         /// Output channel.
         channel: usize,
     },
-    /// An op's parameters are unsupported: a zero kernel, stride or channel count, a window
-    /// larger than its (padded) input, unequal padding per side, inputs of different shapes, or
-    /// a tensor too large to address.
-    UnsupportedOp {
+    /// An op has a zero window, stride, channel, group or feature count.
+    ZeroDimension {
+        /// Op index.
+        op: usize,
+        /// Which dimension is zero.
+        what: Dimension,
+    },
+    /// A convolution's `groups` does not divide both its input and its output channels.
+    IndivisibleGroups {
+        /// Op index.
+        op: usize,
+        /// The op's `groups`.
+        groups: u16,
+    },
+    /// A convolution or pooling window is taller or wider than its input with its padding.
+    WindowTooLarge {
         /// Op index.
         op: usize,
     },
+    /// The two inputs of an element-wise op (`Add`) have different shapes.
+    InputShapesDiffer {
+        /// Op index.
+        op: usize,
+    },
+    /// A size of an op overflows what this target can count (`usize`, 32 bits on a
+    /// microcontroller) or what the format stores (`u32` element counts, `u16` sides): the op
+    /// could not run here without its kernel's arithmetic overflowing.
+    TooLarge {
+        /// Op index.
+        op: usize,
+        /// Which size.
+        what: Extent,
+    },
+    /// The tensors alive at the same time need more scratch bytes than `usize` counts on this
+    /// target.
+    ScratchOverflow,
     /// An op is of a kind this build of infer-core leaves out: its cargo feature
     /// ([`OpKind::feature`]) is off.
     OpNotBuilt {
@@ -177,6 +301,7 @@ pub enum Error {
         /// The length passed.
         got: usize,
     },
+}
 }
 
 impl fmt::Display for Error {
@@ -257,11 +382,29 @@ impl fmt::Display for Error {
                 "op {op} channel {channel}: stored multiplier/shift differ from the ones \
                  derived from the stored scales"
             ),
-            Self::UnsupportedOp { op } => write!(
+            Self::ZeroDimension { op, what } => {
+                write!(f, "op {op}: {} is zero", what.name())
+            }
+            Self::IndivisibleGroups { op, groups } => write!(
                 f,
-                "op {op}: unsupported parameters (zero kernel/stride/channels, window larger \
-                 than input, unequal padding per side, inputs of different shapes, or tensor \
-                 too large)"
+                "op {op}: groups ({groups}) does not divide the input and output channels"
+            ),
+            Self::WindowTooLarge { op } => {
+                write!(f, "op {op}: window larger than its input with padding")
+            }
+            Self::InputShapesDiffer { op } => {
+                write!(f, "op {op}: its two inputs have different shapes")
+            }
+            Self::TooLarge { op, what } => write!(
+                f,
+                "op {op}: {} too large for this target ({}-bit usize) or the format",
+                what.name(),
+                usize::BITS
+            ),
+            Self::ScratchOverflow => write!(
+                f,
+                "model needs more scratch bytes than a {}-bit usize counts",
+                usize::BITS
             ),
             Self::OpNotBuilt { op, kind } => write!(
                 f,
@@ -333,11 +476,41 @@ mod tests {
             "op 2 is a MaxPool2d, which this build of infer-core leaves out: enable infer-core's \
              cargo feature `max-pool2d`"
         );
+        assert_eq!(
+            Error::ZeroDimension {
+                op: 1,
+                what: Dimension::Stride
+            }
+            .to_string(),
+            "op 1: stride is zero"
+        );
+        assert_eq!(
+            Error::TooLarge {
+                op: 4,
+                what: Extent::Weights
+            }
+            .to_string(),
+            format!(
+                "op 4: weight count too large for this target ({}-bit usize) or the format",
+                usize::BITS
+            )
+        );
         assert!(
             Error::UnsupportedVersion(9)
                 .to_string()
                 .contains("version 9")
         );
+    }
+
+    #[test]
+    fn names_follow_the_variants() {
+        assert_eq!(Error::NAMES.first(), Some(&"Truncated"));
+        assert_eq!(Error::WindowTooLarge { op: 0 }.name(), "WindowTooLarge");
+        assert_eq!(Error::UnsupportedVersion(3).name(), "UnsupportedVersion");
+        let mut names = Error::NAMES.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Error::NAMES.len());
     }
 
     #[test]

@@ -260,8 +260,10 @@ impl<'a, const MAX_OPS: usize> Model<'a, MAX_OPS> {
     /// [`Error::NoOps`], [`Error::TooManyOps`], [`Error::BadId`]. Ops: [`Error::InputShape`],
     /// [`Error::InputQuantParams`], [`Error::BadTensorRef`], [`Error::ShapeMismatch`],
     /// [`Error::ExpectedFlat`], [`Error::ExpectedImage`], [`Error::BufferLength`],
-    /// [`Error::BadQuantParams`], [`Error::MultiplierMismatch`], [`Error::UnsupportedOp`],
-    /// [`Error::OutputShape`].
+    /// [`Error::BadQuantParams`], [`Error::MultiplierMismatch`], [`Error::ZeroDimension`],
+    /// [`Error::IndivisibleGroups`], [`Error::WindowTooLarge`], [`Error::InputShapesDiffer`],
+    /// [`Error::TooLarge`], [`Error::OpNotBuilt`], [`Error::OutputShape`]. Plan:
+    /// [`Error::ScratchOverflow`].
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, Error> {
         let payload = check_header(bytes)?;
         let (def, ops_bytes) = decode_prefix(payload)?;
@@ -457,7 +459,10 @@ impl<'a, const MAX_OPS: usize> Model<'a, MAX_OPS> {
         if let Some(b) = buffers.get_mut(out_root) {
             b.last = n;
         }
-        let scratch_len = buffers.place().max(self.input_len);
+        let scratch_len = buffers
+            .place()
+            .ok_or(Error::ScratchOverflow)?
+            .max(self.input_len);
 
         let at = |id: TensorId| {
             buffers

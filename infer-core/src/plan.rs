@@ -80,12 +80,14 @@ impl<const N: usize> Buffers<N> {
         core::iter::once(&self.input).chain(&self.outputs)
     }
 
-    /// Places every buffer (sets its `offset`) and returns the bytes the plan needs.
+    /// Places every buffer (sets its `offset`) and returns the bytes the plan needs: `None` if
+    /// a buffer would end past `usize::MAX` (possible on 32-bit targets, where two tensors of
+    /// 2^31 bytes alive together do not fit).
     ///
     /// Order: by size, largest first (ties: lowest index first), so the result depends only on
     /// the buffers. Each goes at the lowest offset among 0 and the ends of the already placed
     /// buffers it meets in time, where it collides with none of them.
-    pub fn place(&mut self) -> usize {
+    pub fn place(&mut self) -> Option<usize> {
         // Placing order: `(Reverse(size), index)` ascending. The buffers placed before one are
         // exactly those ordered before it, so no bookkeeping is needed.
         let key = |t: usize, b: &Buffer| (core::cmp::Reverse(b.size), t);
@@ -129,10 +131,10 @@ impl<const N: usize> Buffers<N> {
             let offset = best.unwrap_or(total);
             if let Some(b) = self.get_mut(i) {
                 b.offset = offset;
-                total = total.max(b.end());
+                total = total.max(offset.checked_add(b.size)?);
             }
         }
-        total
+        Some(total)
     }
 
     /// The largest run of bytes in `[0, total)` that no buffer alive at `step` (other than
@@ -194,7 +196,7 @@ mod tests {
                 buf(256, 3, 3),
             ],
         );
-        let total = b.place();
+        let total = b.place().unwrap();
         assert_eq!(total, 3456 + 864);
         for (i, x) in b.iter().enumerate() {
             for y in b.iter().skip(i + 1) {
@@ -233,7 +235,7 @@ mod tests {
             buf(100, 0, 2),
             [buf(100, 0, 1), buf(100, 1, 2), buf(100, 2, 2)],
         );
-        let total = b.place();
+        let total = b.place().unwrap();
         assert_eq!(total, 300);
         assert_eq!(b.largest_gap(2, total, None), (0, 0));
         assert_eq!(b.largest_gap(0, total, None).1, 100);
@@ -242,7 +244,7 @@ mod tests {
     #[test]
     fn gaps_skip_live_buffers() {
         let mut b = buffers(buf(10, 0, 0), [buf(30, 0, 0), buf(5, 1, 1)]);
-        let total = b.place();
+        let total = b.place().unwrap();
         assert_eq!(total, 40);
         assert_eq!(b.largest_gap(1, total, None), (5, 35));
         assert_eq!(b.largest_gap(0, total, Some(1)).1, 30);

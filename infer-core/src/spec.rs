@@ -233,15 +233,29 @@ impl Conv2dGeometry {
         }))
     }
 
-    /// Number of weights, `out_ch * (in_ch / groups) * kernel_h * kernel_w`.
+    /// Number of weights, `out_ch * (in_ch / groups) * kernel_h * kernel_w` (saturating at
+    /// `usize::MAX`; [`Conv2dGeometry::checked_weight_count`] tells an overflow apart).
     pub fn weight_count(&self) -> usize {
-        usize::from(self.out_ch) * self.taps()
+        self.checked_weight_count().unwrap_or(usize::MAX)
+    }
+
+    /// Number of weights, or `None` if it overflows `usize` (possible on 32-bit targets:
+    /// 16 x 16384 x 128 x 128 is 2^32).
+    pub fn checked_weight_count(&self) -> Option<usize> {
+        usize::from(self.out_ch).checked_mul(self.checked_taps()?)
     }
 
     /// Multiply-accumulates per output element, `(in_ch / groups) * kernel_h * kernel_w`
-    /// (padded taps included).
+    /// (padded taps included; saturating at `usize::MAX`).
     pub fn taps(&self) -> usize {
-        usize::from(self.group_in_ch()) * usize::from(self.kernel_h) * usize::from(self.kernel_w)
+        self.checked_taps().unwrap_or(usize::MAX)
+    }
+
+    /// [`Conv2dGeometry::taps`], or `None` if it overflows `usize` (on 16-bit targets).
+    fn checked_taps(&self) -> Option<usize> {
+        usize::from(self.group_in_ch())
+            .checked_mul(usize::from(self.kernel_h))?
+            .checked_mul(usize::from(self.kernel_w))
     }
 }
 

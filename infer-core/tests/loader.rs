@@ -4,7 +4,7 @@
 
 mod support;
 
-use infer_core::error::Buffer;
+use infer_core::error::{Buffer, Dimension};
 use infer_core::format::{
     Activation, AvgPool2dDef, FlattenDef, HEADER_LEN, MaxPool2dDef, OpDef, OpKind, OwnedModel,
     Padding, QParams, Shape, TensorId, TensorShape,
@@ -672,11 +672,12 @@ fn unsupported_ops() {
         }
         load_err(&m)
     };
-    let unsupported = Error::UnsupportedOp { op: 2 };
-    assert_eq!(conv_with(3, 0, 6), unsupported); // zero stride
-    assert_eq!(conv_with(0, 1, 6), unsupported); // zero kernel
-    assert_eq!(conv_with(15, 1, 6), unsupported); // kernel > 14 (no padding)
-    assert_eq!(conv_with(3, 2, 0), unsupported); // no output channel
+    let zero = |op, what| Error::ZeroDimension { op, what };
+    assert_eq!(conv_with(3, 0, 6), zero(2, Dimension::Stride));
+    assert_eq!(conv_with(0, 1, 6), zero(2, Dimension::Kernel));
+    // kernel > 14 (no padding)
+    assert_eq!(conv_with(15, 1, 6), Error::WindowTooLarge { op: 2 });
+    assert_eq!(conv_with(3, 2, 0), zero(2, Dimension::OutChannels));
 
     let pool_with = |kernel: u8, stride: u8| {
         let mut m = standard_model();
@@ -688,16 +689,16 @@ fn unsupported_ops() {
         avg
     };
     // The pool's input is 6x6x6.
-    assert_eq!(pool_with(7, 1), Error::UnsupportedOp { op: 3 });
-    assert_eq!(pool_with(2, 0), Error::UnsupportedOp { op: 3 });
-    assert_eq!(pool_with(0, 1), Error::UnsupportedOp { op: 3 });
+    assert_eq!(pool_with(7, 1), Error::WindowTooLarge { op: 3 });
+    assert_eq!(pool_with(2, 0), zero(3, Dimension::Stride));
+    assert_eq!(pool_with(0, 1), zero(3, Dimension::Kernel));
 
     let mut m = standard_model();
     if let OpDef::Dense(d) = &mut m.ops[5] {
         d.geometry.out_dim = 0;
         d.weights.clear();
     }
-    assert_eq!(load_err(&m), Error::UnsupportedOp { op: 5 });
+    assert_eq!(load_err(&m), zero(5, Dimension::OutFeatures));
 }
 
 #[test]
@@ -1009,7 +1010,10 @@ fn grouped_convolutions_keep_their_groups_apart() {
     if let OpDef::Conv2d(conv) = &mut bad.ops[0] {
         conv.geometry.groups = 3;
     }
-    assert_eq!(load_err(&bad), Error::UnsupportedOp { op: 0 });
+    assert_eq!(
+        load_err(&bad),
+        Error::IndivisibleGroups { op: 0, groups: 3 }
+    );
 }
 
 #[test]
@@ -1193,7 +1197,7 @@ fn add_gap_and_leaky_relu_errors() {
     if let OpDef::Add(a) = &mut m.ops[3] {
         a.inputs[0] = 0; // 2x8x8 against 4x8x8
     }
-    assert_eq!(load_err(&m), Error::UnsupportedOp { op: 3 });
+    assert_eq!(load_err(&m), Error::InputShapesDiffer { op: 3 });
     let mut m = residual_model();
     if let OpDef::Add(a) = &mut m.ops[3] {
         a.output = q(0.0, 0);
@@ -1427,7 +1431,9 @@ proptest! {
                 prop_assert!(
                     matches!(
                         e,
-                        Error::UnsupportedOp { .. }
+                        Error::ZeroDimension { .. }
+                            | Error::WindowTooLarge { .. }
+                            | Error::InputShapesDiffer { .. }
                             | Error::ExpectedFlat { .. }
                             | Error::ExpectedImage { .. }
                             | Error::OutputShape { .. }

@@ -110,7 +110,9 @@ pub fn dense_i8(
         chunk_dot.wrapping_add(tail_dot(as_chunks::<_, CHUNK>(row).1, x_tail, zero_point))
     };
     let mut channels = requant.channel_iter();
-    let mut blocks = weights.chunks_exact((in_dim * ROWS).max(1));
+    // Saturating: a block of ROWS rows longer than `usize` counts is never whole, and then every
+    // row goes through the remainder loop below.
+    let mut blocks = weights.chunks_exact(in_dim.saturating_mul(ROWS).max(1));
     let mut out_blocks = output.chunks_exact_mut(ROWS);
     for (block, out) in (&mut blocks).zip(&mut out_blocks) {
         let mut rows = block.chunks_exact(in_dim.max(1));

@@ -41,7 +41,7 @@ pub struct QAdd {
 pub(crate) fn prepare(def: &AddDef, cx: &Context<'_>) -> Result<(QAdd, TensorInfo), Error> {
     let [a, b] = def.inputs;
     let (a, b) = (cx.tensor(a)?, cx.tensor(b)?);
-    let shape = add_output(a.shape, b.shape).ok_or(cx.unsupported())?;
+    let shape = add_output(a.shape, b.shape).ok_or(Error::InputShapesDiffer { op: cx.op })?;
     if !valid_qparams(def.output) {
         return Err(Error::BadQuantParams { op: cx.op });
     }

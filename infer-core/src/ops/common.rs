@@ -24,12 +24,50 @@ pub(crate) fn pool_prepare(
     let crate::spec::TensorShape::Image(input_shape) = input.shape else {
         return Err(crate::error::Error::ExpectedImage { op: cx.op });
     };
-    let shape = geometry.output(input.shape).ok_or(cx.unsupported())?;
+    let pool = |len: u16| check_window(cx.op, len, 0, 0, geometry.kernel, geometry.stride);
+    pool(input_shape.height)?;
+    pool(input_shape.width)?;
+    let shape = geometry
+        .output(input.shape)
+        .ok_or(cx.too_large(crate::error::Extent::Output))?;
     let output = super::TensorInfo {
         shape,
         qparams: input.qparams,
     };
     Ok((input_shape, output))
+}
+
+/// Checks a window of `kernel` values with `stride` over `input` values padded by
+/// `pad_before` and `pad_after`: neither may be zero ([`Error::ZeroDimension`]) and the window
+/// must fit in the padded input ([`Error::WindowTooLarge`]). Then [`crate::spec::window_len`]
+/// only fails on a size that overflows.
+#[cfg(any(feature = "conv2d", feature = "max-pool2d", feature = "avg-pool2d"))]
+pub(crate) fn check_window(
+    op: usize,
+    input: u16,
+    pad_before: u8,
+    pad_after: u8,
+    kernel: u8,
+    stride: u8,
+) -> Result<(), crate::error::Error> {
+    use crate::error::{Dimension, Error};
+    if kernel == 0 {
+        return Err(Error::ZeroDimension {
+            op,
+            what: Dimension::Kernel,
+        });
+    }
+    if stride == 0 {
+        return Err(Error::ZeroDimension {
+            op,
+            what: Dimension::Stride,
+        });
+    }
+    let padded = u32::from(input) + u32::from(pad_before) + u32::from(pad_after);
+    if u32::from(kernel) > padded {
+        return Err(Error::WindowTooLarge { op });
+    }
+    Ok(())
 }
 
 /// A tensor's quantisation is usable: finite positive scale, zero point in `[-128, 127]`.
@@ -65,7 +103,8 @@ pub(crate) fn le_f32(chunk: &[u8]) -> f32 {
     }
 }
 
-/// Checks that a buffer has the `expected` length (`None` = the length overflowed).
+/// Checks that a buffer has the `expected` length (`None`: the length overflows `usize`,
+/// [`Error::TooLarge`]).
 #[cfg(any(feature = "conv2d", feature = "dense"))]
 pub(crate) fn check_len(
     op: usize,
@@ -73,7 +112,10 @@ pub(crate) fn check_len(
     expected: Option<usize>,
     got: usize,
 ) -> Result<(), Error> {
-    let expected = expected.ok_or(Error::UnsupportedOp { op })?;
+    let expected = expected.ok_or(Error::TooLarge {
+        op,
+        what: crate::error::Extent::Weights,
+    })?;
     if expected == got {
         Ok(())
     } else {

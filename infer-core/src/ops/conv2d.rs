@@ -9,10 +9,10 @@ use crate::kernels::conv2d_max_pool2d_i8;
 use crate::spec::Conv2dGeometry;
 #[cfg(feature = "conv2d")]
 use {
-    super::common::{channel_quant, check_len, le_f32},
+    super::common::{channel_quant, check_len, check_window, le_f32},
     super::{Context, TensorInfo},
-    crate::error::{Buffer, Error},
-    crate::kernels::{Conv2dParams, QRequant, conv2d_i8},
+    crate::error::{Buffer, Dimension, Error, Extent},
+    crate::kernels::{Conv2dParams, QRequant, conv2d_i8, conv2d_work_len},
     crate::spec::{Shape, TensorShape},
 };
 
@@ -67,21 +67,49 @@ pub(crate) fn prepare<'a>(
             got: u32::from(input_shape.channels),
         });
     }
+    let zero = |what| Err(Error::ZeroDimension { op, what });
+    if geometry.out_ch == 0 {
+        return zero(Dimension::OutChannels);
+    }
+    let groups = geometry.groups;
+    if groups == 0 {
+        return zero(Dimension::Groups);
+    }
+    if geometry.in_ch % groups != 0 || geometry.out_ch % groups != 0 {
+        return Err(Error::IndivisibleGroups { op, groups });
+    }
+    let (p, stride) = (geometry.padding, geometry.stride);
+    let window = |len, before, after, kernel| check_window(op, len, before, after, kernel, stride);
+    window(input_shape.height, p.top, p.bottom, geometry.kernel_h)?;
+    window(input_shape.width, p.left, p.right, geometry.kernel_w)?;
+    // Every element count of a tensor fits in u32 (the format's flat length) and `usize`.
     let output_shape = geometry
         .output(input.shape)
         .and_then(TensorShape::image)
         .filter(|s| s.checked_len().is_some_and(|n| u32::try_from(n).is_ok()))
-        .ok_or(cx.unsupported())?;
+        .ok_or(cx.too_large(Extent::Output))?;
     let params = Conv2dParams {
         kernel_h: usize::from(geometry.kernel_h),
         kernel_w: usize::from(geometry.kernel_w),
         stride: usize::from(geometry.stride),
         padding: geometry.padding,
     };
+    // What each group's kernel call computes (alone or fused with a max pooling) must fit in
+    // this target's `usize`, so that the kernel's arithmetic cannot overflow.
+    let group_shape = Shape {
+        channels: geometry.group_in_ch(),
+        ..input_shape
+    };
+    if [false, true]
+        .iter()
+        .any(|&pool| conv2d_work_len(group_shape, &params, pool).is_none())
+    {
+        return Err(cx.too_large(Extent::Working));
+    }
     check_len(
         op,
         Buffer::Weights,
-        Some(geometry.weight_count()),
+        geometry.checked_weight_count(),
         def.weights.len(),
     )?;
     let requant = channel_quant(

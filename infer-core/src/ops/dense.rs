@@ -8,7 +8,7 @@ use crate::spec::DenseGeometry;
 use {
     super::common::{channel_quant, check_len, le_f32},
     super::{Context, TensorInfo},
-    crate::error::{Buffer, Error},
+    crate::error::{Buffer, Dimension, Error, Extent},
     crate::kernels::{QRequant, dense_i8},
     crate::spec::TensorShape,
 };
@@ -61,8 +61,16 @@ pub(crate) fn prepare<'a>(
             got: in_dim,
         });
     }
-    let shape = geometry.output(input.shape).ok_or(cx.unsupported())?;
-    let out_dim = usize::try_from(geometry.out_dim).map_err(|_| cx.unsupported())?;
+    if geometry.out_dim == 0 {
+        return Err(Error::ZeroDimension {
+            op,
+            what: Dimension::OutFeatures,
+        });
+    }
+    let shape = geometry
+        .output(input.shape)
+        .ok_or(cx.too_large(Extent::Output))?;
+    let out_dim = usize::try_from(geometry.out_dim).map_err(|_| cx.too_large(Extent::Output))?;
     let weights_len = usize::try_from(in_dim)
         .ok()
         .and_then(|n| n.checked_mul(out_dim));

@@ -31,7 +31,11 @@ impl QFlatten {
 
 pub(crate) fn prepare(def: &FlattenDef, cx: &Context<'_>) -> Result<(QFlatten, TensorInfo), Error> {
     let input = cx.tensor(def.input)?;
-    let shape = input.shape.flattened().ok_or(cx.unsupported())?;
+    // An image of more than u32::MAX elements (the format's flat length).
+    let shape = input
+        .shape
+        .flattened()
+        .ok_or(cx.too_large(crate::error::Extent::Output))?;
     Ok((
         QFlatten { input: def.input },
         TensorInfo {

@@ -40,7 +40,9 @@ pub(crate) fn prepare(
     let TensorShape::Image(input_shape) = input.shape else {
         return Err(Error::ExpectedImage { op: cx.op });
     };
-    let shape = global_avg_pool_output(input.shape).ok_or(cx.unsupported())?;
+    // Only an empty image has no mean, and no tensor of a model is empty (the input and every
+    // window have at least one element).
+    let shape = global_avg_pool_output(input.shape).ok_or(Error::ExpectedImage { op: cx.op })?;
     let q = QGlobalAvgPool {
         input: def.input,
         input_shape,

@@ -190,9 +190,9 @@ impl Context<'_> {
         }
     }
 
-    /// The error for parameters this op cannot take.
-    pub fn unsupported(&self) -> Error {
-        Error::UnsupportedOp { op: self.op }
+    /// The error for a size of this op that overflows (see [`Error::TooLarge`]).
+    pub fn too_large(&self, what: crate::error::Extent) -> Error {
+        Error::TooLarge { op: self.op, what }
     }
 
     /// The error for an op of a kind this build leaves out (its feature is off).

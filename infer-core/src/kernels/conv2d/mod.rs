@@ -222,23 +222,36 @@ pub fn conv2d_max_pool2d_i8(
 /// its fastest strategy for this layer at full speed: for a large filter, the widened and
 /// padded input and a tile of 64 patches; for a small one, the tap rows (with SIMD, the pair
 /// rows usually need less, and fall back to a stack buffer without it).
-pub fn conv2d_work_len(input_shape: Shape, params: &Conv2dParams, pool: bool) -> usize {
-    let in_ch = usize::from(input_shape.channels);
-    let taps = in_ch * params.kernel_h * params.kernel_w;
-    let padded = in_ch
-        * (usize::from(input_shape.height)
-            + usize::from(params.padding.top)
-            + usize::from(params.padding.bottom))
-        * (usize::from(input_shape.width)
-            + usize::from(params.padding.left)
-            + usize::from(params.padding.right));
-    let values = if taps >= IM2COL_MIN_TAPS {
-        (padded + 1).next_multiple_of(32) + MAX_TILE * taps.next_multiple_of(CHUNK)
+///
+/// `None` if the window does not fit the padded input, or if this length or any size the
+/// kernel computes for the layer (taps, padded input, patches, rows) overflows `usize` on this
+/// target: [`crate::Model::from_bytes`] refuses such a layer ([`crate::Error::TooLarge`]), so
+/// the kernels' own arithmetic cannot overflow.
+///
+/// ```
+/// use infer_core::format::{Padding, Shape};
+/// use infer_core::kernels::{Conv2dParams, conv2d_work_len};
+///
+/// let params = Conv2dParams { kernel_h: 3, kernel_w: 3, stride: 1, padding: Padding::uniform(1) };
+/// let shape = Shape { channels: 1, height: 28, width: 28 };
+/// assert!(conv2d_work_len(shape, &params, false).is_some());
+/// // 65535 channels of 1x65535 padded by one row: 2^33 padded values overflow 32 bits.
+/// let wide = Shape { channels: 65535, height: 1, width: 65535 };
+/// let pad = Conv2dParams { kernel_h: 1, kernel_w: 1, stride: 1, padding: Padding { top: 1, ..Padding::default() } };
+/// assert_eq!(conv2d_work_len(wide, &pad, false).is_none(), usize::BITS == 32);
+/// ```
+pub fn conv2d_work_len(input_shape: Shape, params: &Conv2dParams, pool: bool) -> Option<usize> {
+    let g = Geometry::new(input_shape, params, pool)?;
+    let values = if g.taps >= IM2COL_MIN_TAPS {
+        g.padded_len
+            .checked_add(1)?
+            .checked_next_multiple_of(32)?
+            .checked_add(g.tile_len)?
     } else {
-        taps * COLS * if pool { 2 } else { 1 }
+        g.rows_len
     };
     // Plus up to 63 bytes skipped to align the buffer.
-    values * 2 + 63
+    values.checked_mul(2)?.checked_add(63)
 }
 
 /// One convolution call: the operation and how to run it.
@@ -286,7 +299,7 @@ impl Conv<'_> {
             n - n % PATCHES
         };
         let padded_len = g.padded_len();
-        let rows_len = taps * COLS * if self.pool { 2 } else { 1 };
+        let rows_len = g.rows_len;
         let out_ch = weights.len() / taps.max(1);
         let pairs_len = g.pair_rows_len(out_ch).filter(|_| self.pair_rows);
         if taps >= self.im2col_min_taps && patches_in(buf.len().saturating_sub(padded_len)) > 0 {
@@ -353,9 +366,21 @@ struct Geometry {
     /// Rows and columns of the kernel's output (pooled if `pool`).
     rows: usize,
     cols: usize,
+    /// Weights per filter: `in_ch * kernel_h * kernel_w`.
+    taps: usize,
+    /// Values of the widened, padded copy of the input ([`widen_padded`]), rounded up to 64
+    /// bytes (so that the patches after it stay aligned).
+    padded_len: usize,
+    /// Values of a full tile of patches in the im2col strategy, `MAX_TILE` patches of `taps`
+    /// rounded up to [`CHUNK`].
+    tile_len: usize,
+    /// Values of the tap rows ([`tap_rows`]): `taps * COLS`, twice when pooling.
+    rows_len: usize,
 }
 
 impl Geometry {
+    /// The geometry of a call, with every size the kernels derive from it computed in checked
+    /// arithmetic: `None` if the window does not fit or a size overflows `usize`.
     fn new(input: Shape, params: &Conv2dParams, pool: bool) -> Option<Self> {
         let (height, width) = (usize::from(input.height), usize::from(input.width));
         let (out_h, out_w) = params.output_size(height, width)?;
@@ -364,8 +389,37 @@ impl Geometry {
         } else {
             (out_h, out_w)
         };
+        let in_ch = usize::from(input.channels);
+        let p = params.padding;
+        let padded_h = height
+            .checked_add(usize::from(p.top))?
+            .checked_add(usize::from(p.bottom))?;
+        let padded_w = width
+            .checked_add(usize::from(p.left))?
+            .checked_add(usize::from(p.right))?;
+        let padded_len = in_ch
+            .checked_mul(padded_h)?
+            .checked_mul(padded_w)?
+            .checked_next_multiple_of(32)?;
+        let taps = in_ch
+            .checked_mul(params.kernel_h)?
+            .checked_mul(params.kernel_w)?;
+        let patch_len = taps.checked_next_multiple_of(CHUNK)?;
+        let tile_len = patch_len.checked_mul(MAX_TILE)?;
+        let span = if pool { 2 } else { 1 };
+        let rows_len = taps.checked_mul(COLS)?.checked_mul(span)?;
+        // The im2col strategy's blocks of filters, and the pair-rows strategy's input rows.
+        taps.checked_mul(FILTERS)?;
+        params
+            .kernel_w
+            .checked_add(COLS)?
+            .checked_mul(2)?
+            .checked_mul(params.kernel_h.checked_add(span - 1)?)?
+            .checked_mul(in_ch)?;
+        // Output positions: `out_h * out_w` (the pooled output is smaller).
+        out_h.checked_mul(out_w)?;
         Some(Self {
-            in_ch: usize::from(input.channels),
+            in_ch,
             height,
             width,
             kernel_h: params.kernel_h,
@@ -379,14 +433,17 @@ impl Geometry {
             pool,
             rows,
             cols,
+            taps,
+            padded_len,
+            tile_len,
+            rows_len,
         })
     }
 
     /// Values of the widened, padded copy of the input ([`widen_padded`]), rounded up to 64
     /// bytes (so that the patches after it stay aligned).
     fn padded_len(&self) -> usize {
-        let (h, w) = self.padded_dims();
-        (self.in_ch * h * w).next_multiple_of(32)
+        self.padded_len
     }
 
     /// Rows and columns of the input with its padding.
@@ -412,16 +469,20 @@ impl Geometry {
     /// per input channel and input row under the window of one (or, pooling, two) convolution
     /// rows, then the filters' weight pairs. `None` where the strategy does not apply (stride
     /// other than 1, or more than [`MAX_PAIRS`] pairs).
+    /// (Checked: `None` too if the length overflows `usize`, and then the other strategies
+    /// run.)
     fn pair_rows_len(&self, out_ch: usize) -> Option<usize> {
         let span = if self.pool { 2 } else { 1 };
         let rows = self.in_ch * (self.kernel_h + span - 1) * self.pair_row_len();
-        (self.stride == 1 && self.tap_pairs() <= MAX_PAIRS)
-            .then(|| rows + 2 * out_ch * self.tap_pairs())
+        if self.stride != 1 || self.tap_pairs() > MAX_PAIRS {
+            return None;
+        }
+        rows.checked_add(out_ch.checked_mul(self.tap_pairs())?.checked_mul(2)?)
     }
 
     /// Weights per filter: `in_ch * kernel_h * kernel_w`.
     fn taps(&self) -> usize {
-        self.in_ch * self.kernel_h * self.kernel_w
+        self.taps
     }
 
     /// Largest `|Σ w * (x - zero_point)|` of one output: `taps * 128 * 255`.
