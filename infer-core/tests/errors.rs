@@ -27,8 +27,11 @@ use support::{file, payload, q, quant_mut, quantize_channel, residual_model, sta
 /// produced instead.
 type Outcome = Result<Error, &'static str>;
 
+/// A variant's name and the case that produces it.
+type Case = (&'static str, fn() -> Outcome);
+
 /// One case per variant of [`Error`], by name.
-const CASES: &[(&str, fn() -> Outcome)] = &[
+const CASES: &[Case] = &[
     ("Truncated", truncated),
     ("BadMagic", bad_magic),
     ("FormatV1", format_v1),
