@@ -239,6 +239,12 @@ impl ModelReport {
         write_json(path, self)
     }
 
+    /// The bytes [`ModelReport::write`] writes (pretty JSON with a final newline), for writers
+    /// that place the file themselves ([`crate::model_set`]).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
+        json_bytes(self)
+    }
+
     /// Sets the `firmware` record of the report at `path`: reads it, replaces the record, and
     /// writes it back through [`ModelReport::write`]. Returns the updated report.
     pub fn update_firmware(path: &Path, firmware: FirmwareReport) -> Result<Self, ReportError> {
@@ -285,8 +291,15 @@ pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Rep
         path: path.display().to_string(),
         source,
     };
-    let text = serde_json::to_string_pretty(value).map_err(|e| io(e.into()))?;
-    crate::atomic::write(path, (text + "\n").as_bytes()).map_err(io)
+    let bytes = json_bytes(value).map_err(|e| io(e.into()))?;
+    crate::atomic::write(path, &bytes).map_err(io)
+}
+
+/// `value` as pretty JSON with a final newline.
+fn json_bytes<T: Serialize>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    Ok(text.into_bytes())
 }
 
 #[cfg(test)]
