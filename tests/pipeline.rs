@@ -78,6 +78,7 @@ fn every_model_trains_evaluates_and_exports_on_a_subset() {
                 history,
                 test: float,
                 safetensors_bytes: 0,
+                provenance: None,
             },
             int8: Some(int8.clone()),
             firmware: None,

@@ -34,5 +34,5 @@ pub use markdown::{Section, summary_table};
 pub use metrics::{Metrics, agreement};
 pub use schema::{
     COMMITTED_MODEL_LIMIT, EpochStats, FirmwareReport, FloatReport, InstructionCounts, Int8Report,
-    ModelReport, ReportError, TrainOptions,
+    ModelReport, Provenance, ReportError, TrainOptions,
 };

@@ -366,6 +366,7 @@ pub fn export(
         scratch_bytes: model.scratch_len(),
         macs: model.macs(),
         golden_logits: int8.logits,
+        provenance: Some(crate::provenance::current(seed)),
     };
     drop(model);
     Ok(Exported { bytes, int8 })

@@ -23,6 +23,7 @@ pub mod ops;
 pub mod optim;
 pub mod pipeline;
 pub mod progress;
+pub mod provenance;
 pub mod publish;
 pub mod quantize;
 pub mod study;
