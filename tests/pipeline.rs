@@ -62,7 +62,9 @@ fn every_model_trains_evaluates_and_exports_on_a_subset() {
         }
 
         let float_pred = train::predict(&net, &dataset.test, 100).unwrap();
-        let int8 = export::export(&net, dataset, &float_pred, out.path(), calibration, 1).unwrap();
+        let export::Exported { bytes, int8 } =
+            export::export(&net, dataset, &float_pred, calibration, 1).unwrap();
+        std::fs::write(out.path().join(format!("{}.fmq", arch.id)), bytes).unwrap();
         let float = Metrics::new(&dataset.test.labels, &float_pred, 10);
         let report = ModelReport {
             id: arch.id.into(),
@@ -76,6 +78,7 @@ fn every_model_trains_evaluates_and_exports_on_a_subset() {
                 history,
                 test: float,
                 safetensors_bytes: 0,
+                provenance: None,
             },
             int8: Some(int8.clone()),
             firmware: None,

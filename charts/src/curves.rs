@@ -326,6 +326,7 @@ mod tests {
                 history,
                 test: Metrics::new(&[0, 1, 2, 2], &[0, 1, 2, 1], 10),
                 safetensors_bytes: 0,
+                provenance: None,
             },
             int8: None,
             firmware: None,

@@ -140,7 +140,9 @@ pub fn run_model(path: &Path, test: &Split, scratch: &mut [i8]) -> Result<ModelR
 /// Checks that the model file `fmq` (its `bytes`, whose model says it is `model_id`) and the
 /// report `json` belong together: one id (also the files' name), and the int8 record's file
 /// length and CRC (where recorded) are this file's. An interrupted export or a copied file can
-/// leave a pair that does not; it must not pass for the model the report describes.
+/// leave a pair that does not; it must not pass for the model the report describes. The check
+/// is `model_report::model_set::check_pair`, the one the trainer's export runs before it
+/// replaces a model's files.
 pub fn check_pair(
     fmq: &Path,
     bytes: &[u8],
@@ -148,38 +150,9 @@ pub fn check_pair(
     json: &Path,
     report: &ModelReport,
 ) -> Result<()> {
-    let mismatch = |what: String| {
-        anyhow::anyhow!(
-            "{} and {} do not belong together: {what}",
-            fmq.display(),
-            json.display()
-        )
-    };
-    let stem = fmq.file_stem().map(|s| s.to_string_lossy().into_owned());
-    if stem.as_deref() != Some(model_id) || report.id != model_id {
-        return Err(mismatch(format!(
-            "the model file holds `{model_id}`, the report describes `{}`",
-            report.id
-        )));
-    }
-    if let Some(int8) = &report.int8 {
-        if int8.model_bytes != bytes.len() as u64 {
-            return Err(mismatch(format!(
-                "the report records a {}-byte model file, this one has {} bytes",
-                int8.model_bytes,
-                bytes.len()
-            )));
-        }
-        let crc = infer_core::format::Header::from_bytes(bytes)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", fmq.display()))?
-            .crc32;
-        if let Some(recorded) = int8.fmq_crc32.filter(|&r| r != crc) {
-            return Err(mismatch(format!(
-                "the report records CRC {recorded:08x}, the file has {crc:08x}"
-            )));
-        }
-    }
-    Ok(())
+    Ok(model_report::model_set::check_pair(
+        fmq, bytes, model_id, json, report,
+    )?)
 }
 
 /// Human-readable report of one run.

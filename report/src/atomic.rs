@@ -44,7 +44,7 @@ fn temporary_pid(file_name: &str) -> Option<u32> {
 }
 
 /// Whether process `pid` is running (always assumed so where `/proc` does not tell).
-fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     pid == std::process::id()
         || !Path::new("/proc/self").exists()
         || Path::new(&format!("/proc/{pid}")).exists()

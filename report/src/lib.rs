@@ -3,6 +3,8 @@
 //! - [`schema`]: the per-model JSON report, `models/<id>.json` ([`ModelReport`] and its parts),
 //!   read and written in one place;
 //! - [`atomic`]: writing a file through a temporary and a rename (every output file);
+//! - [`model_set`]: replacing a model's `.fmq`, `.json` and `.safetensors` as one verified set,
+//!   and recovering from an interrupted replacement;
 //! - [`forest`]: the random forests' record, `models/forests/<id>.json` ([`ForestReport`]);
 //! - [`metrics`]: accuracy, macro precision/recall/F1, per-class accuracy, confusion;
 //! - [`eval`]: the host int8 evaluation loop (an infer-core model over a Fashion-MNIST split);
@@ -21,6 +23,7 @@ pub mod forest;
 pub mod inspect;
 pub mod markdown;
 pub mod metrics;
+pub mod model_set;
 pub mod optimizer;
 pub mod output;
 pub mod schema;
@@ -31,5 +34,5 @@ pub use markdown::{Section, summary_table};
 pub use metrics::{Metrics, agreement};
 pub use schema::{
     COMMITTED_MODEL_LIMIT, EpochStats, FirmwareReport, FloatReport, InstructionCounts, Int8Report,
-    ModelReport, ReportError, TrainOptions,
+    ModelReport, Provenance, ReportError, TrainOptions,
 };

@@ -1,6 +1,7 @@
 //! The per-model JSON report, `models/<id>.json`: written by the trainer (`float`, `int8`) and
 //! by `firmware-sim device` (`firmware`), always through [`ModelReport::write`].
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -127,6 +128,51 @@ pub struct FloatReport {
     pub test: Metrics,
     /// Size of the safetensors file in bytes.
     pub safetensors_bytes: u64,
+    /// The build and machine that trained the model, and the seed. Absent from reports written
+    /// before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+}
+
+/// The build and machine a record was made with: what a reproduction needs to match (the README
+/// says what is reproducible across machines).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// The compiler, as `rustc -V` prints it.
+    pub rustc: String,
+    /// The target triple the program was built for.
+    pub target: String,
+    /// The versions of the crates that do the arithmetic (candle-core, candle-nn, gemm), from
+    /// `Cargo.lock` at build time.
+    pub crates: BTreeMap<String, String>,
+    /// The CPU features detected at run time that the matrix kernels choose between (on
+    /// x86-64: avx, avx2, fma, f16c, avx512f, ...); empty where none are probed.
+    pub cpu_features: Vec<String>,
+    /// The seed of the run.
+    pub seed: u64,
+}
+
+impl Provenance {
+    /// One line: compiler, target, crates, CPU features and seed.
+    pub fn summary(&self) -> String {
+        let crates: Vec<String> = self
+            .crates
+            .iter()
+            .map(|(name, version)| format!("{name} {version}"))
+            .collect();
+        let features = if self.cpu_features.is_empty() {
+            "none probed".to_string()
+        } else {
+            self.cpu_features.join(" ")
+        };
+        format!(
+            "{}, {}, {}; CPU features: {features}; seed {}",
+            self.rustc,
+            self.target,
+            crates.join(", "),
+            self.seed
+        )
+    }
 }
 
 /// Int8 files (`models/<id>.fmq`) of this many bytes or more are not committed (`.gitignore`):
@@ -162,6 +208,10 @@ pub struct Int8Report {
     /// Int8 logits of the first test images, to catch silent drift in infer-core.
     #[serde(default)]
     pub golden_logits: Vec<Vec<i8>>,
+    /// The build and machine that quantised the model, and the calibration seed. Absent from
+    /// reports written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
 }
 
 /// Instructions per inference over a batch of images.
@@ -239,6 +289,12 @@ impl ModelReport {
         write_json(path, self)
     }
 
+    /// The bytes [`ModelReport::write`] writes (pretty JSON with a final newline), for writers
+    /// that place the file themselves ([`crate::model_set`]).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
+        json_bytes(self)
+    }
+
     /// Sets the `firmware` record of the report at `path`: reads it, replaces the record, and
     /// writes it back through [`ModelReport::write`]. Returns the updated report.
     pub fn update_firmware(path: &Path, firmware: FirmwareReport) -> Result<Self, ReportError> {
@@ -285,8 +341,15 @@ pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Rep
         path: path.display().to_string(),
         source,
     };
-    let text = serde_json::to_string_pretty(value).map_err(|e| io(e.into()))?;
-    crate::atomic::write(path, (text + "\n").as_bytes()).map_err(io)
+    let bytes = json_bytes(value).map_err(|e| io(e.into()))?;
+    crate::atomic::write(path, &bytes).map_err(io)
+}
+
+/// `value` as pretty JSON with a final newline.
+fn json_bytes<T: Serialize>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    Ok(text.into_bytes())
 }
 
 #[cfg(test)]
@@ -324,6 +387,7 @@ mod tests {
                 }],
                 test: Metrics::new(&[0, 1, 1], &[0, 1, 0], 2),
                 safetensors_bytes: 6,
+                provenance: None,
             },
             int8: None,
             firmware: None,
@@ -383,7 +447,15 @@ mod tests {
         let path = dir.path().join("x.json");
         let mut r = report();
         r.firmware = Some(firmware(4));
+        r.float.provenance = Some(Provenance {
+            rustc: "rustc 1.95.0".into(),
+            target: "x86_64-unknown-linux-gnu".into(),
+            crates: [("gemm".to_string(), "0.19.0".to_string())].into(),
+            cpu_features: vec!["avx2".into()],
+            seed: 3,
+        });
         r.write(&path).unwrap();
+        assert_eq!(ModelReport::read(&path).unwrap(), r);
         let text = std::fs::read_to_string(&path).unwrap();
         ModelReport::read(&path).unwrap().write(&path).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), text);

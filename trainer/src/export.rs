@@ -1,8 +1,6 @@
 //! Export: calibrate, quantise, write `<id>.fmq`, then verify the file through infer-core on the
 //! test set and record the int8 metrics in the model's report.
 
-use std::path::{Path, PathBuf};
-
 use infer_core::Model;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -27,14 +25,6 @@ pub enum ExportError {
     /// The float network failed.
     #[error(transparent)]
     Net(#[from] NetError),
-    /// Writing the file failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
     /// infer-core rejected the file we just wrote.
     #[error("infer-core rejects the exported {id}: {error}")]
     Rejected {
@@ -300,8 +290,19 @@ pub fn quantize_best(
     })
 }
 
-/// Quantises `net`, writes `<out_dir>/<id>.fmq`, verifies it on the test set and returns the
-/// int8 record. `float_pred` are the float network's predictions on the test set.
+/// What [`export`] produced: the model file and its int8 record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exported {
+    /// The `.fmq` file's bytes, verified through infer-core.
+    pub bytes: Vec<u8>,
+    /// The int8 record of the model's report.
+    pub int8: Int8Report,
+}
+
+/// Quantises `net`, verifies the model file on the test set through infer-core and returns it
+/// with its int8 record (the caller writes it, with the model's other files:
+/// [`model_report::model_set`]). `float_pred` are the float network's predictions on the test
+/// set.
 ///
 /// `calibration_images` seeded training images calibrate the activation ranges; as many other
 /// training images choose the range method ([`quantize_best`]).
@@ -309,10 +310,9 @@ pub fn export(
     net: &Net,
     dataset: &Dataset,
     float_pred: &[u8],
-    out_dir: &Path,
     calibration_images: usize,
     seed: u64,
-) -> Result<Int8Report, ExportError> {
+) -> Result<Exported, ExportError> {
     let id = net.arch.id;
     let (calib, pool) = calibration_and_pool(
         &dataset.train,
@@ -345,11 +345,6 @@ pub fn export(
     let selection_pred = train::predict(net, &selection, 500)?;
     let chosen = quantize_best(&variants, &selection_pred, &selection, pool.len())?;
     let bytes = chosen.model.to_bytes().map_err(QuantizeError::from)?;
-    let path = out_dir.join(format!("{id}.fmq"));
-    model_report::atomic::write(&path, &bytes).map_err(|source| ExportError::Io {
-        path: path.clone(),
-        source,
-    })?;
     let rejected = |error| ExportError::Rejected {
         id: id.to_string(),
         error,
@@ -358,7 +353,7 @@ pub fn export(
     let mut scratch = vec![0i8; model.scratch_len()];
     let int8 =
         evaluate_int8_any(&model, &dataset.test, &mut scratch, GOLDEN_IMAGES).map_err(rejected)?;
-    Ok(Int8Report {
+    let int8 = Int8Report {
         calibration_images: calib.len(),
         calibration_method: chosen.method,
         calibration_candidates: chosen.candidates,
@@ -371,7 +366,10 @@ pub fn export(
         scratch_bytes: model.scratch_len(),
         macs: model.macs(),
         golden_logits: int8.logits,
-    })
+        provenance: Some(crate::provenance::current(seed)),
+    };
+    drop(model);
+    Ok(Exported { bytes, int8 })
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use trainer::pipeline::{
     write_summary,
 };
 use trainer::progress::Progress;
+use trainer::publish::{self, MODELS, RUNS};
 use trainer::study;
 use trainer::zoo::Study;
 
@@ -105,9 +106,10 @@ struct Io {
     /// Folder with the Fashion-MNIST IDX gzip files.
     #[arg(long, env = "FASHION_MNIST_DIR")]
     data_dir: Option<PathBuf>,
-    /// Where models and their reports are written.
-    #[arg(long, default_value = "models")]
-    out_dir: PathBuf,
+    /// Where models and their reports are written [default: runs; `study --report-only`:
+    /// models]. `trainer publish` copies finished runs into `models/`.
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
     #[command(flatten)]
     output: Output,
 }
@@ -217,9 +219,10 @@ enum Command {
         /// Only rewrite the reports from the recorded results; train nothing.
         #[arg(long)]
         report_only: bool,
-        /// Folder of the study reports.
-        #[arg(long, default_value = "reports")]
-        reports_dir: PathBuf,
+        /// Folder of the study reports [default: `<out-dir>/reports`; with --report-only:
+        /// reports].
+        #[arg(long)]
+        reports_dir: Option<PathBuf>,
         #[command(flatten)]
         training: Training,
         #[command(flatten)]
@@ -254,6 +257,33 @@ enum Command {
         /// this folder (`reports` if given without a value).
         #[arg(long, num_args = 0..=1, default_missing_value = "reports")]
         reports: Option<PathBuf>,
+        /// Folder with the Fashion-MNIST IDX gzip files (for the pages' prediction grids).
+        #[arg(long, env = "FASHION_MNIST_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Copy finished runs into the published folder, each model's .fmq, .json and .safetensors
+    /// as one verified set (firmware records kept only for an unchanged .fmq), then regenerate
+    /// its summary, the README's results table, the model pages and the study reports.
+    Publish {
+        /// Model id to publish (repeatable).
+        #[arg(long = "model", short = 'm', value_name = "ID", value_parser = model_ids(),
+              required_unless_present = "all")]
+        models: Vec<String>,
+        /// Publish every run in --from.
+        #[arg(long, conflicts_with = "models")]
+        all: bool,
+        /// The run folder.
+        #[arg(long, default_value = RUNS)]
+        from: PathBuf,
+        /// The published folder.
+        #[arg(long, default_value = MODELS)]
+        to: PathBuf,
+        /// The README whose results table is regenerated.
+        #[arg(long, default_value = "README.md")]
+        readme: PathBuf,
+        /// Folder of the model pages and study reports, regenerated.
+        #[arg(long, default_value = "reports")]
+        reports: PathBuf,
         /// Folder with the Fashion-MNIST IDX gzip files (for the pages' prediction grids).
         #[arg(long, env = "FASHION_MNIST_DIR")]
         data_dir: Option<PathBuf>,
@@ -315,7 +345,7 @@ fn settings(training: Option<&Training>, quantising: Option<&Quantising>, io: &I
             trees: to_usize(training.trees),
         },
         seed: io.seed,
-        out_dir: io.out_dir.clone(),
+        out_dir: io.out_dir.clone().unwrap_or_else(|| PathBuf::from(RUNS)),
         checkpoint_dir: training.checkpoint_dir.clone(),
         resume: training.resume,
         progress: Progress::from_flags(io.output.quiet, io.output.json_lines),
@@ -393,6 +423,7 @@ fn run() -> Result<()> {
             | Command::Describe(_)
             | Command::Report { .. }
             | Command::Inspect { .. }
+            | Command::Publish { .. }
             | Command::Data { .. },
         ) => false,
     };
@@ -460,14 +491,63 @@ fn run() -> Result<()> {
             reports_dir,
             training,
             quantising,
-            io,
-        }) => run_study(
-            &settings(Some(&training), Some(&quantising), &io),
-            io.data_dir.as_deref(),
-            &study,
-            report_only,
-            &reports_dir,
-        ),
+            mut io,
+        }) => {
+            // Rewriting the reports alone is about the published models; training goes to the
+            // run folder, and its reports beside it.
+            if report_only && io.out_dir.is_none() {
+                io.out_dir = Some(PathBuf::from(MODELS));
+            }
+            let settings = settings(Some(&training), Some(&quantising), &io);
+            let reports_dir = reports_dir.unwrap_or_else(|| {
+                if report_only {
+                    PathBuf::from("reports")
+                } else {
+                    settings.out_dir.join("reports")
+                }
+            });
+            run_study(
+                &settings,
+                io.data_dir.as_deref(),
+                &study,
+                report_only,
+                &reports_dir,
+            )
+        }
+        Some(Command::Publish {
+            models,
+            all,
+            from,
+            to,
+            readme,
+            reports,
+            data_dir,
+        }) => {
+            let ids = (!all).then_some(models.as_slice());
+            let published = publish::publish(ids, &from, &to)?;
+            let dataset = data::load(data_dir.as_deref())?;
+            let written = publish::regenerate(&to, &readme, &reports, &dataset)?;
+            tracing::info!(
+                "published {} models and {} forests into {}; regenerated {} files",
+                published.models.len(),
+                published.forests.len(),
+                to.display(),
+                written.len()
+            );
+            let steps = published.next_steps(&to, &readme);
+            if !steps.is_empty() {
+                print_line(&format!(
+                    "{} have a new .fmq: their firmware records were dropped and their golden \
+                     logits are stale (the tests fail until both are redone). Next, with \
+                     qemu-system-arm installed:",
+                    published.new_int8.join(", ")
+                ));
+                for step in steps {
+                    print_line(&format!("    {step}"));
+                }
+            }
+            Ok(())
+        }
         Some(Command::Inspect { model, json }) => {
             let inspection = Inspection::of_file(&model)?;
             if json {
@@ -513,7 +593,8 @@ fn describe(archs: &[Arch]) -> Result<()> {
     Ok(())
 }
 
-/// Checks the output folder and installs the Ctrl-C handler, before any long work.
+/// Checks the output folder, finishes the model sets an interrupted run left in it, and installs
+/// the Ctrl-C handler, before any long work.
 fn prepare(settings: &Settings) -> Result<()> {
     for (dir, what) in [
         (&settings.out_dir, "output folder"),
@@ -532,9 +613,15 @@ fn prepare(settings: &Settings) -> Result<()> {
             );
         }
     }
-    ctrlc::set_handler(|| {
+    log_recovery(&settings.out_dir)?;
+    let out_dir = settings.out_dir.clone();
+    ctrlc::set_handler(move || {
         if STOP.swap(true, Ordering::SeqCst) {
             eprintln!("\nsecond Ctrl-C: exiting without a checkpoint of the current batch");
+            // A model's files being replaced are finished first; a set not yet committed is
+            // removed, and the old one stays.
+            let _commits = model_report::model_set::hold_commits();
+            let _ = model_report::model_set::recover(&out_dir);
             std::process::exit(130);
         }
         eprintln!(
@@ -542,6 +629,19 @@ fn prepare(settings: &Settings) -> Result<()> {
         );
     })
     .context("installing the Ctrl-C handler")?;
+    Ok(())
+}
+
+/// Finishes the model sets interrupted writers left in `dir` ([`model_report::model_set`]) and
+/// says what it did.
+fn log_recovery(dir: &Path) -> Result<()> {
+    let recovered = model_report::model_set::recover(dir)?;
+    for id in &recovered.rolled_forward {
+        tracing::info!("{id}: completed the replacement of its files that a run left unfinished");
+    }
+    for path in &recovered.removed {
+        tracing::info!("removed {}, left by an interrupted export", path.display());
+    }
     Ok(())
 }
 

@@ -363,6 +363,19 @@ pub fn page(report: &ModelReport, arch: Option<&Arch>, grid: Grid) -> Result<Str
     for (name, value) in rows {
         let _ = writeln!(md, "| {name} | {} |", cell(&value));
     }
+    // Recorded since reports carry it: what built and ran the training and the export.
+    let built = [
+        ("trained with", f.provenance.as_ref()),
+        (
+            "quantised with",
+            report.int8.as_ref().and_then(|q| q.provenance.as_ref()),
+        ),
+    ];
+    for (name, provenance) in built {
+        if let Some(p) = provenance {
+            let _ = writeln!(md, "| {name} | {} |", cell(&p.summary()));
+        }
+    }
 
     // Metrics.
     md += "\n## Results\n\nOn the model's test images: float through candle, int8 (the exported \
@@ -745,6 +758,36 @@ mod tests {
             "| Shirt | 1000 |",
             "| instructions per inference (mean) |",
             "[S5: Fashion-MNIST Classification (PyTorch)](s5.md)",
+        ] {
+            assert!(md.contains(needle), "{needle}\n{md}");
+        }
+    }
+
+    #[test]
+    fn a_page_shows_the_provenance_its_report_records() {
+        let mut report = committed("s5-cnn");
+        let arch = arch::by_id("s5-cnn").unwrap();
+        // The committed reports predate it: no rows.
+        let md = page(&report, Some(&arch), Grid::Drawn).unwrap();
+        assert!(!md.contains("trained with") && !md.contains("quantised with"));
+        let provenance = model_report::Provenance {
+            rustc: "rustc 1.95.0 (abc 2026-01-01)".into(),
+            target: "x86_64-unknown-linux-gnu".into(),
+            crates: [("candle-core".to_string(), "0.11.1".to_string())].into(),
+            cpu_features: vec!["avx".into(), "avx2".into()],
+            seed: 42,
+        };
+        report.float.provenance = Some(provenance.clone());
+        if let Some(q) = report.int8.as_mut() {
+            q.provenance = Some(model_report::Provenance {
+                seed: 7,
+                ..provenance
+            });
+        }
+        let md = page(&report, Some(&arch), Grid::Drawn).unwrap();
+        for needle in [
+            "| trained with | rustc 1.95.0 (abc 2026-01-01), x86_64-unknown-linux-gnu, candle-core 0.11.1; CPU features: avx avx2; seed 42 |",
+            "| quantised with | rustc 1.95.0 (abc 2026-01-01), x86_64-unknown-linux-gnu, candle-core 0.11.1; CPU features: avx avx2; seed 7 |",
         ] {
             assert!(md.contains(needle), "{needle}\n{md}");
         }

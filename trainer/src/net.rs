@@ -310,17 +310,24 @@ impl Net {
         Ok(())
     }
 
+    /// Every tensor as the bytes of a safetensors file, named by path (what [`Net::save`]
+    /// writes); `path` only names the file in errors.
+    pub fn to_safetensors(&self, path: &Path) -> Result<Vec<u8>, NetError> {
+        let tensors = self.tensors();
+        safetensors::serialize(tensors.iter().map(|(k, t)| (k.as_str(), t)), None).map_err(|e| {
+            NetError::Weights {
+                path: path.display().to_string(),
+                name: "*".into(),
+                problem: e.to_string(),
+            }
+        })
+    }
+
     /// Saves every tensor as safetensors, named by path.
     pub fn save(&self, path: &Path) -> Result<(), NetError> {
         // Serialised in memory and written atomically (candle's own `save` writes in place,
         // with the 0600 mode of a temporary file).
-        let tensors = self.tensors();
-        let bytes = safetensors::serialize(tensors.iter().map(|(k, t)| (k.as_str(), t)), None)
-            .map_err(|e| NetError::Weights {
-                path: path.display().to_string(),
-                name: "*".into(),
-                problem: e.to_string(),
-            })?;
+        let bytes = self.to_safetensors(path)?;
         model_report::atomic::write(path, &bytes).map_err(|e| NetError::Weights {
             path: path.display().to_string(),
             name: "*".into(),

@@ -9,6 +9,7 @@ use candle_core::Device;
 use fashion_mnist::splits::{SplitError, Splits};
 use fashion_mnist::{Dataset, NUM_CLASSES, Split};
 use model_report::markdown::summary_table;
+use model_report::model_set::{self, Member, NewSet, SetError};
 use model_report::optimizer::OptimizerConfig;
 use model_report::{
     FloatReport, ForestOptions, ForestReport, Metrics, ModelReport, ReportError, TrainOptions,
@@ -42,6 +43,9 @@ pub enum PipelineError {
     /// Reading or writing a report failed.
     #[error(transparent)]
     Report(#[from] ReportError),
+    /// A model's files could not be replaced as a set.
+    #[error(transparent)]
+    Set(#[from] SetError),
     /// The trained network is not worth exporting (`--force` exports it anyway).
     #[error("{id}: {why}; not exported (--force exports it anyway)")]
     NotSane {
@@ -77,6 +81,14 @@ pub enum PipelineError {
     /// The layer list could not be recorded in the report.
     #[error("recording the layers: {0}")]
     Layers(#[from] serde_json::Error),
+    /// A report could not be serialised.
+    #[error("{id}: serialising the report: {source}")]
+    ReportJson {
+        /// Model id.
+        id: String,
+        /// The cause.
+        source: serde_json::Error,
+    },
 }
 
 /// Changes to a model's recipe from the command line.
@@ -267,14 +279,8 @@ pub fn train_one(
     if s.progress.human() {
         eprintln!("{}: float test metrics\n{test}", arch.id);
     }
-    let weights = s.file(arch.id, "safetensors");
-    net.save(&weights)?;
-    let safetensors_bytes = std::fs::metadata(&weights)
-        .map_err(|source| PipelineError::Io {
-            path: weights.clone(),
-            source,
-        })?
-        .len();
+    let weights = net.to_safetensors(&s.file(arch.id, "safetensors"))?;
+    let safetensors_bytes = weights.len() as u64;
     let report = ModelReport {
         id: arch.id.to_string(),
         description: arch.description.to_string(),
@@ -287,11 +293,13 @@ pub fn train_one(
             history,
             test,
             safetensors_bytes,
+            provenance: Some(crate::provenance::current(s.seed)),
         },
         int8: None,
         firmware: None,
     };
-    report.write(&s.file(arch.id, "json"))?;
+    // A new float network: an `.fmq` of the earlier one would no longer belong to it.
+    write_set(s, &report, Member::Remove, Member::Write(weights))?;
     Ok(TrainResult::Done(Box::new(Trained {
         net,
         report,
@@ -375,14 +383,8 @@ pub fn export_one(trained: Trained, s: &Settings) -> Result<ModelReport, Pipelin
         sanity(&net, &report)?;
     }
     tracing::info!("quantising and verifying {}", net.arch.id);
-    let int8 = export::export(
-        &net,
-        &data,
-        &predictions,
-        &s.out_dir,
-        s.calibration_images,
-        s.seed,
-    )?;
+    let export::Exported { bytes, int8 } =
+        export::export(&net, &data, &predictions, s.calibration_images, s.seed)?;
     tracing::info!(
         "{}: int8 test accuracy {:.2}% (float {:.2}%), agreement {:.2}%",
         net.arch.id,
@@ -404,8 +406,34 @@ pub fn export_one(trained: Trained, s: &Settings) -> Result<ModelReport, Pipelin
         );
     }
     report.int8 = Some(int8);
-    report.write(&s.file(net.arch.id, "json"))?;
+    write_set(s, &report, Member::Write(bytes), Member::Keep)?;
     Ok(report)
+}
+
+/// Replaces the model's files in the output folder as one set ([`model_set`]): `report` as its
+/// JSON, with `fmq` and `safetensors`.
+fn write_set(
+    s: &Settings,
+    report: &ModelReport,
+    fmq: Member,
+    safetensors: Member,
+) -> Result<(), PipelineError> {
+    let json = report
+        .to_bytes()
+        .map_err(|source| PipelineError::ReportJson {
+            id: report.id.clone(),
+            source,
+        })?;
+    model_set::replace(
+        &s.out_dir,
+        &NewSet {
+            id: report.id.clone(),
+            json,
+            fmq,
+            safetensors,
+        },
+    )?;
+    Ok(())
 }
 
 /// The settings a fit of `forest` uses: its study's with the overrides that apply to a forest
@@ -475,6 +503,7 @@ mod tests {
                 history: Vec::new(),
                 test,
                 safetensors_bytes: 0,
+                provenance: None,
             },
             int8: None,
             firmware: None,

@@ -562,6 +562,7 @@ mod tests {
                 history: vec![epoch(1, 0.5), epoch(2, 0.9)],
                 test: Metrics::new(&[0, 1], &[0, 1], 2),
                 safetensors_bytes: 0,
+                provenance: None,
             },
             int8: None,
             firmware: None,

@@ -228,6 +228,7 @@ mod tests {
                 history: Vec::new(),
                 test: Metrics::new(&[0], &[0], 1),
                 safetensors_bytes: 0,
+                provenance: None,
             },
             int8: model_bytes.map(|model_bytes| Int8Report {
                 calibration_images: 1,
@@ -240,6 +241,7 @@ mod tests {
                 scratch_bytes: 1040,
                 macs: 4_119_000,
                 golden_logits: Vec::new(),
+                provenance: None,
             }),
             firmware,
         }
