@@ -137,23 +137,9 @@ pub fn run_model(path: &Path, test: &Split, scratch: &mut [i8]) -> Result<ModelR
     })
 }
 
-/// Checks that the model file `fmq` (its `bytes`, whose model says it is `model_id`) and the
-/// report `json` belong together: one id (also the files' name), and the int8 record's file
-/// length and CRC (where recorded) are this file's. An interrupted export or a copied file can
-/// leave a pair that does not; it must not pass for the model the report describes. The check
-/// is `model_report::model_set::check_pair`, the one the trainer's export runs before it
-/// replaces a model's files.
-pub fn check_pair(
-    fmq: &Path,
-    bytes: &[u8],
-    model_id: &str,
-    json: &Path,
-    report: &ModelReport,
-) -> Result<()> {
-    Ok(model_report::model_set::check_pair(
-        fmq, bytes, model_id, json, report,
-    )?)
-}
+/// The check that a `.fmq` and its JSON belong together (id, length, CRC): the same one the
+/// trainer's export runs before it replaces a model's files.
+pub use model_report::model_set::check_pair;
 
 /// Human-readable report of one run.
 pub fn describe(run: &ModelRun) -> String {
