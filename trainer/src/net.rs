@@ -182,8 +182,9 @@ pub(crate) fn join(prefix: &str, name: &str) -> String {
 }
 
 /// Runs `layers` (named under `prefix`) on `x`. Without a trace, a convolution followed by
-/// ReLU (and then, if so, by pooling) runs as one fused [`crate::ops::conv_block`], bit for bit
-/// the values of the layers one by one.
+/// ReLU (and then, if so, by pooling) runs as one fused [`crate::ops::conv_block`], and in
+/// training a convolution followed by BatchNorm and ReLU (and maybe pooling) as one
+/// [`crate::ops::conv_bn_block`], bit for bit the values of the layers one by one.
 pub(crate) fn run_layers(
     store: &Store,
     layers: &[Layer],
@@ -202,6 +203,25 @@ pub(crate) fn run_layers(
                 let (w, b) = (params.get("weight")?, params.get("bias")?);
                 cur = crate::ops::conv_block(&cur, w, b, conv.stride, conv.padding, pool)?;
                 i += if pool.is_some() { 3 } else { 2 };
+                continue;
+            }
+            if let (Layer::Conv2d(conv), Some(Layer::BatchNorm(_)), Some(Layer::Relu(_))) =
+                (layer, layers.get(i + 1), layers.get(i + 2))
+                && cx.mode.is_train()
+            {
+                let pool = layers.get(i + 3).and_then(|l| l.ops().pooling());
+                let (w, b) = (params.get("weight")?, params.get("bias")?);
+                let norm = store.at(&join(prefix, &(i + 1).to_string()));
+                let bn = crate::ops::BatchNormArgs {
+                    gamma: norm.get("weight")?,
+                    beta: norm.get("bias")?,
+                    eps: crate::layers::batch_norm::EPS,
+                };
+                let (y, stats) =
+                    crate::ops::conv_bn_block(&cur, w, b, bn, conv.stride, conv.padding, pool)?;
+                crate::layers::batch_norm::follow_batch(&norm, stats.mean, stats.var, stats.count)?;
+                cur = y;
+                i += if pool.is_some() { 4 } else { 3 };
                 continue;
             }
         }
@@ -405,13 +425,23 @@ mod tests {
                 "{} eval",
                 arch.id
             );
+            // Training also fuses conv + BatchNorm + ReLU (+ pool): the same logits and the
+            // same running statistics afterwards (two copies of the network, since the
+            // statistics move).
+            let twin = Net::new(&arch, 5, &dev).unwrap();
             let (mut r1, mut r2) = (ChaCha8Rng::seed_from_u64(7), ChaCha8Rng::seed_from_u64(7));
             let fused = net.forward(&x, Mode::Train(&mut r1)).unwrap();
-            let trace = net.forward_trace(&x, Mode::Train(&mut r2)).unwrap();
+            let trace = twin.forward_trace(&x, Mode::Train(&mut r2)).unwrap();
             assert_eq!(
                 flat(&fused),
                 flat(&trace.last().unwrap().1),
                 "{} train",
+                arch.id
+            );
+            assert_eq!(
+                net.tensors_as_vecs().unwrap(),
+                twin.tensors_as_vecs().unwrap(),
+                "{} running statistics",
                 arch.id
             );
         }

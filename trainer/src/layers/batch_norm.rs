@@ -64,15 +64,8 @@ impl LayerOps for BatchNorm {
             // the running statistics follow them without gradients (PyTorch: the unbiased
             // variance).
             let (y, mean, var) = crate::ops::batch_norm_train(x, gamma, beta, EPS)?;
-            let n = x.elem_count() / mean.len().max(1);
-            let c = mean.len();
-            let mean = Tensor::from_vec(mean, c, x.device())?;
-            let unbiased =
-                (Tensor::from_vec(var, c, x.device())? * (n as f64 / (n.max(2) - 1) as f64))?;
-            running_mean
-                .set(&((running_mean.as_tensor() * (1.0 - MOMENTUM))? + (mean * MOMENTUM)?)?)?;
-            running_var
-                .set(&((running_var.as_tensor() * (1.0 - MOMENTUM))? + (unbiased * MOMENTUM)?)?)?;
+            let count = x.elem_count() / mean.len().max(1);
+            follow_batch(params, mean, var, count)?;
             return Ok(y);
         }
         // Evaluation: the affine map of the running statistics, per channel `[1, c, 1, 1]`
@@ -97,6 +90,26 @@ impl LayerOps for BatchNorm {
         let (scale, shift) = folded(params)?;
         lw.fold_affine(params.path(), &scale, &shift)
     }
+}
+
+/// Moves the running statistics of the layer at `params` towards a training batch's: `mean`
+/// and biased `var` per channel, each over `count` values (PyTorch: momentum
+/// [`MOMENTUM`], the unbiased variance). Shared by [`BatchNorm::forward`] and the fused conv
+/// blocks, which normalise inside their own op (see `Net::forward`).
+pub(crate) fn follow_batch(
+    params: &Params<'_>,
+    mean: Vec<f32>,
+    var: Vec<f32>,
+    count: usize,
+) -> Result<(), NetError> {
+    let (running_mean, running_var) = (params.get("running_mean")?, params.get("running_var")?);
+    let (c, device) = (mean.len(), running_mean.device());
+    let mean = Tensor::from_vec(mean, c, device)?;
+    let unbiased =
+        (Tensor::from_vec(var, c, device)? * (count as f64 / (count.max(2) - 1) as f64))?;
+    running_mean.set(&((running_mean.as_tensor() * (1.0 - MOMENTUM))? + (mean * MOMENTUM)?)?)?;
+    running_var.set(&((running_var.as_tensor() * (1.0 - MOMENTUM))? + (unbiased * MOMENTUM)?)?)?;
+    Ok(())
 }
 
 /// The evaluation-mode map `y = x * scale[c] + shift[c]`: `scale = gamma / sqrt(var + eps)`,

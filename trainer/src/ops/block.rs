@@ -1,4 +1,5 @@
-//! A whole convolution block as one op: `pool(relu(conv(x) + b))`.
+//! A whole convolution block as one op: `pool(relu(conv(x) + b))`, or with batch
+//! normalisation `pool(relu(bn(conv(x) + b)))`.
 //!
 //! Unfused, a block is four graph nodes (conv, ReLU, pool and the activations between them),
 //! and candle's backward pass spends a zero-filled buffer and an addition on the gradient of
@@ -9,11 +10,18 @@
 //! pooling, masks it with ReLU's derivative and feeds it straight to the convolution's
 //! gradient products.
 //!
-//! Values are bit-identical to the unfused `conv2d → relu → max_pool2d / avg_pool2d` (the
-//! same matmul, and ReLU commutes with max), and so are gradients, up to the order of float
-//! additions in the bias sum.
+//! With batch normalisation (training mode: the batch's own statistics) the block also skips
+//! the two NCHW ↔ channel-major transpositions around the normalisation and its own graph
+//! node: in the channel-major layout each channel's values are one contiguous row, so the
+//! statistics, the normalisation and its backward pass are plain row sweeps. The batch's mean
+//! and variance come back to the caller for the running statistics.
+//!
+//! Values are bit-identical to the unfused `conv2d → [batch_norm_train →] relu → max_pool2d /
+//! avg_pool2d` (the same matmul, the same per-channel sums in the same order, and ReLU
+//! commutes with max), and so are gradients, up to the order of float additions in the bias
+//! sum and the ReLU derivative at exactly 0 (0 here, as in PyTorch; candle's `relu` takes 1).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 
@@ -47,14 +55,50 @@ impl Pooling {
     }
 }
 
-/// The fused op; `act` is filled by the forward pass when a gradient may be asked for.
+/// The statistics a [`conv_bn_block`] normalised its batch with: per channel, the mean and
+/// the biased variance over `count` values (batch × positions), for the running statistics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchStats {
+    /// Per-channel mean.
+    pub mean: Vec<f32>,
+    /// Per-channel biased variance.
+    pub var: Vec<f32>,
+    /// Values per channel.
+    pub count: usize,
+}
+
+/// What the backward pass needs of the normalisation.
+struct NormSaved {
+    /// `conv(x) + b`, channel-major: the normalisation's input.
+    z: Vec<f32>,
+    mean: Vec<f32>,
+    invstd: Vec<f32>,
+    gamma: Vec<f32>,
+}
+
+/// What the forward pass keeps for the backward pass.
+struct Saved {
+    /// The ReLU's output (before pooling) as `[out_ch, batch·oh·ow]`.
+    act: Vec<f32>,
+    norm: Option<NormSaved>,
+}
+
+/// Batch normalisation inside a block.
+struct Norm {
+    /// Added to the variance before the square root.
+    eps: f64,
+    /// Where the forward pass leaves the batch statistics for the caller.
+    stats: Arc<Mutex<Option<BatchStats>>>,
+}
+
+/// The fused op; `saved` is filled by the forward pass when a gradient may be asked for.
 struct Block {
     conv: Conv,
+    norm: Option<Norm>,
     pool: Option<Pooling>,
-    /// Whether any argument is tracked, i.e. whether to keep the activation.
+    /// Whether any argument is tracked, i.e. whether to keep the activations.
     keep: bool,
-    /// `relu(conv(x) + b)` as `[out_ch, batch·oh·ow]`.
-    act: Mutex<Option<Vec<f32>>>,
+    saved: Mutex<Option<Saved>>,
 }
 
 impl Block {
@@ -63,6 +107,26 @@ impl Block {
     fn poisoned() -> candle_core::Error {
         OpError::shape(Self::NAME, "activation store poisoned by a panic".into())
     }
+
+    /// Per-channel parameter vectors in the third argument: the bias, then gamma and beta.
+    fn groups(&self) -> usize {
+        if self.norm.is_some() { 3 } else { 1 }
+    }
+}
+
+/// Per-row mean and biased variance of `rows` (each `len` long), accumulated in f64 in row
+/// order: the same sums as `batch_norm::batch_stats` over the NCHW tensor, whose channel
+/// planes come in the same (batch, position) order.
+fn row_stats(rows: &[f32], len: usize) -> (Vec<f32>, Vec<f32>) {
+    let n = len.max(1) as f64;
+    rows.chunks_exact(len.max(1))
+        .map(|row| {
+            let m = row.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+            let v = row.iter().map(|&v| (f64::from(v) - m).powi(2)).sum::<f64>() / n;
+            #[allow(clippy::cast_possible_truncation)] // statistics are f32 like the tensors
+            (m as f32, v as f32)
+        })
+        .unzip()
 }
 
 impl CustomOp3 for Block {
@@ -76,17 +140,54 @@ impl CustomOp3 for Block {
         xl: &Layout,
         ws: &CpuStorage,
         wl: &Layout,
-        bs: &CpuStorage,
-        bl: &Layout,
+        ps: &CpuStorage,
+        pl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (mut act, g, bias) = self
-            .conv
-            .product(Self::NAME, (xs, xl), (ws, wl), (bs, bl))?;
-        let out_ch = bias.len();
+        let (mut act, g, params) =
+            self.conv
+                .product(Self::NAME, (xs, xl), (ws, wl), (ps, pl), self.groups())?;
+        let out_ch = params.len() / self.groups();
+        let (bias, affine) = params.split_at(out_ch);
         let (n, bn) = (g.positions(), g.batch * g.positions());
-        for (row, &b) in act.chunks_exact_mut(bn.max(1)).zip(bias) {
-            row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
-        }
+        let rows = bn.max(1);
+        let norm_saved = match &self.norm {
+            None => {
+                for (row, &b) in act.chunks_exact_mut(rows).zip(bias) {
+                    row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+                }
+                None
+            }
+            Some(norm) => {
+                let (gamma, beta) = affine.split_at(out_ch);
+                let mut z = act;
+                for (row, &b) in z.chunks_exact_mut(rows).zip(bias) {
+                    row.iter_mut().for_each(|v| *v += b);
+                }
+                let (mean, var) = row_stats(&z, bn);
+                #[allow(clippy::cast_possible_truncation)] // as PyTorch: f32 statistics
+                let invstd: Vec<f32> = var
+                    .iter()
+                    .map(|&v| (1.0 / (f64::from(v) + norm.eps).sqrt()) as f32)
+                    .collect();
+                act = Vec::with_capacity(z.len());
+                for (c, row) in z.chunks_exact(rows).enumerate() {
+                    let scale = invstd[c] * gamma[c];
+                    let shift = beta[c] - mean[c] * scale;
+                    act.extend(row.iter().map(|&v| (v * scale + shift).max(0.0)));
+                }
+                *norm.stats.lock().map_err(|_| Self::poisoned())? = Some(BatchStats {
+                    mean: mean.clone(),
+                    var,
+                    count: bn,
+                });
+                Some(NormSaved {
+                    z,
+                    mean,
+                    invstd,
+                    gamma: gamma.to_vec(),
+                })
+            }
+        };
         let plane = |o: usize, b: usize| &act[(o * g.batch + b) * n..][..n];
         let (y, shape) = match self.pool {
             None => {
@@ -111,7 +212,10 @@ impl CustomOp3 for Block {
             }
         };
         if self.keep {
-            *self.act.lock().map_err(|_| Self::poisoned())? = Some(act);
+            *self.saved.lock().map_err(|_| Self::poisoned())? = Some(Saved {
+                act,
+                norm: norm_saved,
+            });
         }
         Ok((CpuStorage::F32(y), shape))
     }
@@ -120,7 +224,7 @@ impl CustomOp3 for Block {
         &self,
         x: &Tensor,
         w: &Tensor,
-        b: &Tensor,
+        p: &Tensor,
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -128,13 +232,14 @@ impl CustomOp3 for Block {
         let geom = self.conv.geom(x.dims(), w.dims())?;
         let out_ch = w.dim(0)?;
         let (batch, n) = (geom.batch, geom.positions());
-        let guard = self.act.lock().map_err(|_| Self::poisoned())?;
-        let act = guard.as_ref().ok_or_else(|| {
+        let guard = self.saved.lock().map_err(|_| Self::poisoned())?;
+        let saved = guard.as_ref().ok_or_else(|| {
             OpError::shape(
                 op,
                 "backward without a forward pass that kept its activation".into(),
             )
         })?;
+        let act = &saved.act;
         let dy_t = grad_res.contiguous()?;
         let (storage, layout) = dy_t.storage_and_layout();
         let Storage::Cpu(storage) = &*storage else {
@@ -157,13 +262,13 @@ impl CustomOp3 for Block {
                     }
                 }
             }
-            Some(p) => {
-                let pg = p.geom((batch, out_ch, geom.oh, geom.ow))?;
+            Some(pooling) => {
+                let pg = pooling.geom((batch, out_ch, geom.oh, geom.ow))?;
                 let pn = pg.out_plane();
                 for (ob, (dplane, aplane)) in planes.enumerate() {
                     let (o, b) = (ob / batch, ob % batch);
                     let gplane = &dy[(b * out_ch + o) * pn..][..pn];
-                    match p {
+                    match pooling {
                         Pooling::Max { .. } => pg.max_plane_bwd(aplane, gplane, dplane),
                         Pooling::Avg { .. } => pg.avg_plane_bwd(gplane, dplane),
                     }
@@ -173,9 +278,48 @@ impl CustomOp3 for Block {
                 }
             }
         }
+        // Through the normalisation, in place: the gradient of its input, and those of gamma
+        // and beta (the same sums, in the same order, as `batch_norm`'s backward pass).
+        let affine_grads = saved.norm.as_ref().map(|ns| {
+            let rows = (batch * n).max(1);
+            let count = rows as f32;
+            let (mut dgamma, mut dbeta) = (Vec::with_capacity(out_ch), Vec::with_capacity(out_ch));
+            for (c, (grow, zrow)) in g
+                .chunks_exact_mut(rows)
+                .zip(ns.z.chunks_exact(rows))
+                .enumerate()
+            {
+                let (m, s) = (ns.mean[c], ns.invstd[c]);
+                let (mut sum_dy, mut sum_dy_xhat) = (0f64, 0f64);
+                for (&gv, &zv) in grow.iter().zip(zrow) {
+                    sum_dy += f64::from(gv);
+                    sum_dy_xhat += f64::from(gv * (zv - m) * s);
+                }
+                #[allow(clippy::cast_possible_truncation)] // gradients are f32
+                let (db, dg) = (sum_dy as f32, sum_dy_xhat as f32);
+                let k = ns.gamma[c] * s;
+                let (mean_dy, mean_dy_xhat) = (db / count, dg / count);
+                for (gv, &zv) in grow.iter_mut().zip(zrow) {
+                    *gv = k * (*gv - mean_dy - (zv - m) * s * mean_dy_xhat);
+                }
+                dgamma.push(dg);
+                dbeta.push(db);
+            }
+            (dgamma, dbeta)
+        });
         drop(guard);
         let g = Tensor::from_vec(g, (out_ch, batch * n), x.device())?;
-        conv::grads(geom, x, w, b, &g)
+        let (dx, dw, dbias) = conv::grads(geom, x, w, p, &g)?;
+        let dp = match (dbias, affine_grads) {
+            (dbias, None) => dbias,
+            (Some(dbias), Some((dgamma, dbeta))) => {
+                let dgamma = Tensor::from_vec(dgamma, out_ch, x.device())?;
+                let dbeta = Tensor::from_vec(dbeta, out_ch, x.device())?;
+                Some(Tensor::cat(&[&dbias, &dgamma, &dbeta], 0)?)
+            }
+            (None, Some(_)) => None,
+        };
+        Ok((dx, dw, dp))
     }
 }
 
@@ -213,12 +357,88 @@ pub fn conv_block(
 ) -> Result<Tensor> {
     let block = Block {
         conv: Conv { stride, padding },
+        norm: None,
         pool,
         keep: x.track_op() || weight.track_op() || bias.track_op(),
-        act: Mutex::new(None),
+        saved: Mutex::new(None),
     };
     x.contiguous()?
         .apply_op3(&weight.contiguous()?, &bias.contiguous()?, block)
+}
+
+/// The scale and shift of a batch normalisation in training mode: `gamma` and `beta`
+/// (`[out_ch]`) and `eps`, added to the variance before the square root.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchNormArgs<'a> {
+    /// Per-channel scale.
+    pub gamma: &'a Tensor,
+    /// Per-channel shift.
+    pub beta: &'a Tensor,
+    /// Added to the variance before the square root.
+    pub eps: f64,
+}
+
+/// `pool(relu(bn(conv2d(x, weight, bias))))` as one op, the normalisation in training mode
+/// (by the batch's own mean and biased variance, as [`super::batch_norm_train`]), with one
+/// backward pass for all of it. Returns the output and the batch statistics, which the caller
+/// folds into its running statistics.
+///
+/// Same values as `conv2d` → `batch_norm_train` → `relu` → pooling, bit for bit; same
+/// gradients up to the ReLU derivative at exactly 0 (see the module docs).
+///
+/// # Shapes
+/// As [`conv_block`]; `gamma` and `beta` are `[out_ch]`.
+///
+/// # Example
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use trainer::ops::{BatchNormArgs, conv_bn_block};
+/// // Two 1x1 images through a 1x1 kernel of ones: the channel holds 1 and 3 (mean 2,
+/// // variance 1), normalised to -1 and 1, then ReLU.
+/// let dev = Device::Cpu;
+/// let x = Tensor::new(&[1f32, 3.], &dev)?.reshape((2, 1, 1, 1))?;
+/// let w = Tensor::ones((1, 1, 1, 1), DType::F32, &dev)?;
+/// let (b, gamma, beta) = (Tensor::new(&[0f32], &dev)?, Tensor::new(&[1f32], &dev)?, Tensor::new(&[0f32], &dev)?);
+/// let bn = BatchNormArgs { gamma: &gamma, beta: &beta, eps: 0.0 };
+/// let (y, stats) = conv_bn_block(&x, &w, &b, bn, 1, 0, None)?;
+/// assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, [0., 1.]);
+/// assert_eq!((stats.mean, stats.var, stats.count), (vec![2.], vec![1.], 2));
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn conv_bn_block(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    bn: BatchNormArgs<'_>,
+    stride: usize,
+    padding: usize,
+    pool: Option<Pooling>,
+) -> Result<(Tensor, BatchStats)> {
+    let stats = Arc::new(Mutex::new(None));
+    let block = Block {
+        conv: Conv { stride, padding },
+        norm: Some(Norm {
+            eps: bn.eps,
+            stats: Arc::clone(&stats),
+        }),
+        pool,
+        keep: x.track_op()
+            || weight.track_op()
+            || bias.track_op()
+            || bn.gamma.track_op()
+            || bn.beta.track_op(),
+        saved: Mutex::new(None),
+    };
+    let params = Tensor::cat(&[bias, bn.gamma, bn.beta], 0)?;
+    let y = x
+        .contiguous()?
+        .apply_op3(&weight.contiguous()?, &params, block)?;
+    let stats = stats
+        .lock()
+        .map_err(|_| Block::poisoned())?
+        .take()
+        .ok_or_else(|| OpError::shape(Block::NAME, "the forward pass left no statistics".into()))?;
+    Ok((y, stats))
 }
 
 #[cfg(test)]
@@ -294,6 +514,97 @@ mod tests {
             let vars = [("x", &x), ("weight", &wt), ("bias", &bias)];
             assert_same_grads(&fused, &reference, &vars, 4, 1e-5, &what);
         }
+    }
+
+    fn unfused_bn(
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        case: &Case,
+    ) -> (Tensor, Vec<f32>, Vec<f32>) {
+        let (_, _, _, stride, padding, pool) = *case;
+        let z = conv2d(x, w, Some(b), stride, padding).unwrap();
+        let (u, mean, var) = crate::ops::batch_norm_train(&z, gamma, beta, 1e-5).unwrap();
+        let y = u.relu().unwrap();
+        let y = match pool {
+            None => y,
+            Some(Pooling::Max { kernel, stride }) => max_pool2d(&y, kernel, stride).unwrap(),
+            Some(Pooling::Avg { kernel, stride }) => avg_pool2d(&y, kernel, stride).unwrap(),
+        };
+        (y, mean, var)
+    }
+
+    #[test]
+    fn with_batch_norm_matches_the_unfused_ops_bit_for_bit() {
+        for case in &CASES {
+            let ((bt, c, h, w), out_ch, kernel, stride, padding, pool) = *case;
+            let what =
+                format!("bn {bt}x{c}x{h}x{w} -> {out_ch}, k{kernel} s{stride} p{padding} {pool:?}");
+            let x = random_var(&[bt, c, h, w], 11);
+            let wt = random_var(&[out_ch, c, kernel, kernel], 12);
+            let bias = random_var(&[out_ch], 13);
+            let gamma = random_var(&[out_ch], 14);
+            let beta = random_var(&[out_ch], 15);
+            let bn = BatchNormArgs {
+                gamma: &gamma,
+                beta: &beta,
+                eps: 1e-5,
+            };
+            let (fused, stats) = conv_bn_block(&x, &wt, &bias, bn, stride, padding, pool).unwrap();
+            let (reference, mean, var) = unfused_bn(&x, &wt, &bias, &gamma, &beta, case);
+            assert_close(&fused, &reference, 0.0, &format!("{what}: forward"));
+            assert_eq!((stats.mean, stats.var), (mean, var), "{what}: statistics");
+            let z = conv2d(&x, &wt, Some(&bias), stride, padding).unwrap();
+            let count = bt * z.dim(2).unwrap() * z.dim(3).unwrap();
+            assert_eq!(stats.count, count, "{what}: count");
+            let vars = [
+                ("x", &x),
+                ("weight", &wt),
+                ("bias", &bias),
+                ("gamma", &gamma),
+                ("beta", &beta),
+            ];
+            assert_same_grads(&fused, &reference, &vars, 16, 0.0, &what);
+        }
+    }
+
+    #[test]
+    fn with_batch_norm_untracked_arguments_keep_nothing() {
+        let (x, wt, bias) = (
+            random(&[2, 1, 8, 8], 9),
+            random(&[3, 1, 3, 3], 10),
+            random(&[3], 11),
+        );
+        let (gamma, beta) = (random(&[3], 12), random(&[3], 13));
+        let bn = BatchNormArgs {
+            gamma: &gamma,
+            beta: &beta,
+            eps: 1e-5,
+        };
+        let (y, stats) = conv_bn_block(&x, &wt, &bias, bn, 1, 1, MAX2).unwrap();
+        assert_eq!(y.dims(), [2, 3, 4, 4]);
+        assert_eq!(stats.count, 2 * 8 * 8);
+    }
+
+    #[test]
+    fn with_batch_norm_rejects_parameters_of_the_wrong_size() {
+        let (x, wt, bias) = (
+            random(&[2, 1, 8, 8], 9),
+            random(&[3, 1, 3, 3], 10),
+            random(&[3], 11),
+        );
+        let (gamma, beta) = (random(&[2], 12), random(&[3], 13));
+        let bn = BatchNormArgs {
+            gamma: &gamma,
+            beta: &beta,
+            eps: 1e-5,
+        };
+        let err = conv_bn_block(&x, &wt, &bias, bn, 1, 1, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("per-channel parameters"), "{err}");
     }
 
     #[test]

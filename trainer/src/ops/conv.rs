@@ -239,23 +239,26 @@ impl Conv {
 impl Conv {
     /// Checks the arguments of a forward pass and computes `W · im2col(x)` as
     /// `[out_ch, batch·oh·ow]` (no bias): the product shared by [`conv2d`] and the fused
-    /// block. Returns it with the geometry and the bias.
+    /// block. Returns it with the geometry and the per-channel parameters: `groups` vectors of
+    /// `out_ch` values one after the other (the bias first), e.g. `[bias; gamma; beta]` for a
+    /// block with batch normalisation.
     pub(super) fn product<'a>(
         &self,
         op: &'static str,
         (xs, xl): (&'a CpuStorage, &'a Layout),
         (ws, wl): (&'a CpuStorage, &'a Layout),
         (bs, bl): (&'a CpuStorage, &'a Layout),
+        groups: usize,
     ) -> Result<(Vec<f32>, Geom, &'a [f32])> {
         let (x, xd) = arg(op, "input", xs, xl, 4)?;
         let (_, wd) = arg(op, "weight", ws, wl, 4)?;
         let (bias, bd) = arg(op, "bias", bs, bl, 1)?;
         let g = self.geom(xd, wd)?;
         let out_ch = wd[0];
-        if bd != [out_ch] {
+        if bd != [groups * out_ch] {
             return Err(OpError::shape(
                 op,
-                format!("bias {bd:?}, expected [{out_ch}]"),
+                format!("per-channel parameters {bd:?}, expected [{groups}·{out_ch}]"),
             ));
         }
         let (k, bn) = (g.rows(), g.batch * g.positions());
@@ -285,7 +288,7 @@ impl CustomOp3 for Conv {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (yt, g, bias) = self.product(Self::NAME, (xs, xl), (ws, wl), (bs, bl))?;
+        let (yt, g, bias) = self.product(Self::NAME, (xs, xl), (ws, wl), (bs, bl), 1)?;
         let (n, out_ch) = (g.positions(), bias.len());
         // [out_ch, batch·n] → [batch, out_ch, n], plus bias (built by `extend`: no zeroing).
         let mut y = Vec::with_capacity(yt.len());
