@@ -183,7 +183,7 @@ pub(crate) fn join(prefix: &str, name: &str) -> String {
 
 /// Runs `layers` (named under `prefix`) on `x`. Without a trace, a convolution followed by
 /// ReLU (and then, if so, by pooling) runs as one fused [`crate::ops::conv_block`], and in
-/// training a convolution followed by BatchNorm and ReLU (and maybe pooling) as one
+/// training a convolution followed by BatchNorm (and then maybe ReLU, maybe pooling) as one
 /// [`crate::ops::conv_bn_block`], bit for bit the values of the layers one by one.
 pub(crate) fn run_layers(
     store: &Store,
@@ -205,11 +205,12 @@ pub(crate) fn run_layers(
                 i += if pool.is_some() { 3 } else { 2 };
                 continue;
             }
-            if let (Layer::Conv2d(conv), Some(Layer::BatchNorm(_)), Some(Layer::Relu(_))) =
-                (layer, layers.get(i + 1), layers.get(i + 2))
+            if let (Layer::Conv2d(conv), Some(Layer::BatchNorm(_))) = (layer, layers.get(i + 1))
                 && cx.mode.is_train()
             {
-                let pool = layers.get(i + 3).and_then(|l| l.ops().pooling());
+                let relu = matches!(layers.get(i + 2), Some(Layer::Relu(_)));
+                let after = i + 2 + usize::from(relu);
+                let pool = layers.get(after).and_then(|l| l.ops().pooling());
                 let (w, b) = (params.get("weight")?, params.get("bias")?);
                 let norm = store.at(&join(prefix, &(i + 1).to_string()));
                 let bn = crate::ops::BatchNormArgs {
@@ -217,11 +218,18 @@ pub(crate) fn run_layers(
                     beta: norm.get("bias")?,
                     eps: crate::layers::batch_norm::EPS,
                 };
-                let (y, stats) =
-                    crate::ops::conv_bn_block(&cur, w, b, bn, conv.stride, conv.padding, pool)?;
+                let (y, stats) = crate::ops::conv_bn_block(
+                    &cur,
+                    w,
+                    b,
+                    bn,
+                    conv.stride,
+                    conv.padding,
+                    crate::ops::Tail { relu, pool },
+                )?;
                 crate::layers::batch_norm::follow_batch(&norm, stats.mean, stats.var, stats.count)?;
                 cur = y;
-                i += if pool.is_some() { 4 } else { 3 };
+                i = after + usize::from(pool.is_some());
                 continue;
             }
         }
@@ -444,6 +452,60 @@ mod tests {
                 "{} running statistics",
                 arch.id
             );
+        }
+    }
+
+    #[test]
+    fn fused_training_gradients_equal_the_layer_by_layer_ones() {
+        // The gradients of a loss through the fused ops (`forward`) and through the layers one
+        // by one (`forward_trace`), for every network with a fusable conv: bit for bit.
+        let dev = Device::Cpu;
+        for arch in arch::all() {
+            if !arch.layers.iter().any(|l| matches!(l, Layer::Conv2d(_))) {
+                continue;
+            }
+            let (net, twin) = (
+                Net::new(&arch, 5, &dev).unwrap(),
+                Net::new(&arch, 5, &dev).unwrap(),
+            );
+            let mut rng = ChaCha8Rng::seed_from_u64(8);
+            let (c, h, w) = match arch.input {
+                infer_core::spec::TensorShape::Image(s) => (
+                    usize::from(s.channels),
+                    usize::from(s.height),
+                    usize::from(s.width),
+                ),
+                infer_core::spec::TensorShape::Flat(_) => continue,
+            };
+            let v: Vec<f32> = (0..3 * c * h * w)
+                .map(|_| rng.random_range(-1.0f32..3.0))
+                .collect();
+            let x = Tensor::from_vec(v, (3, c, h, w), &dev).unwrap();
+            let r: Vec<f32> = (0..30).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let r = Tensor::from_vec(r, (3, 10), &dev).unwrap();
+            let (mut r1, mut r2) = (ChaCha8Rng::seed_from_u64(9), ChaCha8Rng::seed_from_u64(9));
+            let fused = net.forward(&x, Mode::Train(&mut r1)).unwrap();
+            let trace = twin.forward_trace(&x, Mode::Train(&mut r2)).unwrap();
+            let unfused = &trace.last().unwrap().1;
+            let loss = |y: &Tensor| y.mul(&r).unwrap().sum_all().unwrap();
+            let (ga, gb) = (
+                loss(&fused).backward().unwrap(),
+                loss(unfused).backward().unwrap(),
+            );
+            for ((name, a), (_, b)) in net.store.vars.iter().zip(&twin.store.vars) {
+                if net.store.frozen.contains(name) {
+                    continue;
+                }
+                let flat = |g: Option<&Tensor>| -> Vec<f32> {
+                    g.unwrap().flatten_all().unwrap().to_vec1().unwrap()
+                };
+                assert_eq!(
+                    flat(ga.get(a.as_tensor())),
+                    flat(gb.get(b.as_tensor())),
+                    "{}: gradient of {name}",
+                    arch.id
+                );
+            }
         }
     }
 

@@ -1,5 +1,5 @@
 //! A whole convolution block as one op: `pool(relu(conv(x) + b))`, or with batch
-//! normalisation `pool(relu(bn(conv(x) + b)))`.
+//! normalisation `pool(relu(bn(conv(x) + b)))`, the ReLU and the pooling optional.
 //!
 //! Unfused, a block is four graph nodes (conv, ReLU, pool and the activations between them),
 //! and candle's backward pass spends a zero-filled buffer and an addition on the gradient of
@@ -18,8 +18,11 @@
 //!
 //! Values are bit-identical to the unfused `conv2d → [batch_norm_train →] relu → max_pool2d /
 //! avg_pool2d` (the same matmul, the same per-channel sums in the same order, and ReLU
-//! commutes with max), and so are gradients, up to the order of float additions in the bias
-//! sum and the ReLU derivative at exactly 0 (0 here, as in PyTorch; candle's `relu` takes 1).
+//! commutes with max), and so are gradients: exactly with batch normalisation (tested with
+//! tolerance 0, and whole training runs give the same weights bit for bit), and without it up
+//! to the order of float additions in the bias sum and the ReLU derivative at exactly 0 (0 in
+//! the plain block, as in PyTorch; candle's `relu`, which the normalised block follows, takes
+//! 1).
 
 use std::sync::{Arc, Mutex};
 
@@ -71,6 +74,8 @@ pub struct BatchStats {
 struct NormSaved {
     /// `conv(x) + b`, channel-major: the normalisation's input.
     z: Vec<f32>,
+    /// The normalisation's output when a ReLU follows (its derivative is read from it).
+    pre: Option<Vec<f32>>,
     mean: Vec<f32>,
     invstd: Vec<f32>,
     gamma: Vec<f32>,
@@ -96,6 +101,8 @@ struct Block {
     conv: Conv,
     norm: Option<Norm>,
     pool: Option<Pooling>,
+    /// Whether a ReLU follows the convolution (or the normalisation); always so without one.
+    relu: bool,
     /// Whether any argument is tracked, i.e. whether to keep the activations.
     keep: bool,
     saved: Mutex<Option<Saved>>,
@@ -127,6 +134,26 @@ fn row_stats(rows: &[f32], len: usize) -> (Vec<f32>, Vec<f32>) {
             (m as f32, v as f32)
         })
         .unzip()
+}
+
+/// ReLU's backward pass over one plane of gradients `d`. A plain block reads the rule from its
+/// activation `act` (derivative 0 at 0, as PyTorch). After a batch normalisation it reads the
+/// normalised values `pre` and follows candle's `relu` (derivative 1 at 0, and candle's
+/// `0 + g·1`, which turns -0 into +0), so that the block stays bit-identical to the layers
+/// one by one even where a normalised value is exactly 0.
+fn relu_bwd(d: &mut [f32], act: &[f32], pre: Option<&[f32]>) {
+    match pre {
+        None => {
+            for (d, &a) in d.iter_mut().zip(act) {
+                *d = if a > 0.0 { *d } else { 0.0 };
+            }
+        }
+        Some(u) => {
+            for (d, &u) in d.iter_mut().zip(u) {
+                *d = if u >= 0.0 { *d + 0.0 } else { 0.0 };
+            }
+        }
+    }
 }
 
 impl CustomOp3 for Block {
@@ -169,12 +196,19 @@ impl CustomOp3 for Block {
                     .iter()
                     .map(|&v| (1.0 / (f64::from(v) + norm.eps).sqrt()) as f32)
                     .collect();
-                act = Vec::with_capacity(z.len());
+                let mut u = Vec::with_capacity(z.len());
                 for (c, row) in z.chunks_exact(rows).enumerate() {
                     let scale = invstd[c] * gamma[c];
                     let shift = beta[c] - mean[c] * scale;
-                    act.extend(row.iter().map(|&v| (v * scale + shift).max(0.0)));
+                    u.extend(row.iter().map(|&v| v * scale + shift));
                 }
+                let pre = if self.relu {
+                    act = u.iter().map(|&v| v.max(0.0)).collect();
+                    Some(u)
+                } else {
+                    act = u;
+                    None
+                };
                 *norm.stats.lock().map_err(|_| Self::poisoned())? = Some(BatchStats {
                     mean: mean.clone(),
                     var,
@@ -182,6 +216,7 @@ impl CustomOp3 for Block {
                 });
                 Some(NormSaved {
                     z,
+                    pre,
                     mean,
                     invstd,
                     gamma: gamma.to_vec(),
@@ -251,31 +286,27 @@ impl CustomOp3 for Block {
         let dy = f32_data(op, storage, layout)?;
         // The output gradient routed back to the activation, channel-major, times relu'.
         let mut g = vec![0f32; act.len()];
+        let pre = saved.norm.as_ref().and_then(|ns| ns.pre.as_deref());
+        let pooling = match self.pool {
+            Some(p) => Some((p, p.geom((batch, out_ch, geom.oh, geom.ow))?)),
+            None => None,
+        };
         let planes = g.chunks_exact_mut(n.max(1)).zip(act.chunks_exact(n.max(1)));
-        match self.pool {
-            None => {
-                for (ob, (dplane, aplane)) in planes.enumerate() {
-                    let (o, b) = (ob / batch, ob % batch);
-                    let gplane = &dy[(b * out_ch + o) * n..][..n];
-                    for ((d, &a), &gv) in dplane.iter_mut().zip(aplane).zip(gplane) {
-                        *d = if a > 0.0 { gv } else { 0.0 };
-                    }
-                }
-            }
-            Some(pooling) => {
-                let pg = pooling.geom((batch, out_ch, geom.oh, geom.ow))?;
-                let pn = pg.out_plane();
-                for (ob, (dplane, aplane)) in planes.enumerate() {
-                    let (o, b) = (ob / batch, ob % batch);
+        for (ob, (dplane, aplane)) in planes.enumerate() {
+            let (o, b) = (ob / batch, ob % batch);
+            match &pooling {
+                None => dplane.copy_from_slice(&dy[(b * out_ch + o) * n..][..n]),
+                Some((p, pg)) => {
+                    let pn = pg.out_plane();
                     let gplane = &dy[(b * out_ch + o) * pn..][..pn];
-                    match pooling {
+                    match p {
                         Pooling::Max { .. } => pg.max_plane_bwd(aplane, gplane, dplane),
                         Pooling::Avg { .. } => pg.avg_plane_bwd(gplane, dplane),
                     }
-                    for (d, &a) in dplane.iter_mut().zip(aplane) {
-                        *d = if a > 0.0 { *d } else { 0.0 };
-                    }
                 }
+            }
+            if self.relu {
+                relu_bwd(dplane, aplane, pre.map(|u| &u[ob * n..][..n]));
             }
         }
         // Through the normalisation, in place: the gradient of its input, and those of gamma
@@ -359,11 +390,21 @@ pub fn conv_block(
         conv: Conv { stride, padding },
         norm: None,
         pool,
+        relu: true,
         keep: x.track_op() || weight.track_op() || bias.track_op(),
         saved: Mutex::new(None),
     };
     x.contiguous()?
         .apply_op3(&weight.contiguous()?, &bias.contiguous()?, block)
+}
+
+/// What follows the normalisation in a [`conv_bn_block`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tail {
+    /// Whether a ReLU follows.
+    pub relu: bool,
+    /// The pooling that ends the block, if any.
+    pub pool: Option<Pooling>,
 }
 
 /// The scale and shift of a batch normalisation in training mode: `gamma` and `beta`
@@ -380,11 +421,12 @@ pub struct BatchNormArgs<'a> {
 
 /// `pool(relu(bn(conv2d(x, weight, bias))))` as one op, the normalisation in training mode
 /// (by the batch's own mean and biased variance, as [`super::batch_norm_train`]), with one
-/// backward pass for all of it. Returns the output and the batch statistics, which the caller
-/// folds into its running statistics.
+/// backward pass for all of it; the [`Tail`] says whether the ReLU (absent from a residual
+/// body's last convolution) and a pooling follow. Returns the output and the batch
+/// statistics, which the caller folds into its running statistics.
 ///
-/// Same values as `conv2d` → `batch_norm_train` → `relu` → pooling, bit for bit; same
-/// gradients up to the ReLU derivative at exactly 0 (see the module docs).
+/// Same values and gradients as `conv2d` → `batch_norm_train` → `relu` → pooling, bit for
+/// bit.
 ///
 /// # Shapes
 /// As [`conv_block`]; `gamma` and `beta` are `[out_ch]`.
@@ -392,7 +434,7 @@ pub struct BatchNormArgs<'a> {
 /// # Example
 /// ```
 /// use candle_core::{DType, Device, Tensor};
-/// use trainer::ops::{BatchNormArgs, conv_bn_block};
+/// use trainer::ops::{BatchNormArgs, Tail, conv_bn_block};
 /// // Two 1x1 images through a 1x1 kernel of ones: the channel holds 1 and 3 (mean 2,
 /// // variance 1), normalised to -1 and 1, then ReLU.
 /// let dev = Device::Cpu;
@@ -400,7 +442,8 @@ pub struct BatchNormArgs<'a> {
 /// let w = Tensor::ones((1, 1, 1, 1), DType::F32, &dev)?;
 /// let (b, gamma, beta) = (Tensor::new(&[0f32], &dev)?, Tensor::new(&[1f32], &dev)?, Tensor::new(&[0f32], &dev)?);
 /// let bn = BatchNormArgs { gamma: &gamma, beta: &beta, eps: 0.0 };
-/// let (y, stats) = conv_bn_block(&x, &w, &b, bn, 1, 0, None)?;
+/// let tail = Tail { relu: true, pool: None };
+/// let (y, stats) = conv_bn_block(&x, &w, &b, bn, 1, 0, tail)?;
 /// assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, [0., 1.]);
 /// assert_eq!((stats.mean, stats.var, stats.count), (vec![2.], vec![1.], 2));
 /// # Ok::<(), candle_core::Error>(())
@@ -412,8 +455,9 @@ pub fn conv_bn_block(
     bn: BatchNormArgs<'_>,
     stride: usize,
     padding: usize,
-    pool: Option<Pooling>,
+    tail: Tail,
 ) -> Result<(Tensor, BatchStats)> {
+    let Tail { relu, pool } = tail;
     let stats = Arc::new(Mutex::new(None));
     let block = Block {
         conv: Conv { stride, padding },
@@ -422,6 +466,7 @@ pub fn conv_bn_block(
             stats: Arc::clone(&stats),
         }),
         pool,
+        relu,
         keep: x.track_op()
             || weight.track_op()
             || bias.track_op()
@@ -444,7 +489,9 @@ pub fn conv_bn_block(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::test_util::{assert_close, assert_same_grads, random, random_var};
+    use candle_core::{DType, Var};
+
+    use crate::ops::test_util::{assert_close, assert_same_grads, grads_of, random, random_var};
     use crate::ops::{avg_pool2d, conv2d, max_pool2d};
 
     /// `(input dims, out_ch, kernel, stride, padding, pooling)`, shapes like our networks'.
@@ -522,12 +569,13 @@ mod tests {
         b: &Tensor,
         gamma: &Tensor,
         beta: &Tensor,
+        relu: bool,
         case: &Case,
     ) -> (Tensor, Vec<f32>, Vec<f32>) {
         let (_, _, _, stride, padding, pool) = *case;
         let z = conv2d(x, w, Some(b), stride, padding).unwrap();
         let (u, mean, var) = crate::ops::batch_norm_train(&z, gamma, beta, 1e-5).unwrap();
-        let y = u.relu().unwrap();
+        let y = if relu { u.relu().unwrap() } else { u };
         let y = match pool {
             None => y,
             Some(Pooling::Max { kernel, stride }) => max_pool2d(&y, kernel, stride).unwrap(),
@@ -538,10 +586,11 @@ mod tests {
 
     #[test]
     fn with_batch_norm_matches_the_unfused_ops_bit_for_bit() {
-        for case in &CASES {
+        for (case, relu) in CASES.iter().flat_map(|c| [(c, true), (c, false)]) {
             let ((bt, c, h, w), out_ch, kernel, stride, padding, pool) = *case;
-            let what =
-                format!("bn {bt}x{c}x{h}x{w} -> {out_ch}, k{kernel} s{stride} p{padding} {pool:?}");
+            let what = format!(
+                "bn {bt}x{c}x{h}x{w} -> {out_ch}, k{kernel} s{stride} p{padding} relu {relu} {pool:?}"
+            );
             let x = random_var(&[bt, c, h, w], 11);
             let wt = random_var(&[out_ch, c, kernel, kernel], 12);
             let bias = random_var(&[out_ch], 13);
@@ -552,8 +601,9 @@ mod tests {
                 beta: &beta,
                 eps: 1e-5,
             };
-            let (fused, stats) = conv_bn_block(&x, &wt, &bias, bn, stride, padding, pool).unwrap();
-            let (reference, mean, var) = unfused_bn(&x, &wt, &bias, &gamma, &beta, case);
+            let (fused, stats) =
+                conv_bn_block(&x, &wt, &bias, bn, stride, padding, Tail { relu, pool }).unwrap();
+            let (reference, mean, var) = unfused_bn(&x, &wt, &bias, &gamma, &beta, relu, case);
             assert_close(&fused, &reference, 0.0, &format!("{what}: forward"));
             assert_eq!((stats.mean, stats.var), (mean, var), "{what}: statistics");
             let z = conv2d(&x, &wt, Some(&bias), stride, padding).unwrap();
@@ -571,6 +621,40 @@ mod tests {
     }
 
     #[test]
+    fn with_batch_norm_a_normalised_zero_passes_the_gradient_as_candle_relu_does() {
+        // A constant image through a convolution without padding: every channel's values
+        // equal its mean, so with beta 0 every normalised value is exactly 0, where candle's
+        // `relu` takes the derivative 1.
+        let dev = candle_core::Device::Cpu;
+        let x = Var::from_tensor(&Tensor::ones((2, 1, 6, 6), DType::F32, &dev).unwrap()).unwrap();
+        let wt = random_var(&[3, 1, 3, 3], 21);
+        let bias = random_var(&[3], 22);
+        let gamma = random_var(&[3], 23);
+        let beta = Var::from_tensor(&Tensor::zeros(3, DType::F32, &dev).unwrap()).unwrap();
+        for pool in [None, MAX2] {
+            let case: Case = ((2, 1, 6, 6), 3, 3, 1, 0, pool);
+            let bn = BatchNormArgs {
+                gamma: &gamma,
+                beta: &beta,
+                eps: 1e-5,
+            };
+            let (fused, _) =
+                conv_bn_block(&x, &wt, &bias, bn, 1, 0, Tail { relu: true, pool }).unwrap();
+            let (reference, _, _) = unfused_bn(&x, &wt, &bias, &gamma, &beta, true, &case);
+            let zeros: Vec<f32> = fused.flatten_all().unwrap().to_vec1().unwrap();
+            assert!(zeros.iter().all(|&v| v == 0.0), "{pool:?}: {zeros:?}");
+            let vars = [("weight", &wt), ("gamma", &gamma), ("beta", &beta)];
+            assert_same_grads(&fused, &reference, &vars, 24, 0.0, &format!("{pool:?}"));
+            let dbeta = grads_of(&fused, 24).get(&beta).unwrap().abs().unwrap();
+            let dbeta: Vec<f32> = dbeta.to_vec1().unwrap();
+            assert!(
+                dbeta.iter().all(|&v| v > 0.0),
+                "{pool:?}: the gradient passed: {dbeta:?}"
+            );
+        }
+    }
+
+    #[test]
     fn with_batch_norm_untracked_arguments_keep_nothing() {
         let (x, wt, bias) = (
             random(&[2, 1, 8, 8], 9),
@@ -583,7 +667,19 @@ mod tests {
             beta: &beta,
             eps: 1e-5,
         };
-        let (y, stats) = conv_bn_block(&x, &wt, &bias, bn, 1, 1, MAX2).unwrap();
+        let (y, stats) = conv_bn_block(
+            &x,
+            &wt,
+            &bias,
+            bn,
+            1,
+            1,
+            Tail {
+                relu: true,
+                pool: MAX2,
+            },
+        )
+        .unwrap();
         assert_eq!(y.dims(), [2, 3, 4, 4]);
         assert_eq!(stats.count, 2 * 8 * 8);
     }
@@ -601,9 +697,20 @@ mod tests {
             beta: &beta,
             eps: 1e-5,
         };
-        let err = conv_bn_block(&x, &wt, &bias, bn, 1, 1, None)
-            .unwrap_err()
-            .to_string();
+        let err = conv_bn_block(
+            &x,
+            &wt,
+            &bias,
+            bn,
+            1,
+            1,
+            Tail {
+                relu: false,
+                pool: None,
+            },
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("per-channel parameters"), "{err}");
     }
 

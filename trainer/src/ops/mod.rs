@@ -39,7 +39,7 @@ mod conv;
 mod pool;
 
 pub use batch_norm::batch_norm_train;
-pub use block::{BatchNormArgs, BatchStats, Pooling, conv_block, conv_bn_block};
+pub use block::{BatchNormArgs, BatchStats, Pooling, Tail, conv_block, conv_bn_block};
 pub use conv::conv2d;
 pub use pool::{avg_pool2d, max_pool2d};
 
