@@ -28,8 +28,10 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 
+use rayon::prelude::*;
+
 use super::conv::{self, Conv};
-use super::{OpError, f32_data, pool};
+use super::{OpError, PAR_MIN, f32_data, min_items, pool};
 
 /// The pooling that ends a [`conv_block`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +128,8 @@ impl Block {
 /// planes come in the same (batch, position) order.
 fn row_stats(rows: &[f32], len: usize) -> (Vec<f32>, Vec<f32>) {
     let n = len.max(1) as f64;
-    rows.chunks_exact(len.max(1))
+    rows.par_chunks_exact(len.max(1))
+        .with_min_len(min_items(len))
         .map(|row| {
             let m = row.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
             let v = row.iter().map(|&v| (f64::from(v) - m).powi(2)).sum::<f64>() / n;
@@ -179,31 +182,43 @@ impl CustomOp3 for Block {
         let rows = bn.max(1);
         let norm_saved = match &self.norm {
             None => {
-                for (row, &b) in act.chunks_exact_mut(rows).zip(bias) {
-                    row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
-                }
+                act.par_chunks_exact_mut(rows)
+                    .zip(bias)
+                    .with_min_len(min_items(rows))
+                    .for_each(|(row, &b)| row.iter_mut().for_each(|v| *v = (*v + b).max(0.0)));
                 None
             }
             Some(norm) => {
                 let (gamma, beta) = affine.split_at(out_ch);
                 let mut z = act;
-                for (row, &b) in z.chunks_exact_mut(rows).zip(bias) {
-                    row.iter_mut().for_each(|v| *v += b);
-                }
+                z.par_chunks_exact_mut(rows)
+                    .zip(bias)
+                    .with_min_len(min_items(rows))
+                    .for_each(|(row, &b)| row.iter_mut().for_each(|v| *v += b));
                 let (mean, var) = row_stats(&z, bn);
                 #[allow(clippy::cast_possible_truncation)] // as PyTorch: f32 statistics
                 let invstd: Vec<f32> = var
                     .iter()
                     .map(|&v| (1.0 / (f64::from(v) + norm.eps).sqrt()) as f32)
                     .collect();
-                let mut u = Vec::with_capacity(z.len());
-                for (c, row) in z.chunks_exact(rows).enumerate() {
-                    let scale = invstd[c] * gamma[c];
-                    let shift = beta[c] - mean[c] * scale;
-                    u.extend(row.iter().map(|&v| v * scale + shift));
-                }
+                let mut u = vec![0f32; z.len()];
+                u.par_chunks_exact_mut(rows)
+                    .zip(z.par_chunks_exact(rows))
+                    .enumerate()
+                    .with_min_len(min_items(rows))
+                    .for_each(|(c, (urow, zrow))| {
+                        let scale = invstd[c] * gamma[c];
+                        let shift = beta[c] - mean[c] * scale;
+                        for (u, &v) in urow.iter_mut().zip(zrow) {
+                            *u = v * scale + shift;
+                        }
+                    });
                 let pre = if self.relu {
-                    act = u.iter().map(|&v| v.max(0.0)).collect();
+                    act = u
+                        .par_iter()
+                        .with_min_len(PAR_MIN)
+                        .map(|&v| v.max(0.0))
+                        .collect();
                     Some(u)
                 } else {
                     act = u;
@@ -226,23 +241,27 @@ impl CustomOp3 for Block {
         let plane = |o: usize, b: usize| &act[(o * g.batch + b) * n..][..n];
         let (y, shape) = match self.pool {
             None => {
-                let mut y = Vec::with_capacity(act.len());
-                for b in 0..g.batch {
-                    (0..out_ch).for_each(|o| y.extend_from_slice(plane(o, b)));
-                }
+                let mut y = vec![0f32; act.len()];
+                y.par_chunks_exact_mut(n.max(1))
+                    .enumerate()
+                    .with_min_len(min_items(n))
+                    .for_each(|(bo, out)| out.copy_from_slice(plane(bo % out_ch, bo / out_ch)));
                 (y, Shape::from((g.batch, out_ch, g.oh, g.ow)))
             }
             Some(p) => {
                 let pg = p.geom((g.batch, out_ch, g.oh, g.ow))?;
                 let pn = pg.out_plane();
                 let mut y = vec![0f32; g.batch * out_ch * pn];
-                for (bo, out) in y.chunks_exact_mut(pn.max(1)).enumerate() {
-                    let src = plane(bo % out_ch, bo / out_ch);
-                    match p {
-                        Pooling::Max { .. } => pg.max_plane(src, out),
-                        Pooling::Avg { .. } => pg.avg_plane(src, out),
-                    }
-                }
+                y.par_chunks_exact_mut(pn.max(1))
+                    .enumerate()
+                    .with_min_len(min_items(n))
+                    .for_each(|(bo, out)| {
+                        let src = plane(bo % out_ch, bo / out_ch);
+                        match p {
+                            Pooling::Max { .. } => pg.max_plane(src, out),
+                            Pooling::Avg { .. } => pg.avg_plane(src, out),
+                        }
+                    });
                 (y, pg.out_shape())
             }
         };
@@ -291,52 +310,57 @@ impl CustomOp3 for Block {
             Some(p) => Some((p, p.geom((batch, out_ch, geom.oh, geom.ow))?)),
             None => None,
         };
-        let planes = g.chunks_exact_mut(n.max(1)).zip(act.chunks_exact(n.max(1)));
-        for (ob, (dplane, aplane)) in planes.enumerate() {
-            let (o, b) = (ob / batch, ob % batch);
-            match &pooling {
-                None => dplane.copy_from_slice(&dy[(b * out_ch + o) * n..][..n]),
-                Some((p, pg)) => {
-                    let pn = pg.out_plane();
-                    let gplane = &dy[(b * out_ch + o) * pn..][..pn];
-                    match p {
-                        Pooling::Max { .. } => pg.max_plane_bwd(aplane, gplane, dplane),
-                        Pooling::Avg { .. } => pg.avg_plane_bwd(gplane, dplane),
+        g.par_chunks_exact_mut(n.max(1))
+            .zip(act.par_chunks_exact(n.max(1)))
+            .enumerate()
+            .with_min_len(min_items(n))
+            .for_each(|(ob, (dplane, aplane))| {
+                let (o, b) = (ob / batch, ob % batch);
+                match &pooling {
+                    None => dplane.copy_from_slice(&dy[(b * out_ch + o) * n..][..n]),
+                    Some((p, pg)) => {
+                        let pn = pg.out_plane();
+                        let gplane = &dy[(b * out_ch + o) * pn..][..pn];
+                        match p {
+                            Pooling::Max { .. } => pg.max_plane_bwd(aplane, gplane, dplane),
+                            Pooling::Avg { .. } => pg.avg_plane_bwd(gplane, dplane),
+                        }
                     }
                 }
-            }
-            if self.relu {
-                relu_bwd(dplane, aplane, pre.map(|u| &u[ob * n..][..n]));
-            }
-        }
+                if self.relu {
+                    relu_bwd(dplane, aplane, pre.map(|u| &u[ob * n..][..n]));
+                }
+            });
         // Through the normalisation, in place: the gradient of its input, and those of gamma
         // and beta (the same sums, in the same order, as `batch_norm`'s backward pass).
         let affine_grads = saved.norm.as_ref().map(|ns| {
             let rows = (batch * n).max(1);
             let count = rows as f32;
-            let (mut dgamma, mut dbeta) = (Vec::with_capacity(out_ch), Vec::with_capacity(out_ch));
-            for (c, (grow, zrow)) in g
-                .chunks_exact_mut(rows)
-                .zip(ns.z.chunks_exact(rows))
+            let per_channel: Vec<(f32, f32)> = g
+                .par_chunks_exact_mut(rows)
+                .zip(ns.z.par_chunks_exact(rows))
                 .enumerate()
-            {
-                let (m, s) = (ns.mean[c], ns.invstd[c]);
-                let (mut sum_dy, mut sum_dy_xhat) = (0f64, 0f64);
-                for (&gv, &zv) in grow.iter().zip(zrow) {
-                    sum_dy += f64::from(gv);
-                    sum_dy_xhat += f64::from(gv * (zv - m) * s);
-                }
-                #[allow(clippy::cast_possible_truncation)] // gradients are f32
-                let (db, dg) = (sum_dy as f32, sum_dy_xhat as f32);
-                let k = ns.gamma[c] * s;
-                let (mean_dy, mean_dy_xhat) = (db / count, dg / count);
-                for (gv, &zv) in grow.iter_mut().zip(zrow) {
-                    *gv = k * (*gv - mean_dy - (zv - m) * s * mean_dy_xhat);
-                }
-                dgamma.push(dg);
-                dbeta.push(db);
-            }
-            (dgamma, dbeta)
+                .with_min_len(min_items(rows))
+                .map(|(c, (grow, zrow))| {
+                    let (m, s) = (ns.mean[c], ns.invstd[c]);
+                    let (mut sum_dy, mut sum_dy_xhat) = (0f64, 0f64);
+                    for (&gv, &zv) in grow.iter().zip(zrow) {
+                        sum_dy += f64::from(gv);
+                        sum_dy_xhat += f64::from(gv * (zv - m) * s);
+                    }
+                    #[allow(clippy::cast_possible_truncation)] // gradients are f32
+                    let (db, dg) = (sum_dy as f32, sum_dy_xhat as f32);
+                    let k = ns.gamma[c] * s;
+                    let (mean_dy, mean_dy_xhat) = (db / count, dg / count);
+                    for (gv, &zv) in grow.iter_mut().zip(zrow) {
+                        *gv = k * (*gv - mean_dy - (zv - m) * s * mean_dy_xhat);
+                    }
+                    (dg, db)
+                })
+                .collect();
+            per_channel
+                .into_iter()
+                .unzip::<f32, f32, Vec<f32>, Vec<f32>>()
         });
         drop(guard);
         let g = Tensor::from_vec(g, (out_ch, batch * n), x.device())?;

@@ -10,7 +10,9 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::{OpError, f32_data, out_size};
+use rayon::prelude::*;
+
+use super::{OpError, f32_data, min_items, out_size};
 
 /// Geometry of a convolution over a `[batch, in_ch, h, w]` input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,14 +137,18 @@ fn col2im_segment(g: &Geom, src: &[f32], ki: usize, kj: usize, plane: &mut [f32]
 /// `(b, i, j)`.
 fn im2col_cpu(g: &Geom, src: &[f32]) -> Vec<f32> {
     let (n, hw) = (g.positions(), g.h * g.w);
+    let len = (g.batch * n).max(1);
     let mut dst = vec![0f32; g.rows() * g.batch * n];
-    for (row, dst_row) in dst.chunks_exact_mut(g.batch * n).enumerate() {
-        let (c, ki, kj) = g.tap(row);
-        for (b, seg) in dst_row.chunks_exact_mut(n).enumerate() {
-            let plane = &src[(b * g.in_ch + c) * hw..][..hw];
-            im2col_segment(g, plane, ki, kj, seg);
-        }
-    }
+    dst.par_chunks_exact_mut(len)
+        .enumerate()
+        .with_min_len(min_items(len))
+        .for_each(|(row, dst_row)| {
+            let (c, ki, kj) = g.tap(row);
+            for (b, seg) in dst_row.chunks_exact_mut(n.max(1)).enumerate() {
+                let plane = &src[(b * g.in_ch + c) * hw..][..hw];
+                im2col_segment(g, plane, ki, kj, seg);
+            }
+        });
     dst
 }
 
@@ -150,16 +156,19 @@ fn im2col_cpu(g: &Geom, src: &[f32]) -> Vec<f32> {
 fn col2im_cpu(g: &Geom, cols: &[f32]) -> Vec<f32> {
     let (n, hw) = (g.positions(), g.h * g.w);
     let mut dst = vec![0f32; g.batch * g.in_ch * hw];
-    for (bc, plane) in dst.chunks_exact_mut(hw).enumerate() {
-        let (b, c) = (bc / g.in_ch, bc % g.in_ch);
-        for ki in 0..g.kernel {
-            for kj in 0..g.kernel {
-                let row = (c * g.kernel + ki) * g.kernel + kj;
-                let seg = &cols[(row * g.batch + b) * n..][..n];
-                col2im_segment(g, seg, ki, kj, plane);
+    dst.par_chunks_exact_mut(hw.max(1))
+        .enumerate()
+        .with_min_len(min_items(hw * g.kernel * g.kernel))
+        .for_each(|(bc, plane)| {
+            let (b, c) = (bc / g.in_ch, bc % g.in_ch);
+            for ki in 0..g.kernel {
+                for kj in 0..g.kernel {
+                    let row = (c * g.kernel + ki) * g.kernel + kj;
+                    let seg = &cols[(row * g.batch + b) * n..][..n];
+                    col2im_segment(g, seg, ki, kj, plane);
+                }
             }
-        }
-    }
+        });
     dst
 }
 
@@ -290,13 +299,18 @@ impl CustomOp3 for Conv {
     ) -> Result<(CpuStorage, Shape)> {
         let (yt, g, bias) = self.product(Self::NAME, (xs, xl), (ws, wl), (bs, bl), 1)?;
         let (n, out_ch) = (g.positions(), bias.len());
-        // [out_ch, batch·n] → [batch, out_ch, n], plus bias (built by `extend`: no zeroing).
-        let mut y = Vec::with_capacity(yt.len());
-        for b in 0..g.batch {
-            for (o, &bo) in bias.iter().enumerate() {
-                y.extend(yt[(o * g.batch + b) * n..][..n].iter().map(|v| v + bo));
-            }
-        }
+        // [out_ch, batch·n] → [batch, out_ch, n], plus bias, image by image.
+        let mut y = vec![0f32; yt.len()];
+        let len = (out_ch * n).max(1);
+        y.par_chunks_exact_mut(len)
+            .enumerate()
+            .with_min_len(min_items(len))
+            .for_each(|(b, image)| {
+                for (o, (dst, &bo)) in image.chunks_exact_mut(n.max(1)).zip(bias).enumerate() {
+                    let src = &yt[(o * g.batch + b) * n..][..n];
+                    dst.iter_mut().zip(src).for_each(|(d, v)| *d = v + bo);
+                }
+            });
         Ok((CpuStorage::F32(y), (g.batch, out_ch, g.oh, g.ow).into()))
     }
 
@@ -353,12 +367,16 @@ impl CustomOp1 for ChannelMajor {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let (dy, d) = arg(self.name(), "output gradient", storage, layout, 4)?;
         let (batch, out_ch, n) = (d[0], d[1], d[2] * d[3]);
-        let mut g = Vec::with_capacity(dy.len());
-        for o in 0..out_ch {
-            for b in 0..batch {
-                g.extend_from_slice(&dy[(b * out_ch + o) * n..][..n]);
-            }
-        }
+        let mut g = vec![0f32; dy.len()];
+        let len = (batch * n).max(1);
+        g.par_chunks_exact_mut(len)
+            .enumerate()
+            .with_min_len(min_items(len))
+            .for_each(|(o, row)| {
+                for (b, dst) in row.chunks_exact_mut(n.max(1)).enumerate() {
+                    dst.copy_from_slice(&dy[(b * out_ch + o) * n..][..n]);
+                }
+            });
         Ok((CpuStorage::F32(g), (out_ch, batch * n).into()))
     }
 }
@@ -373,7 +391,11 @@ impl CustomOp1 for RowSum {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let (g, d) = arg(self.name(), "gradient", storage, layout, 2)?;
-        let sums: Vec<f32> = g.chunks_exact(d[1].max(1)).map(sum).collect();
+        let sums: Vec<f32> = g
+            .par_chunks_exact(d[1].max(1))
+            .with_min_len(min_items(d[1]))
+            .map(sum)
+            .collect();
         Ok((CpuStorage::F32(sums), d[0].into()))
     }
 }

@@ -20,12 +20,13 @@
 //!   layers, and a quarter faster on `s1-cnn64` and `s2-m6` (see `bench/README.md`).
 //!
 //! Every op takes an `f32` NCHW tensor on the CPU (any strides: it is made contiguous first)
-//! and returns a contiguous one. The matmuls run on candle's gemm threads; our own loops
-//! (im2col, col2im, bias, pooling) are memory-bound, a few percent of a training step, and stay
-//! on the calling thread. Splitting them over two scoped threads was measured on this 2-core
-//! machine under background load: never faster, and up to 10x slower for the small ops (the
-//! step waits for whichever thread the scheduler runs last), e.g. LeNet conv1 forward 3.2 ms
-//! on two threads vs 0.33 ms on one, the whole `s5-cnn` step 130 ms vs 112 ms.
+//! and returns a contiguous one. The matmuls run on candle's gemm threads (rayon); so do our
+//! own loops (im2col, col2im, transpositions, bias, normalisation, pooling), split over
+//! independent planes, rows or channels in pieces of at least [`PAR_MIN`] values. Each value
+//! is computed exactly as on one thread, so results do not depend on the thread count. (An
+//! earlier split over two scoped threads, spawned per op, was slower under background load:
+//! the step waited for whichever thread the scheduler ran last. Rayon's pool is already
+//! running, and its caller steals back unstarted pieces.)
 //!
 //! `trainer/examples/op_profile.rs` times every op and whole training steps against stock
 //! candle.
@@ -42,6 +43,15 @@ pub use batch_norm::batch_norm_train;
 pub use block::{BatchNormArgs, BatchStats, Pooling, Tail, conv_block, conv_bn_block};
 pub use conv::conv2d;
 pub use pool::{avg_pool2d, max_pool2d};
+
+/// The fewest values one parallel piece of an op's own loops handles: below this, rayon's
+/// hand-over costs more than the loop.
+pub const PAR_MIN: usize = 1 << 14;
+
+/// The fewest items of `len` values each that make a parallel piece of [`PAR_MIN`] values.
+fn min_items(len: usize) -> usize {
+    (PAR_MIN / len.max(1)).max(1)
+}
 
 /// Why an op cannot run on the tensors it was given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

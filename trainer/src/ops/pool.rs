@@ -2,7 +2,9 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 
-use super::{OpError, f32_data, out_size};
+use rayon::prelude::*;
+
+use super::{OpError, f32_data, min_items, out_size};
 
 /// Geometry of a pooling sweep over `planes` planes of `h × w`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,12 +248,13 @@ impl CustomOp1 for Pool {
         let g = Geom::new(self.name(), layout, self.kernel, self.stride)?;
         let (ip, op) = (g.in_plane(), g.out_plane());
         let mut dst = vec![0f32; g.planes() * op];
-        for (out, plane) in dst.chunks_exact_mut(op).zip(src.chunks_exact(ip)) {
-            match self.kind {
+        dst.par_chunks_exact_mut(op.max(1))
+            .zip(src.par_chunks_exact(ip.max(1)))
+            .with_min_len(min_items(ip))
+            .for_each(|(out, plane)| match self.kind {
                 Kind::Max => g.max_plane(plane, out),
                 Kind::Avg => g.avg_plane(plane, out),
-            }
-        }
+            });
         Ok((CpuStorage::F32(dst), g.out_shape()))
     }
 
@@ -298,13 +301,14 @@ impl CustomOp2 for PoolBwd {
         }
         let (ip, op) = (g.in_plane(), g.out_plane());
         let mut dst = vec![0f32; src.len()];
-        let planes = dst.chunks_exact_mut(ip).zip(src.chunks_exact(ip));
-        for ((dplane, plane), gplane) in planes.zip(grad.chunks_exact(op)) {
-            match self.kind {
+        dst.par_chunks_exact_mut(ip.max(1))
+            .zip(src.par_chunks_exact(ip.max(1)))
+            .zip(grad.par_chunks_exact(op.max(1)))
+            .with_min_len(min_items(ip))
+            .for_each(|((dplane, plane), gplane)| match self.kind {
                 Kind::Max => g.max_plane_bwd(plane, gplane, dplane),
                 Kind::Avg => g.avg_plane_bwd(gplane, dplane),
-            }
-        }
+            });
         Ok((CpuStorage::F32(dst), l1.shape().clone()))
     }
 }
