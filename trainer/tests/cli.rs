@@ -174,3 +174,38 @@ fn an_output_folder_that_cannot_be_written_fails_before_training() {
     assert!(!stderr.contains("training s5-ann"), "{stderr}");
     assert!(start.elapsed().as_secs() < 30);
 }
+
+#[test]
+fn the_trainer_runs_with_page_purging_off_unless_the_caller_says_otherwise() {
+    // mimalloc prints its options at start with MIMALLOC_VERBOSE: the first process has its
+    // default, the re-executed one the trainer's setting (see `PURGE_DELAY` in main.rs).
+    let options = |purge: Option<&str>| -> String {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_trainer"));
+        cmd.arg("list").env("MIMALLOC_VERBOSE", "1");
+        match purge {
+            Some(v) => cmd.env("MIMALLOC_PURGE_DELAY", v),
+            None => cmd.env_remove("MIMALLOC_PURGE_DELAY"),
+        };
+        let output = cmd.output().expect("trainer runs");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let purge_delays = |err: &str| -> Vec<String> {
+        err.lines()
+            .filter(|l| l.contains("option 'purge_delay'"))
+            .map(|l| l.trim().to_string())
+            .collect()
+    };
+    let default = purge_delays(&options(None));
+    assert_eq!(
+        default.last().map(String::as_str),
+        Some("option 'purge_delay': -1"),
+        "{default:?}"
+    );
+    let chosen = purge_delays(&options(Some("250")));
+    assert_eq!(
+        chosen,
+        ["option 'purge_delay': 250"],
+        "the caller's value, and no restart"
+    );
+}
