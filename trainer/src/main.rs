@@ -434,13 +434,26 @@ fn with_allocator_options() {
     );
 }
 
+/// Stack of the pool threads the trainer runs on (Linux's default for a main thread).
+const MAIN_STACK: usize = 8 << 20;
+
 /// Elsewhere the trainer runs with mimalloc's default.
 #[cfg(not(unix))]
 fn with_allocator_options() {}
 
 fn main() -> std::process::ExitCode {
     with_allocator_options();
-    match run() {
+    // The whole command runs on a worker of the pool that also runs the matmuls and the ops'
+    // loops: with the pool's default size (RAYON_NUM_THREADS, else one per core) exactly that
+    // many threads compute, instead of the main thread plus as many pool workers competing
+    // for the cores (`s5-cnn`, 2 threads: −18% per epoch, `bench/README.md`). Workers get
+    // the main thread's usual stack, for candle's recursive walk of deep backward graphs.
+    let outcome = rayon::ThreadPoolBuilder::new()
+        .stack_size(MAIN_STACK)
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|pool| pool.install(run));
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             model_report::output::print_error(e.as_ref());
