@@ -32,7 +32,12 @@ fn geometry(dims: &[usize]) -> Result<(usize, usize, usize)> {
 
 /// The values of channel `c` of `data` (`channels` of `batch` planes of `plane`), plane by
 /// plane.
-fn channel(data: &[f32], c: usize, channels: usize, plane: usize) -> impl Iterator<Item = &[f32]> {
+fn channel(
+    data: &[f32],
+    c: usize,
+    channels: usize,
+    plane: usize,
+) -> impl Iterator<Item = &[f32]> + Clone {
     data.chunks_exact(plane.max(1))
         .skip(c)
         .step_by(channels.max(1))
@@ -48,32 +53,97 @@ fn with_data<T>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> Result<T>) -> 
     f(f32_data(NAME, storage, layout)?)
 }
 
+/// Mean and biased variance of one channel's `n` values, given as the slices that hold them
+/// in order, accumulated in f64 in that order. The one definition of the statistics: the
+/// NCHW op here and the fused conv block (`block.rs`, a contiguous row per channel) both call
+/// it, which keeps them bit-identical.
+pub(super) fn channel_stats<'a>(
+    values: impl Iterator<Item = &'a [f32]> + Clone,
+    n: usize,
+) -> (f32, f32) {
+    let n = n.max(1) as f64;
+    let m = values.clone().flatten().map(|&v| f64::from(v)).sum::<f64>() / n;
+    let v = values
+        .flatten()
+        .map(|&v| (f64::from(v) - m).powi(2))
+        .sum::<f64>()
+        / n;
+    #[allow(clippy::cast_possible_truncation)] // statistics are f32 like the tensors
+    (m as f32, v as f32)
+}
+
+/// `1 / sqrt(var + eps)`, computed in f64 and kept as f32 (as PyTorch).
+pub(super) fn invstd(var: f32, eps: f64) -> f32 {
+    #[allow(clippy::cast_possible_truncation)]
+    let s = (1.0 / (f64::from(var) + eps).sqrt()) as f32;
+    s
+}
+
+/// The normalisation of one channel as `y = x·scale + shift`.
+pub(super) fn affine(mean: f32, invstd: f32, gamma: f32, beta: f32) -> (f32, f32) {
+    let scale = invstd * gamma;
+    (scale, beta - mean * scale)
+}
+
+/// One channel's backward pass: `Σ dy` and `Σ dy·x̂` over its values `x` and gradients `dy`
+/// (the slices that hold them, in order; accumulated in f64), which are the gradients of beta
+/// and gamma, and the map to each input's gradient.
+pub(super) struct ChannelGrad {
+    /// `Σ dy`: the gradient of beta.
+    pub(super) dbeta: f32,
+    /// `Σ dy·x̂`: the gradient of gamma.
+    pub(super) dgamma: f32,
+    mean: f32,
+    invstd: f32,
+    k: f32,
+    mean_dy: f32,
+    mean_dy_xhat: f32,
+}
+
+impl ChannelGrad {
+    /// The sums of one channel of `n` values normalised by `mean` and `invstd`, scaled by
+    /// `gamma`.
+    pub(super) fn new<'a>(
+        pairs: impl Iterator<Item = (&'a [f32], &'a [f32])>,
+        (mean, invstd, gamma): (f32, f32, f32),
+        n: usize,
+    ) -> Self {
+        let (mut sum_dy, mut sum_dy_xhat) = (0f64, 0f64);
+        for (xp, gp) in pairs {
+            for (&xv, &g) in xp.iter().zip(gp) {
+                sum_dy += f64::from(g);
+                sum_dy_xhat += f64::from(g * (xv - mean) * invstd);
+            }
+        }
+        #[allow(clippy::cast_possible_truncation)] // gradients are f32
+        let (dbeta, dgamma) = (sum_dy as f32, sum_dy_xhat as f32);
+        let n = n.max(1) as f32;
+        Self {
+            dbeta,
+            dgamma,
+            mean,
+            invstd,
+            k: gamma * invstd,
+            mean_dy: dbeta / n,
+            mean_dy_xhat: dgamma / n,
+        }
+    }
+
+    /// The gradient of the input `x` whose output gradient is `dy`:
+    /// `gamma/σ · (dy - Σdy/n - x̂·Σ(dy·x̂)/n)`.
+    pub(super) fn input(&self, x: f32, dy: f32) -> f32 {
+        self.k * (dy - self.mean_dy - (x - self.mean) * self.invstd * self.mean_dy_xhat)
+    }
+}
+
 /// Per-channel mean and biased variance of `x` (`[batch, channels]` or NCHW), accumulated in
 /// f64.
 pub fn batch_stats(x: &Tensor) -> Result<(Vec<f32>, Vec<f32>)> {
     let (channels, batch, plane) = geometry(x.dims())?;
-    let n = (batch * plane).max(1) as f64;
     with_data(x, "input", |data| {
-        let mut mean = Vec::with_capacity(channels);
-        let mut var = Vec::with_capacity(channels);
-        for c in 0..channels {
-            let m = channel(data, c, channels, plane)
-                .flatten()
-                .map(|&v| f64::from(v))
-                .sum::<f64>()
-                / n;
-            let v = channel(data, c, channels, plane)
-                .flatten()
-                .map(|&v| (f64::from(v) - m).powi(2))
-                .sum::<f64>()
-                / n;
-            #[allow(clippy::cast_possible_truncation)] // statistics are f32 like the tensors
-            {
-                mean.push(m as f32);
-                var.push(v as f32);
-            }
-        }
-        Ok((mean, var))
+        Ok((0..channels)
+            .map(|c| channel_stats(channel(data, c, channels, plane), batch * plane))
+            .unzip())
     })
 }
 
@@ -116,8 +186,7 @@ impl CustomOp3 for BatchNormOp {
         let mut y = Vec::with_capacity(x.len());
         for (i, src) in x.chunks_exact(plane.max(1)).enumerate() {
             let c = i % channels;
-            let scale = self.invstd[c] * gamma[c];
-            let shift = beta[c] - self.mean[c] * scale;
+            let (scale, shift) = affine(self.mean[c], self.invstd[c], gamma[c], beta[c]);
             y.extend(src.iter().map(|&v| v * scale + shift));
         }
         Ok((CpuStorage::F32(y), xl.shape().clone()))
@@ -132,28 +201,19 @@ impl CustomOp3 for BatchNormOp {
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (channels, batch, plane) = geometry(x.dims())?;
-        let n = (batch * plane).max(1) as f32;
         let gamma_v: Vec<f32> = gamma.to_vec1()?;
         let (dx, dgamma, dbeta) = with_data(x, "input", |xd| {
             with_data(dy, "output gradient", |gd| {
-                // Per channel: Σ dy and Σ dy·x̂.
-                let mut sum_dy = vec![0f64; channels];
-                let mut sum_dy_xhat = vec![0f64; channels];
-                for c in 0..channels {
-                    let (m, s) = (self.mean[c], self.invstd[c]);
-                    for (xp, gp) in
-                        channel(xd, c, channels, plane).zip(channel(gd, c, channels, plane))
-                    {
-                        for (&xv, &g) in xp.iter().zip(gp) {
-                            sum_dy[c] += f64::from(g);
-                            sum_dy_xhat[c] += f64::from(g * (xv - m) * s);
-                        }
-                    }
-                }
-                #[allow(clippy::cast_possible_truncation)] // gradients are f32
-                let dbeta: Vec<f32> = sum_dy.iter().map(|&v| v as f32).collect();
-                #[allow(clippy::cast_possible_truncation)]
-                let dgamma: Vec<f32> = sum_dy_xhat.iter().map(|&v| v as f32).collect();
+                let grads: Vec<ChannelGrad> = (0..channels)
+                    .map(|c| {
+                        let pairs =
+                            channel(xd, c, channels, plane).zip(channel(gd, c, channels, plane));
+                        let norm = (self.mean[c], self.invstd[c], gamma_v[c]);
+                        ChannelGrad::new(pairs, norm, batch * plane)
+                    })
+                    .collect();
+                let dbeta: Vec<f32> = grads.iter().map(|g| g.dbeta).collect();
+                let dgamma: Vec<f32> = grads.iter().map(|g| g.dgamma).collect();
                 let mut dx = Vec::with_capacity(xd.len());
                 if x.track_op() {
                     for (i, (xp, gp)) in xd
@@ -161,15 +221,8 @@ impl CustomOp3 for BatchNormOp {
                         .zip(gd.chunks_exact(plane.max(1)))
                         .enumerate()
                     {
-                        let c = i % channels;
-                        let (m, s) = (self.mean[c], self.invstd[c]);
-                        let k = gamma_v[c] * s;
-                        let (mean_dy, mean_dy_xhat) = (dbeta[c] / n, dgamma[c] / n);
-                        dx.extend(
-                            xp.iter()
-                                .zip(gp)
-                                .map(|(&xv, &g)| k * (g - mean_dy - (xv - m) * s * mean_dy_xhat)),
-                        );
+                        let grad = &grads[i % channels];
+                        dx.extend(xp.iter().zip(gp).map(|(&xv, &g)| grad.input(xv, g)));
                     }
                 }
                 Ok((dx, dgamma, dbeta))
@@ -205,11 +258,7 @@ pub fn batch_norm_train(
 ) -> Result<(Tensor, Vec<f32>, Vec<f32>)> {
     let x = x.contiguous()?;
     let (mean, var) = batch_stats(&x)?;
-    #[allow(clippy::cast_possible_truncation)] // as PyTorch: f32 statistics
-    let invstd = var
-        .iter()
-        .map(|&v| (1.0 / (f64::from(v) + eps).sqrt()) as f32)
-        .collect();
+    let invstd = var.iter().map(|&v| invstd(v, eps)).collect();
     let op = BatchNormOp {
         mean: mean.clone(),
         invstd,

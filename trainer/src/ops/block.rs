@@ -31,7 +31,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor}
 use rayon::prelude::*;
 
 use super::conv::{self, Conv};
-use super::{OpError, PAR_MIN, f32_data, min_items, pool};
+use super::{OpError, PAR_MIN, batch_norm, f32_data, min_items, pool};
 
 /// The pooling that ends a [`conv_block`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,22 +123,6 @@ impl Block {
     }
 }
 
-/// Per-row mean and biased variance of `rows` (each `len` long), accumulated in f64 in row
-/// order: the same sums as `batch_norm::batch_stats` over the NCHW tensor, whose channel
-/// planes come in the same (batch, position) order.
-fn row_stats(rows: &[f32], len: usize) -> (Vec<f32>, Vec<f32>) {
-    let n = len.max(1) as f64;
-    rows.par_chunks_exact(len.max(1))
-        .with_min_len(min_items(len))
-        .map(|row| {
-            let m = row.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-            let v = row.iter().map(|&v| (f64::from(v) - m).powi(2)).sum::<f64>() / n;
-            #[allow(clippy::cast_possible_truncation)] // statistics are f32 like the tensors
-            (m as f32, v as f32)
-        })
-        .unzip()
-}
-
 /// ReLU's backward pass over one plane of gradients `d`. A plain block reads the rule from its
 /// activation `act` (derivative 0 at 0, as PyTorch). After a batch normalisation it reads the
 /// normalised values `pre` and follows candle's `relu` (derivative 1 at 0, and candle's
@@ -195,11 +179,16 @@ impl CustomOp3 for Block {
                     .zip(bias)
                     .with_min_len(min_items(rows))
                     .for_each(|(row, &b)| row.iter_mut().for_each(|v| *v += b));
-                let (mean, var) = row_stats(&z, bn);
-                #[allow(clippy::cast_possible_truncation)] // as PyTorch: f32 statistics
+                // Each channel's values are one row: the same sums, in the same order, as the
+                // NCHW op's (`batch_norm.rs`).
+                let (mean, var): (Vec<f32>, Vec<f32>) = z
+                    .par_chunks_exact(rows)
+                    .with_min_len(min_items(rows))
+                    .map(|row| batch_norm::channel_stats(std::iter::once(row), bn))
+                    .unzip();
                 let invstd: Vec<f32> = var
                     .iter()
-                    .map(|&v| (1.0 / (f64::from(v) + norm.eps).sqrt()) as f32)
+                    .map(|&v| batch_norm::invstd(v, norm.eps))
                     .collect();
                 let mut u = vec![0f32; z.len()];
                 u.par_chunks_exact_mut(rows)
@@ -207,8 +196,8 @@ impl CustomOp3 for Block {
                     .enumerate()
                     .with_min_len(min_items(rows))
                     .for_each(|(c, (urow, zrow))| {
-                        let scale = invstd[c] * gamma[c];
-                        let shift = beta[c] - mean[c] * scale;
+                        let (scale, shift) =
+                            batch_norm::affine(mean[c], invstd[c], gamma[c], beta[c]);
                         for (u, &v) in urow.iter_mut().zip(zrow) {
                             *u = v * scale + shift;
                         }
@@ -335,27 +324,19 @@ impl CustomOp3 for Block {
         // and beta (the same sums, in the same order, as `batch_norm`'s backward pass).
         let affine_grads = saved.norm.as_ref().map(|ns| {
             let rows = (batch * n).max(1);
-            let count = rows as f32;
             let per_channel: Vec<(f32, f32)> = g
                 .par_chunks_exact_mut(rows)
                 .zip(ns.z.par_chunks_exact(rows))
                 .enumerate()
                 .with_min_len(min_items(rows))
                 .map(|(c, (grow, zrow))| {
-                    let (m, s) = (ns.mean[c], ns.invstd[c]);
-                    let (mut sum_dy, mut sum_dy_xhat) = (0f64, 0f64);
-                    for (&gv, &zv) in grow.iter().zip(zrow) {
-                        sum_dy += f64::from(gv);
-                        sum_dy_xhat += f64::from(gv * (zv - m) * s);
-                    }
-                    #[allow(clippy::cast_possible_truncation)] // gradients are f32
-                    let (db, dg) = (sum_dy as f32, sum_dy_xhat as f32);
-                    let k = ns.gamma[c] * s;
-                    let (mean_dy, mean_dy_xhat) = (db / count, dg / count);
+                    let norm = (ns.mean[c], ns.invstd[c], ns.gamma[c]);
+                    let grad =
+                        batch_norm::ChannelGrad::new(std::iter::once((zrow, &*grow)), norm, rows);
                     for (gv, &zv) in grow.iter_mut().zip(zrow) {
-                        *gv = k * (*gv - mean_dy - (zv - m) * s * mean_dy_xhat);
+                        *gv = grad.input(zv, *gv);
                     }
-                    (dg, db)
+                    (grad.dgamma, grad.dbeta)
                 })
                 .collect();
             per_channel

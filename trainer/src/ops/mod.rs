@@ -17,7 +17,7 @@
 //!   the networks use for every conv layer followed by ReLU (see `block.rs` for what it saves).
 //! - [`conv_bn_block`]: the same with batch normalisation (training mode) between the conv and
 //!   the ReLU, for every conv → BatchNorm → ReLU in training; bit-identical to the unfused
-//!   layers, and a quarter faster on `s1-cnn64` and `s2-m6` (see `bench/README.md`).
+//!   layers, and about a fifth faster on `s1-cnn64` and `s2-m6` (see `bench/README.md`).
 //!
 //! Every op takes an `f32` NCHW tensor on the CPU (any strides: it is made contiguous first)
 //! and returns a contiguous one. The matmuls run on candle's gemm threads (rayon); so do our
