@@ -230,11 +230,7 @@ impl CustomOp3 for Block {
         let plane = |o: usize, b: usize| &act[(o * g.batch + b) * n..][..n];
         let (y, shape) = match self.pool {
             None => {
-                let mut y = vec![0f32; act.len()];
-                y.par_chunks_exact_mut(n.max(1))
-                    .enumerate()
-                    .with_min_len(min_items(n))
-                    .for_each(|(bo, out)| out.copy_from_slice(plane(bo % out_ch, bo / out_ch)));
+                let y = conv::to_images(&act, g.batch, out_ch, n, None);
                 (y, Shape::from((g.batch, out_ch, g.oh, g.ow)))
             }
             Some(p) => {

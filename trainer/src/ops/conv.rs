@@ -172,6 +172,36 @@ fn col2im_cpu(g: &Geom, cols: &[f32]) -> Vec<f32> {
     dst
 }
 
+/// Channel-major `[out_ch, batch·n]` → images `[batch, out_ch, n]`, image by image in
+/// parallel, plus a per-channel `bias` when given: the one transposition out of the
+/// matmul's layout, for [`conv2d`] and the fused blocks.
+pub(super) fn to_images(
+    cm: &[f32],
+    batch: usize,
+    out_ch: usize,
+    n: usize,
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let mut y = vec![0f32; cm.len()];
+    let len = (out_ch * n).max(1);
+    y.par_chunks_exact_mut(len)
+        .enumerate()
+        .with_min_len(min_items(len))
+        .for_each(|(b, image)| {
+            for (o, dst) in image.chunks_exact_mut(n.max(1)).enumerate() {
+                let src = &cm[(o * batch + b) * n..][..n];
+                match bias {
+                    Some(bias) => {
+                        let bo = bias[o];
+                        dst.iter_mut().zip(src).for_each(|(d, v)| *d = v + bo);
+                    }
+                    None => dst.copy_from_slice(src),
+                }
+            }
+        });
+    y
+}
+
 /// `lhs · rhs` with candle's CPU matmul (gemm, multithreaded); the layouts may transpose.
 fn gemm(
     op: &'static str,
@@ -298,19 +328,8 @@ impl CustomOp3 for Conv {
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (yt, g, bias) = self.product(Self::NAME, (xs, xl), (ws, wl), (bs, bl), 1)?;
-        let (n, out_ch) = (g.positions(), bias.len());
-        // [out_ch, batch·n] → [batch, out_ch, n], plus bias, image by image.
-        let mut y = vec![0f32; yt.len()];
-        let len = (out_ch * n).max(1);
-        y.par_chunks_exact_mut(len)
-            .enumerate()
-            .with_min_len(min_items(len))
-            .for_each(|(b, image)| {
-                for (o, (dst, &bo)) in image.chunks_exact_mut(n.max(1)).zip(bias).enumerate() {
-                    let src = &yt[(o * g.batch + b) * n..][..n];
-                    dst.iter_mut().zip(src).for_each(|(d, v)| *d = v + bo);
-                }
-            });
+        let out_ch = bias.len();
+        let y = to_images(&yt, g.batch, out_ch, g.positions(), Some(bias));
         Ok((CpuStorage::F32(y), (g.batch, out_ch, g.oh, g.ow).into()))
     }
 
