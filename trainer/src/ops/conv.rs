@@ -1,11 +1,12 @@
-//! 2-D convolution as `im2col` + one matmul for the whole batch, with `col2im` for the input
-//! gradient.
+//! 2-D convolution as `im2col` + matmul, with `col2im` for the input gradient.
 //!
 //! Layout choice (measured with candle's gemm on 2 cores, conv2 of `s5-cnn`): one wide matmul
 //! `[out_ch, in_ch·k²] · [in_ch·k², batch·oh·ow]` beat 64 per-image matmuls by 1.4–1.7x in
 //! each of the three products (forward, weight gradient, input gradient); the price is one
 //! transposition between `[batch, out_ch, n]` and `[out_ch, batch·n]` each way, which we fuse
-//! with the bias add (forward) and the bias gradient (backward).
+//! with the bias add (forward) and the bias gradient (backward). Where the column matrix of
+//! the whole batch outgrows the cache ([`CHUNK_BYTES`]), the forward product and the input
+//! gradient run over pieces of several images instead, with the same values bit for bit.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
@@ -57,6 +58,31 @@ impl Geom {
     /// Output positions per image: `oh·ow`.
     pub(super) fn positions(&self) -> usize {
         self.oh * self.ow
+    }
+
+    /// Values of one input image: `in_ch·h·w`.
+    fn image_len(&self) -> usize {
+        self.in_ch * self.h * self.w
+    }
+
+    /// The pieces `(first image, images)` of the forward product and the input gradient: as
+    /// many images as keep one piece's column matrix within `limit` bytes, spread evenly, but
+    /// each with more than 64 columns (gemm treats products of at most 64x64 as small and
+    /// blocks their inner dimension differently, which would change the rounding).
+    fn pieces(&self, limit: usize) -> impl Iterator<Item = (usize, usize)> + use<> {
+        let (batch, n) = (self.batch, self.positions().max(1));
+        let per_image = self.rows() * n * std::mem::size_of::<f32>();
+        let images = (limit / per_image.max(1)).max(65usize.div_ceil(n));
+        let count = (batch / images.max(1)).max(1);
+        (0..count).map(move |i| {
+            let (lo, hi) = (i * batch / count, (i + 1) * batch / count);
+            (lo, hi - lo)
+        })
+    }
+
+    /// The same geometry over `batch` images (one piece of a chunked product).
+    fn with_batch(self, batch: usize) -> Self {
+        Self { batch, ..self }
     }
 
     /// The output columns `[lo, hi)` whose input column `ow·stride + kj − padding` lies inside
@@ -152,10 +178,10 @@ fn im2col_cpu(g: &Geom, src: &[f32]) -> Vec<f32> {
     dst
 }
 
-/// Columns `[in_ch·k², batch·oh·ow]` → scatter-added image `[batch, in_ch, h, w]`.
-fn col2im_cpu(g: &Geom, cols: &[f32]) -> Vec<f32> {
+/// Columns `[in_ch·k², batch·oh·ow]` → scatter-added onto the zeroed images `dst`
+/// (`[batch, in_ch, h, w]`).
+fn col2im_into(g: &Geom, cols: &[f32], dst: &mut [f32]) {
     let (n, hw) = (g.positions(), g.h * g.w);
-    let mut dst = vec![0f32; g.batch * g.in_ch * hw];
     dst.par_chunks_exact_mut(hw.max(1))
         .enumerate()
         .with_min_len(min_items(hw * g.kernel * g.kernel))
@@ -169,7 +195,6 @@ fn col2im_cpu(g: &Geom, cols: &[f32]) -> Vec<f32> {
                 }
             }
         });
-    dst
 }
 
 /// Channel-major `[out_ch, batch·n]` → images `[batch, out_ch, n]`, image by image in
@@ -216,6 +241,81 @@ fn gemm(
             got: other.dtype(),
         })),
     }
+}
+
+/// Bytes of column matrix that one piece of the forward product or of the input gradient
+/// handles at a time. Whole-batch column matrices of the early ResNet layers run to 115 MB
+/// (`[576, 64·784]`): written, packed and read back from memory, and freshly mapped each
+/// time; pieces of a few images stay in the cache (measured in `bench/README.md`). Every
+/// output value is the same sum in the same order either way (gemm blocks the inner
+/// dimension by its length alone), so results are bit-identical to one whole-batch product.
+const CHUNK_BYTES: usize = 8 << 20;
+
+/// `W · im2col(x)` as `[out_ch, batch·oh·ow]`, in pieces of whole images whose column
+/// matrices stay within `limit` bytes.
+fn forward_product(
+    op: &'static str,
+    g: &Geom,
+    x: &[f32],
+    (ws, w_l): (&CpuStorage, &Layout),
+    limit: usize,
+) -> Result<Vec<f32>> {
+    let (k, n, out_ch) = (g.rows(), g.positions(), w_l.dims()[0]);
+    let bn = g.batch * n;
+    let mut pieces = g.pieces(limit).peekable();
+    if let Some(&(_, images)) = pieces.peek()
+        && images == g.batch
+    {
+        let cols = CpuStorage::F32(im2col_cpu(g, x));
+        return gemm(
+            op,
+            (ws, w_l),
+            (&cols, &Layout::contiguous((k, bn))),
+            (out_ch, bn, k),
+        );
+    }
+    let mut yt = vec![0f32; out_ch * bn];
+    for (b0, images) in pieces {
+        let piece = g.with_batch(images);
+        let cn = images * n;
+        let x_piece = &x[b0 * g.image_len()..][..images * g.image_len()];
+        let cols = CpuStorage::F32(im2col_cpu(&piece, x_piece));
+        let part = gemm(
+            op,
+            (ws, w_l),
+            (&cols, &Layout::contiguous((k, cn))),
+            (out_ch, cn, k),
+        )?;
+        yt.par_chunks_exact_mut(bn.max(1))
+            .zip(part.par_chunks_exact(cn.max(1)))
+            .with_min_len(min_items(cn))
+            .for_each(|(dst, src)| dst[b0 * n..][..cn].copy_from_slice(src));
+    }
+    Ok(yt)
+}
+
+/// `dx = col2im(Wᵀ · g)` (`Wᵀ` given as the layout `wt_l` over `ws`, `g` channel-major
+/// `[out_ch, batch·n]` at `gl`), in pieces of whole images as [`forward_product`].
+fn input_grad(
+    op: &'static str,
+    geom: &Geom,
+    (ws, wt_l): (&CpuStorage, &Layout),
+    (gs, gl): (&CpuStorage, &Layout),
+    limit: usize,
+) -> Result<Vec<f32>> {
+    let (k, n, out_ch) = (geom.rows(), geom.positions(), wt_l.dims()[1]);
+    let bn = geom.batch * n;
+    let mut dx = vec![0f32; geom.batch * geom.image_len()];
+    for (b0, images) in geom.pieces(limit) {
+        let piece = geom.with_batch(images);
+        let cn = images * n;
+        // The piece's columns of g: a view with g's row stride.
+        let g_l = Layout::new((out_ch, cn).into(), vec![bn, 1], gl.start_offset() + b0 * n);
+        let dcols = gemm(op, (ws, wt_l), (gs, &g_l), (k, cn, out_ch))?;
+        let dst = &mut dx[b0 * geom.image_len()..][..images * geom.image_len()];
+        col2im_into(&piece, &dcols, dst);
+    }
+    Ok(dx)
 }
 
 /// Sum of a slice in eight independent lanes (a plain `iter().sum()` is one serial chain of
@@ -300,15 +400,8 @@ impl Conv {
                 format!("per-channel parameters {bd:?}, expected [{groups}·{out_ch}]"),
             ));
         }
-        let (k, bn) = (g.rows(), g.batch * g.positions());
-        let cols = CpuStorage::F32(im2col_cpu(&g, x));
-        let w_l = Layout::contiguous_with_offset((out_ch, k), wl.start_offset());
-        let yt = gemm(
-            op,
-            (ws, &w_l),
-            (&cols, &Layout::contiguous((k, bn))),
-            (out_ch, bn, k),
-        )?;
+        let w_l = Layout::contiguous_with_offset((out_ch, g.rows()), wl.start_offset());
+        let yt = forward_product(op, &g, x, (ws, &w_l), CHUNK_BYTES)?;
         Ok((yt, g, bias))
     }
 }
@@ -450,12 +543,11 @@ impl CustomOp2 for ConvInputGrad {
         let (op, g) = (self.name(), &self.geom);
         let (_, wd) = arg(op, "weight", ws, wl, 4)?;
         let (_, gd) = arg(op, "output gradient", gs, gl, 2)?;
-        let (k, bn, out_ch) = (g.rows(), g.batch * g.positions(), wd[0]);
+        let (k, out_ch) = (g.rows(), wd[0]);
         check_grad(op, g, out_ch, gd)?;
         // Wᵀ as [k, out_ch]: a transposed view of the weight.
         let wt_l = Layout::new((k, out_ch).into(), vec![1, k], wl.start_offset());
-        let dcols = gemm(op, (ws, &wt_l), (gs, gl), (k, bn, out_ch))?;
-        let dx = col2im_cpu(g, &dcols);
+        let dx = input_grad(op, g, (ws, &wt_l), (gs, gl), CHUNK_BYTES)?;
         Ok((CpuStorage::F32(dx), (g.batch, g.in_ch, g.h, g.w).into()))
     }
 }
@@ -503,7 +595,8 @@ impl CustomOp2 for ConvWeightGrad {
 ///
 /// `y[b, o, i, j] = bias[o] + Σ_{c, ki, kj} weight[o, c, ki, kj] ·
 /// x[b, c, i·stride + ki − padding, j·stride + kj − padding]` (zero outside the image),
-/// computed as one matmul `W · im2col(x)` for the whole batch, with
+/// computed as the matmul `W · im2col(x)` over the whole batch (in pieces of images when its
+/// columns are large), with
 /// `W = weight.reshape((out_ch, in_ch·k²))` and
 /// `im2col(x)[(c·k + ki)·k + kj, (b·oh + i)·ow + j] = x[b, c, i·stride + ki − padding, …]`.
 /// Backward, with `g = dy` as `[out_ch, batch·oh·ow]`: `dW = g · im2col(x)ᵀ`, `db` = row sums
@@ -606,6 +699,46 @@ mod tests {
         let (go, gs) = (grads_of(&y, 7), grads_of(&stock, 7));
         assert!(go.get(&x).is_none());
         assert_close(go.get(&wt).unwrap(), gs.get(&wt).unwrap(), 1e-4, "dweight");
+    }
+
+    /// The values of a seeded random tensor.
+    fn values(shape: &[usize], seed: u64) -> Vec<f32> {
+        random(shape, seed)
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
+    #[test]
+    fn products_in_pieces_equal_the_whole_batch_product_bit_for_bit() {
+        // 64 input channels: 576 column rows, which gemm splits into two blocks of its inner
+        // dimension, as in the real layers.
+        let (batch, in_ch, out_ch, side) = (7, 64, 12, 9);
+        let x = values(&[batch, in_ch, side, side], 1);
+        let ws = CpuStorage::F32(values(&[out_ch, in_ch, 3, 3], 2));
+        for (stride, padding) in [(1, 1), (2, 1), (1, 0)] {
+            let g = Geom::new("test", (batch, in_ch, side, side), 3, stride, padding).unwrap();
+            let (k, bn) = (g.rows(), batch * g.positions());
+            let w_l = Layout::contiguous((out_ch, k));
+            let wt_l = Layout::new((k, out_ch).into(), vec![1, k], 0);
+            let gs = CpuStorage::F32(values(&[out_ch, bn], 3));
+            let g_l = Layout::contiguous((out_ch, bn));
+            let whole_y = forward_product("test", &g, &x, (&ws, &w_l), usize::MAX).unwrap();
+            let whole_dx = input_grad("test", &g, (&ws, &wt_l), (&gs, &g_l), usize::MAX).unwrap();
+            let per_image = k * g.positions() * 4;
+            // As few images per piece as allowed, pieces of 3 and 4, and everything at once.
+            for limit in [0, 3 * per_image + 1, batch * per_image] {
+                assert!(
+                    forward_product("test", &g, &x, (&ws, &w_l), limit).unwrap() == whole_y,
+                    "forward, stride {stride}, padding {padding}, limit {limit}"
+                );
+                assert!(
+                    input_grad("test", &g, (&ws, &wt_l), (&gs, &g_l), limit).unwrap() == whole_dx,
+                    "input gradient, stride {stride}, padding {padding}, limit {limit}"
+                );
+            }
+        }
     }
 
     #[test]
