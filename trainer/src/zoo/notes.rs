@@ -49,6 +49,10 @@ const NOTES: &[(&str, &str)] = &[
         "Above: plain SGD (lr 0.01, no momentum, Keras' default and PyTorch's rule alike) moves each weight in proportion to its input's scale, so its progress depends on input scaling and initialisation more than the adaptive optimizers'. The study divides pixels by 255 and starts from Keras' Glorot initialisation; we normalise inputs to zero mean and unit variance and start from PyTorch's. Either changes how far plain SGD gets in 20 epochs (the same kind of gap as s3-mlp-base's); we have not run the study's scaling to tell which.",
     ),
     (
+        "s2-m6-adagrad",
+        "Above: Adagrad at lr 0.001 is still far from done after 20 epochs (our validation accuracy rises after every epoch, 72.8% after the first, 88.5% after the last), so where it stands at the end depends on how fast it moves. Keras' accumulator starts at 0.1: while the squared gradients summed so far are small, each step is about the gradient divided by 0.32, proportional to the gradient's size as with plain SGD. Our inputs normalised to unit variance (the study divides pixels by 255) and PyTorch's initialisation (Keras starts from Glorot's) change those sizes. The same kind of gap as s2-m6-sgd's; we have not run the study's scaling to tell which.",
+    ),
+    (
         "s3-rnn-base",
         "Below, with the study's recipe as we read it (Adam lr 0.005, 10 epochs, batch 64 since the study gives none): our tanh RNN trains unsteadily, its training accuracy peaking early and falling after (see its recorded history), the mark of steps too large for a recurrence over 28 rows. The study's batch size and any gradient clipping are unstated; either would change this. We report the recipe's run rather than tune it; s3-rnn-tuned (RMSprop lr 0.001) trains steadily to the study's tuned number.",
     ),
