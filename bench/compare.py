@@ -17,11 +17,15 @@ ratio is trainer / PyTorch (above 1: our trainer is slower). Test accuracy is ov
 test images (the official 10,000 unless the recipe pools them) after those N epochs, averaged
 over the seeds (each framework draws its own initial weights, batch order and dropout masks from
 the seed, so one run per side would compare two random draws, not the two trainers). PyTorch
-runs with OMP_WAIT_POLICY=PASSIVE unless --omp-wait-policy says otherwise: with libgomp's
-default, 2-thread training on a 2-core machine that another process is using ran 5-20x slower
-than with PASSIVE or with 1 thread (measured while writing this).
+runs with its own OMP_WAIT_POLICY default (for an idle machine) unless --omp-wait-policy says
+otherwise: with libgomp's default, 2-thread training on a 2-core machine that another process
+is using ran 5-20x slower than with PASSIVE or with 1 thread (measured while writing this), so
+a busy machine wants PASSIVE. --model-train-limit ID=N trains one model on the first N images
+of its split on both sides (a subset for models whose whole epochs are too long to repeat, such
+as s1-resnet18); the table's recipe line gives each model's image count.
 
-Batch-1 inference: after training, `trainer export` quantises the trained models to int8 and
+Batch-1 inference (for --infer-models, by default the selected models of at most 10M MACs per
+image): after training, `trainer export` quantises the trained models to int8 and
 `firmware-sim --json` times infer-core on the 10,000 test images (one thread, one image at a
 time), twice: built for any x86-64 (SSE2, what `cargo build` gives) and built with
 `-C target-cpu=native` (the vector units PyTorch also uses: it picks its kernels for the CPU at
@@ -54,6 +58,10 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 VENV_PY = BENCH / ".venv" / "bin" / "python"
 MODELS = ["s5-ann", "s5-cnn", "s3-lenet-base"]
+# Batch-1 inference rounds run infer-core over all 10,000 test images per round and variant:
+# by default only for the selected models up to this many MACs per image (bigger ones would
+# take many minutes a round; --infer-models chooses explicitly).
+INFER_MAX_MACS = 10_000_000
 # Short names of the recipe's optimizers, for the table titles.
 OPTIMIZER_NAMES = {"Sgd": "SGD", "Adam": "Adam", "AdamW": "AdamW", "RmsProp": "RMSprop",
                    "Adagrad": "Adagrad", "Adadelta": "Adadelta", "Adamax": "Adamax",
@@ -178,6 +186,19 @@ def self_check(args: argparse.Namespace, logf: Path) -> None:
         raise SystemExit(f"the PyTorch twins do not match `trainer describe`:\n{tail}")
 
 
+def model_limits(specs: list[str], models: list[str]) -> dict[str, int]:
+    """`--model-train-limit ID=N` arguments as {id: N}, each id among --models, N >= 1."""
+    limits: dict[str, int] = {}
+    for spec in specs:
+        mid, sep, count = spec.partition("=")
+        if not sep or not count.isdigit() or int(count) < 1:
+            raise SystemExit(f"--model-train-limit {spec!r}: expected ID=N with N >= 1")
+        if mid not in models:
+            raise SystemExit(f"--model-train-limit {spec!r}: {mid} is not among --models")
+        limits[mid] = int(count)
+    return limits
+
+
 def recipe_text(arch: dict, train_images: int) -> str:
     """One model's training settings, for the table title: images, batch, optimizer and lr,
     and schedule / augmentation when the recipe has them."""
@@ -214,16 +235,23 @@ def main() -> None:
                    help=f"model ids of `trainer describe` (default: {' '.join(MODELS)})")
     p.add_argument("--threads", type=int, default=2,
                    help="training threads for both sides (torch.set_num_threads, RAYON_NUM_THREADS)")
-    p.add_argument("--omp-wait-policy", default="PASSIVE", choices=["PASSIVE", "ACTIVE", "unset"],
-                   help="OMP_WAIT_POLICY for PyTorch (default PASSIVE: with the default, libgomp's "
-                   "2-thread barriers stall whenever another process holds a core; 'unset' keeps "
-                   "libgomp's default)")
+    p.add_argument("--omp-wait-policy", default="unset", choices=["PASSIVE", "ACTIVE", "unset"],
+                   help="OMP_WAIT_POLICY for PyTorch (default: unset, PyTorch's own default, "
+                   "for an idle machine; PASSIVE when another process holds a core, where "
+                   "libgomp's default 2-thread barriers stall)")
     p.add_argument("--infer-rounds", type=int, default=3,
                    help="alternating PyTorch / infer-core inference rounds (median)")
     p.add_argument("--torch-infer-images", type=int, default=2000)
     p.add_argument("--train-limit", type=int, default=None,
                    help="train on the first N images of the training split only (smoke runs; "
                    "not a benchmark)")
+    p.add_argument("--model-train-limit", action="append", default=[], metavar="ID=N",
+                   help="train this model on the first N images of its training split, on both "
+                   "sides (repeatable), e.g. s1-resnet18=6400: a subset for models whose whole "
+                   "epochs are too long to repeat; the table's recipe line gives the count")
+    p.add_argument("--infer-models", nargs="*", default=None,
+                   help="models of --models for the batch-1 inference rounds (default: those "
+                   f"with at most {INFER_MAX_MACS:,} MACs per image)")
     p.add_argument("--results", type=Path, default=BENCH / "results.md")
     p.add_argument("--update-readme", type=Path, default=None, metavar="README",
                    help="also put the two tables, with date, machine and commit, between "
@@ -260,6 +288,11 @@ def main() -> None:
     unknown = [m for m in args.models if m not in archs]
     if unknown:
         raise SystemExit(f"unknown model ids {unknown} (the trainer knows: {', '.join(archs)})")
+    limits = model_limits(args.model_train_limit, args.models)
+    if args.infer_models is None:
+        args.infer_models = [m for m in args.models if archs[m]["macs"] <= INFER_MAX_MACS]
+    elif not set(args.infer_models) <= set(args.models):
+        raise SystemExit(f"--infer-models {args.infer_models} must be among --models {args.models}")
     rust_env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
     log(f"work folder {tmp}; log {logf}")
     self_check(args, logf)
@@ -267,8 +300,9 @@ def main() -> None:
     # Training, model by model and seed by seed: PyTorch, then trainer.
     torch_res: dict[str, list[dict]] = {m: [] for m in args.models}
     ours: dict[str, list[dict]] = {m: [] for m in args.models}
-    limit = ["--train-limit", str(args.train_limit)] if args.train_limit else []
     for m in args.models:
+        n_images = limits.get(m, args.train_limit)
+        limit = ["--train-limit", str(n_images)] if n_images else []
         for seed in args.seeds:
             log(f"{m} seed {seed}: PyTorch, {args.epochs} epochs")
             res = torch_run(args, [m], ["--epochs", str(args.epochs), "--seed", str(seed),
@@ -299,17 +333,23 @@ def main() -> None:
     # Inference: export to int8, then alternate PyTorch and firmware-sim rounds.
     log("exporting int8 models")
     export_cmd = [str(trainer), "export", "--out-dir", str(models_dir), "-q"]
-    for m in args.models:
+    for m in args.infer_models:
         export_cmd += ["-m", m]
-    run(export_cmd, env=rust_env, log_to=logf)
-    torch_rates: dict[str, list[float]] = {m: [] for m in args.models}
+    if args.infer_models:
+        run(export_cmd, env=rust_env, log_to=logf)
+    # Only the inference models' int8 files go to firmware-sim.
+    for stale in models_dir.glob("*.fmq"):
+        if stale.stem not in args.infer_models:
+            stale.unlink()
+    torch_rates: dict[str, list[float]] = {m: [] for m in args.infer_models}
     sim_us: dict[str, dict[str, list[float]]] = {
-        variant: {m: [] for m in args.models} for variant in ("default", "native")
+        variant: {m: [] for m in args.infer_models} for variant in ("default", "native")
     }
     sim_info: dict[str, dict] = {}
-    for r in range(1, args.infer_rounds + 1):
+    for r in range(1, (args.infer_rounds + 1) if args.infer_models else 1):
         log(f"inference round {r}/{args.infer_rounds}: PyTorch")
-        for res in torch_run(args, args.models, ["--skip-train", "--infer-reps", "1"], logf):
+        for res in torch_run(args, args.infer_models, ["--skip-train", "--infer-reps", "1"],
+                             logf):
             torch_rates[res["id"]].extend(res["infer_images_per_second"])
         for variant, binary in (("default", sim), ("native", sim_native)):
             log(f"inference round {r}/{args.infer_rounds}: firmware-sim (infer-core, {variant})")
@@ -355,7 +395,7 @@ def main() -> None:
         "infer-core / PyTorch |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for m in args.models:
+    for m in args.infer_models:
         t = statistics.median(torch_rates[m])
         row = f"| {m} | {t:,.0f} |"
         for variant in ("default", "native"):
@@ -375,9 +415,11 @@ def main() -> None:
         f"{args.threads} threads; test accuracy after epoch {n}, "
         f"mean ± standard deviation over the seeds"
     )
+    skipped = [m for m in args.models if m not in args.infer_models]
     infer_title = (
         f"Batch-1 inference, 1 thread: median images/s over {args.infer_rounds} alternating "
         f"rounds (PyTorch: {args.torch_infer_images} test images a round; infer-core: 10,000)"
+        + (f"; not timed: {', '.join(skipped)}" if skipped else "")
     )
     printed = "\n".join(
         [f"### {train_title}", "", recipes, "", *train_rows, "", f"### {infer_title}", "",
@@ -409,7 +451,7 @@ def main() -> None:
         "infer-core µs/image per round (native) | int8 test acc. | int8 model bytes |",
         "|---|---|---|---|---:|---:|",
     ]
-    for m in args.models:
+    for m in args.infer_models:
         info = sim_info.get(m, {})
         acc_s = f"{100 * info['int8_accuracy']:.2f}%" if info else "n/a"
         inf_details.append(

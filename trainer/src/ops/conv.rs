@@ -5,8 +5,8 @@
 //! each of the three products (forward, weight gradient, input gradient); the price is one
 //! transposition between `[batch, out_ch, n]` and `[out_ch, batch·n]` each way, which we fuse
 //! with the bias add (forward) and the bias gradient (backward). Where the column matrix of
-//! the whole batch outgrows the cache ([`CHUNK_BYTES`]), the forward product and the input
-//! gradient run over pieces of several images instead, with the same values bit for bit.
+//! the whole batch is large ([`CHUNK_BYTES`]), the forward product and the input gradient run
+//! over pieces of several images instead, with the same values bit for bit.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
@@ -245,10 +245,11 @@ fn gemm(
 
 /// Bytes of column matrix that one piece of the forward product or of the input gradient
 /// handles at a time. Whole-batch column matrices of the early ResNet layers run to 115 MB
-/// (`[576, 64·784]`): written, packed and read back from memory, and freshly mapped each
-/// time; pieces of a few images stay in the cache (measured in `bench/README.md`). Every
-/// output value is the same sum in the same order either way (gemm blocks the inner
-/// dimension by its length alone), so results are bit-identical to one whole-batch product.
+/// (`[576, 64·784]`), those of 500-image evaluation batches to 900 MB; in pieces of a few
+/// images the peak memory is lower, at the same training speed in steady state
+/// (`bench/README.md`). Every output value is the same sum in the same order either way
+/// (gemm blocks the inner dimension by its length alone), so results are bit-identical to one
+/// whole-batch product.
 const CHUNK_BYTES: usize = 8 << 20;
 
 /// `W · im2col(x)` as `[out_ch, batch·oh·ow]`, in pieces of whole images whose column
