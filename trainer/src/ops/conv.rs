@@ -599,8 +599,9 @@ enum WeightGradOrder {
     /// `dW = g · colsᵀ`, `[out_ch, k]` directly.
     Direct,
     /// `dWᵀ = cols · gᵀ` as `[k, out_ch]`, then transposed (small). gemm packs the long
-    /// column matrix as its left operand here; for up to 128 output channels this ran
-    /// 1.0–2x faster than [`Self::Direct`], above that up to 1.4x slower (`bench/README.md`).
+    /// column matrix as its left operand here; for up to 128 output channels of the zoo's
+    /// layers this was mostly faster than [`Self::Direct`] (up to 2x), at 256 slower
+    /// (`cargo run --release -p trainer --example weight_grad_orders`, `bench/README.md`).
     Transposed,
 }
 
