@@ -808,20 +808,10 @@ mod tests {
             let cols = CpuStorage::F32(values(&[k, bn], 5));
             let gs = CpuStorage::F32(values(&[out_ch, bn], 6));
             let gl = Layout::contiguous((out_ch, bn));
-            let direct = weight_grad(
-                "test",
-                (&cols, (k, bn)),
-                (&gs, &gl, out_ch),
-                WeightGradOrder::Direct,
-            )
-            .unwrap();
-            let transposed = weight_grad(
-                "test",
-                (&cols, (k, bn)),
-                (&gs, &gl, out_ch),
-                WeightGradOrder::Transposed,
-            )
-            .unwrap();
+            let product =
+                |order| weight_grad("test", (&cols, (k, bn)), (&gs, &gl, out_ch), order).unwrap();
+            let direct = product(WeightGradOrder::Direct);
+            let transposed = product(WeightGradOrder::Transposed);
             assert_eq!(direct.len(), out_ch * k);
             assert!(direct == transposed, "out_ch {out_ch}, k {k}, bn {bn}");
         }
