@@ -7,30 +7,35 @@
 //! with the bias add (forward) and the bias gradient (backward). Where the column matrix of
 //! the whole batch is large ([`CHUNK_BYTES`]), the forward product and the input gradient run
 //! over pieces of several images instead, with the same values bit for bit.
+//!
+//! Layers with a 3×3 kernel, stride 1 and at least 16 input channels (most of a ResNet's, the
+//! later layers of the CNNs) take Winograd's F(4×4, 3×3) instead (`winograd.rs`): all three
+//! products with a quarter of the multiply-adds, equal to this path's values up to rounding.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 use rayon::prelude::*;
 
+use super::winograd::{self, Pieces, Variant};
 use super::{OpError, f32_data, min_items, out_size};
 
 /// Geometry of a convolution over a `[batch, in_ch, h, w]` input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Geom {
     pub(super) batch: usize,
-    in_ch: usize,
-    h: usize,
-    w: usize,
-    kernel: usize,
-    stride: usize,
-    padding: usize,
+    pub(super) in_ch: usize,
+    pub(super) h: usize,
+    pub(super) w: usize,
+    pub(super) kernel: usize,
+    pub(super) stride: usize,
+    pub(super) padding: usize,
     pub(super) oh: usize,
     pub(super) ow: usize,
 }
 
 impl Geom {
-    fn new(
+    pub(super) fn new(
         op: &'static str,
         (batch, in_ch, h, w): (usize, usize, usize, usize),
         kernel: usize,
@@ -61,7 +66,7 @@ impl Geom {
     }
 
     /// Values of one input image: `in_ch·h·w`.
-    fn image_len(&self) -> usize {
+    pub(super) fn image_len(&self) -> usize {
         self.in_ch * self.h * self.w
     }
 
@@ -81,7 +86,7 @@ impl Geom {
     }
 
     /// The same geometry over `batch` images (one piece of a chunked product).
-    fn with_batch(self, batch: usize) -> Self {
+    pub(super) fn with_batch(self, batch: usize) -> Self {
         Self { batch, ..self }
     }
 
@@ -230,11 +235,22 @@ pub(super) fn to_images(
 /// `lhs · rhs` with candle's CPU matmul (gemm, multithreaded); the layouts may transpose.
 fn gemm(
     op: &'static str,
-    (lhs, lhs_l): (&CpuStorage, &Layout),
-    (rhs, rhs_l): (&CpuStorage, &Layout),
+    lhs: (&CpuStorage, &Layout),
+    rhs: (&CpuStorage, &Layout),
     (m, n, k): (usize, usize, usize),
 ) -> Result<Vec<f32>> {
-    match lhs.matmul(rhs, (1, m, n, k), lhs_l, rhs_l)? {
+    batched_gemm(op, lhs, rhs, (1, m, n, k))
+}
+
+/// `b` products `lhs[i] · rhs[i]` of `[b, m, k]` and `[b, k, n]` operands (any row, column
+/// and batch strides) as `[b, m, n]`, with candle's CPU matmul.
+pub(super) fn batched_gemm(
+    op: &'static str,
+    (lhs, lhs_l): (&CpuStorage, &Layout),
+    (rhs, rhs_l): (&CpuStorage, &Layout),
+    bmnk: (usize, usize, usize, usize),
+) -> Result<Vec<f32>> {
+    match lhs.matmul(rhs, bmnk, lhs_l, rhs_l)? {
         CpuStorage::F32(v) => Ok(v),
         other => Err(candle_core::Error::wrap(OpError::DType {
             op,
@@ -402,7 +418,18 @@ impl Conv {
             ));
         }
         let w_l = Layout::contiguous_with_offset((out_ch, g.rows()), wl.start_offset());
-        let yt = forward_product(op, &g, x, (ws, &w_l), CHUNK_BYTES)?;
+        let yt = match Variant::choose(&g) {
+            Some(variant) => winograd::forward(
+                op,
+                variant,
+                Pieces::DEFAULT,
+                &g,
+                x,
+                f32_data(op, ws, &w_l)?,
+                out_ch,
+            )?,
+            None => forward_product(op, &g, x, (ws, &w_l), CHUNK_BYTES)?,
+        };
         Ok((yt, g, bias))
     }
 }
@@ -546,6 +573,11 @@ impl CustomOp2 for ConvInputGrad {
         let (_, gd) = arg(op, "output gradient", gs, gl, 2)?;
         let (k, out_ch) = (g.rows(), wd[0]);
         check_grad(op, g, out_ch, gd)?;
+        if let Some(variant) = Variant::choose(g) {
+            let (w, dy) = (f32_data(op, ws, wl)?, f32_data(op, gs, gl)?);
+            let dx = winograd::input_grad(op, variant, Pieces::DEFAULT, g, w, dy, out_ch)?;
+            return Ok((CpuStorage::F32(dx), (g.batch, g.in_ch, g.h, g.w).into()));
+        }
         // Wᵀ as [k, out_ch]: a transposed view of the weight.
         let wt_l = Layout::new((k, out_ch).into(), vec![1, k], wl.start_offset());
         let dx = input_grad(op, g, (ws, &wt_l), (gs, gl), CHUNK_BYTES)?;
@@ -581,9 +613,17 @@ impl CustomOp2 for ConvWeightGrad {
                 format!("input {xd:?} does not fit {g:?}"),
             ));
         }
-        let cols = CpuStorage::F32(im2col_cpu(g, x));
-        let order = WeightGradOrder::for_channels(out_ch);
-        let dw = weight_grad(op, (&cols, (k, bn)), (gs, gl, out_ch), order)?;
+        let dw = match Variant::choose(g) {
+            Some(variant) => {
+                let dy = f32_data(op, gs, gl)?;
+                winograd::weight_grad(op, variant, Pieces::DEFAULT, g, x, dy, out_ch)?
+            }
+            None => {
+                let cols = CpuStorage::F32(im2col_cpu(g, x));
+                let order = WeightGradOrder::for_channels(out_ch);
+                weight_grad(op, (&cols, (k, bn)), (gs, gl, out_ch), order)?
+            }
+        };
         Ok((
             CpuStorage::F32(dw),
             (out_ch, g.in_ch, g.kernel, g.kernel).into(),

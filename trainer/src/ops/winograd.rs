@@ -1,0 +1,832 @@
+//! Winograd's minimal filtering F(m×m, 3×3) for the convolutions with 3×3 kernels and stride 1:
+//! the forward product, the input gradient and the weight gradient of such a layer in `α²`
+//! matmuls of `α = m + 2` transformed tiles each, instead of one matmul over `im2col` columns.
+//!
+//! A tile of `m×m` outputs needs an `α×α` patch `d` of the (zero-padded) input. With the
+//! transforms `Bᵀ` (`α×α`), `G` (`α×3`) and `Aᵀ` (`m×α`) of Lavin and Gray's construction,
+//!
+//! `Y = Aᵀ [ Σ_c (G W[k,c] Gᵀ) ⊙ (Bᵀ d_c B) ] A`,
+//!
+//! so for each of the `α²` tile positions `ξ` the sum over input channels is one matmul
+//! `M[ξ] = U[ξ] · V[ξ]` of the transformed weights `U[ξ]` (`[out_ch, in_ch]`) and the
+//! transformed patches `V[ξ]` (`[in_ch, tiles]`). F(4×4, 3×3) does 36 products per 16 outputs
+//! where the direct convolution does 144: a quarter of the multiply-adds (a little more where the
+//! image side is not a multiple of 4).
+//!
+//! The backward pass follows from `Y` being bilinear in `U` and `V`: with `Ŷ = A dY Aᵀ` per tile
+//! (`α×α`),
+//!
+//! - the patch gradients are `dV[ξ] = U[ξ]ᵀ · Ŷ[ξ]`, and `B dV Bᵀ` is scatter-added onto the
+//!   input gradient (neighbouring patches overlap by two rows and columns);
+//! - the weight gradients are `dU[ξ] = Ŷ[ξ] · V[ξ]ᵀ` (a sum over every tile of the batch), and
+//!   `dW = Gᵀ dU G`.
+//!
+//! The results equal the `im2col` path's up to rounding (the transforms' constants are not
+//! powers of two for F(4×4, 3×3)); the tests check them against it. Each value is computed in
+//! the same order whatever the thread count, so a run is as reproducible as before.
+
+use candle_core::{CpuStorage, Layout, Result};
+use rayon::prelude::*;
+
+use super::conv::{Geom, batched_gemm};
+use super::min_items;
+
+/// One tile size of the algorithm: `M×M` outputs from an `A×A` input patch (`A = M + 2`), with
+/// its three transforms.
+trait Tile<const M: usize, const P: usize> {
+    /// The input transform `Bᵀ`.
+    const BT: [[f32; P]; P];
+    /// The filter transform `G`.
+    const G: [[f32; 3]; P];
+    /// The output transform `Aᵀ`.
+    const AT: [[f32; P]; M];
+    /// `B`.
+    const B: [[f32; P]; P] = transpose(Self::BT);
+    /// `Gᵀ`.
+    const GT: [[f32; P]; 3] = transpose(Self::G);
+    /// `A`.
+    const A: [[f32; M]; P] = transpose(Self::AT);
+}
+
+/// F(2×2, 3×3): 16 products per 4 outputs (direct: 36); transforms of 0, ±1 and ½. Only the
+/// tests use it, as a second check of the generic transforms: on `s1-resnet18` it trained no
+/// faster than F(4×4, 3×3) (fewer transform operations, 1.8x the multiply-adds).
+#[cfg(test)]
+struct F2;
+
+#[cfg(test)]
+impl Tile<2, 4> for F2 {
+    const BT: [[f32; 4]; 4] = [
+        [1., 0., -1., 0.],
+        [0., 1., 1., 0.],
+        [0., -1., 1., 0.],
+        [0., 1., 0., -1.],
+    ];
+    const G: [[f32; 3]; 4] = [
+        [1., 0., 0.],
+        [0.5, 0.5, 0.5],
+        [0.5, -0.5, 0.5],
+        [0., 0., 1.],
+    ];
+    const AT: [[f32; 4]; 2] = [[1., 1., 1., 0.], [0., 1., -1., -1.]];
+}
+
+/// F(4×4, 3×3): 36 products per 16 outputs (direct: 144).
+struct F4;
+
+impl Tile<4, 6> for F4 {
+    const BT: [[f32; 6]; 6] = [
+        [4., 0., -5., 0., 1., 0.],
+        [0., -4., -4., 1., 1., 0.],
+        [0., 4., -4., -1., 1., 0.],
+        [0., -2., -1., 2., 1., 0.],
+        [0., 2., -1., -2., 1., 0.],
+        [0., 4., 0., -5., 0., 1.],
+    ];
+    const G: [[f32; 3]; 6] = [
+        [1. / 4., 0., 0.],
+        [-1. / 6., -1. / 6., -1. / 6.],
+        [-1. / 6., 1. / 6., -1. / 6.],
+        [1. / 24., 1. / 12., 1. / 6.],
+        [1. / 24., -1. / 12., 1. / 6.],
+        [0., 0., 1.],
+    ];
+    const AT: [[f32; 6]; 4] = [
+        [1., 1., 1., 1., 1., 0.],
+        [0., 1., -1., 2., -2., 0.],
+        [0., 1., 1., 4., 4., 0.],
+        [0., 1., -1., 8., -8., 1.],
+    ];
+}
+
+const fn transpose<const R: usize, const C: usize>(a: [[f32; C]; R]) -> [[f32; R]; C] {
+    let mut t = [[0f32; R]; C];
+    let mut i = 0;
+    while i < R {
+        let mut j = 0;
+        while j < C {
+            t[j][i] = a[i][j];
+            j += 1;
+        }
+        i += 1;
+    }
+    t
+}
+
+/// Tiles (or channels) transformed together, one per SIMD lane.
+const L: usize = 8;
+
+/// One value of `L` tiles.
+type Lanes = [f32; L];
+
+/// `acc += a · x` lane by lane; nothing for `a = 0` (most of the transforms' entries).
+#[inline(always)]
+fn madd(acc: &mut Lanes, a: f32, x: &Lanes) {
+    if a != 0.0 {
+        acc.iter_mut().zip(x).for_each(|(o, v)| *o += a * v);
+    }
+}
+
+/// `a · d` of a constant matrix `a` and a matrix of lane vectors.
+#[inline(always)]
+fn left<const R: usize, const K: usize, const C: usize>(
+    a: &[[f32; K]; R],
+    d: &[[Lanes; C]; K],
+) -> [[Lanes; C]; R] {
+    let mut out = [[[0f32; L]; C]; R];
+    for (orow, arow) in out.iter_mut().zip(a) {
+        for (&x, drow) in arow.iter().zip(d) {
+            for (o, v) in orow.iter_mut().zip(drow) {
+                madd(o, x, v);
+            }
+        }
+    }
+    out
+}
+
+/// `d · b` of a matrix of lane vectors and a constant matrix `b`.
+#[inline(always)]
+fn right<const R: usize, const K: usize, const C: usize>(
+    d: &[[Lanes; K]; R],
+    b: &[[f32; C]; K],
+) -> [[Lanes; C]; R] {
+    let mut out = [[[0f32; L]; C]; R];
+    for (orow, drow) in out.iter_mut().zip(d) {
+        for (v, brow) in drow.iter().zip(b) {
+            for (o, &x) in orow.iter_mut().zip(brow) {
+                madd(o, x, v);
+            }
+        }
+    }
+    out
+}
+
+/// `dst[..count] = lanes[..count]`, as two vector moves for a full group (a `copy_from_slice`
+/// of a run-time length is a call to `memmove`, which cost an eighth of a ResNet step).
+#[inline(always)]
+fn store(dst: &mut [f32], lanes: &Lanes, count: usize) {
+    match <&mut Lanes>::try_from(&mut dst[..count]) {
+        Ok(full) => *full = *lanes,
+        Err(_) => dst
+            .iter_mut()
+            .zip(&lanes[..count])
+            .for_each(|(d, v)| *d = *v),
+    }
+}
+
+/// `lanes[..count] = src[..count]` (the lanes beyond stay as they are), as [`store`].
+#[inline(always)]
+fn load(lanes: &mut Lanes, src: &[f32], count: usize) {
+    match <&Lanes>::try_from(&src[..count]) {
+        Ok(full) => *lanes = *full,
+        Err(_) => lanes
+            .iter_mut()
+            .zip(&src[..count])
+            .for_each(|(d, v)| *d = *v),
+    }
+}
+
+/// Runs `f` compiled for the widest SIMD instruction set this CPU has (AVX2 on x86-64 where
+/// present; the crate itself is built for the baseline SSE2). Used around each parallel piece
+/// of the transforms, whose lane loops then use 256-bit vectors. Plain multiplies and adds are
+/// never fused, so the values are the same on every CPU.
+#[inline(always)]
+fn wide<R>(f: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(f)
+}
+
+/// The groups `(first, count)` of at most `L` consecutive items of `0..len`.
+fn groups(len: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..len).step_by(L).map(move |t0| (t0, L.min(len - t0)))
+}
+
+/// Which tile size a layer uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Variant {
+    /// F(2×2, 3×3) (tests only).
+    #[cfg(test)]
+    F2,
+    /// F(4×4, 3×3).
+    F4,
+}
+
+/// The fewest input channels for which the Winograd path is used: with fewer, the `α²`
+/// matmuls are too thin for gemm and `im2col` is faster.
+const MIN_IN_CH: usize = 16;
+
+impl Variant {
+    /// The variant for a convolution of geometry `g`, or `None` where the `im2col` path
+    /// applies (a kernel other than 3×3, a stride other than 1, few input channels).
+    pub(super) fn choose(g: &Geom) -> Option<Self> {
+        (g.kernel == 3 && g.stride == 1 && g.padding <= 2 && g.in_ch >= MIN_IN_CH)
+            .then_some(Self::F4)
+    }
+}
+
+/// How many images one piece of a batch holds: as many as keep its transformed tiles (of the
+/// wider side, input or output channels) within `bytes`, so that they are still in the cache
+/// when the matmuls read them, but at least `min_tiles` tiles (columns of each matmul).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Pieces {
+    bytes: usize,
+    min_tiles: usize,
+}
+
+impl Pieces {
+    /// The training ops' pieces: 4 MiB of tiles, at least 256 of them.
+    pub(super) const DEFAULT: Self = Self {
+        bytes: 4 << 20,
+        min_tiles: 256,
+    };
+}
+
+/// Tiles of a layer, or of a piece of its batch: `th×tw` tiles of `m×m` outputs per image.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    /// The geometry; its batch is the piece's.
+    g: Geom,
+    out_ch: usize,
+    m: usize,
+    th: usize,
+    tw: usize,
+    /// The piece's first column in a channel-major output (gradient) row.
+    col0: usize,
+    /// The length of a channel-major row: the whole batch's `batch·oh·ow`.
+    row_len: usize,
+}
+
+impl Plan {
+    fn new(g: &Geom, out_ch: usize, m: usize) -> Self {
+        Self {
+            g: *g,
+            out_ch,
+            m,
+            th: g.oh.div_ceil(m),
+            tw: g.ow.div_ceil(m),
+            col0: 0,
+            row_len: g.batch * g.positions(),
+        }
+    }
+
+    /// The pieces of the batch, `(first image, plan of the piece)`, sized by `pieces` and
+    /// spread evenly.
+    fn pieces(&self, pieces: Pieces) -> impl Iterator<Item = (usize, Plan)> + use<> {
+        let per_image = (self.th * self.tw).max(1);
+        let channels = self.g.in_ch.max(self.out_ch).max(1);
+        let bytes = per_image * (self.m + 2) * (self.m + 2) * channels * size_of::<f32>();
+        let images = (pieces.bytes / bytes).max(pieces.min_tiles.div_ceil(per_image));
+        let batch = self.g.batch;
+        let count = (batch / images.max(1)).max(1);
+        let whole = *self;
+        (0..count).map(move |i| {
+            let (lo, hi) = (i * batch / count, (i + 1) * batch / count);
+            let piece = Plan {
+                g: whole.g.with_batch(hi - lo),
+                col0: lo * whole.g.positions(),
+                ..whole
+            };
+            (lo, piece)
+        })
+    }
+
+    /// Tiles of the whole batch.
+    fn tiles(&self) -> usize {
+        self.g.batch * self.th * self.tw
+    }
+
+    /// The `count` tiles from `first` on (tiles are numbered image by image, row by row), as
+    /// `(image, tile row, tile column)`.
+    fn tiles_from(
+        &self,
+        first: usize,
+        count: usize,
+    ) -> impl Iterator<Item = (usize, usize, usize)> + use<> {
+        let (th, tw) = (self.th, self.tw);
+        let start = (first / (th * tw), first / tw % th, first % tw);
+        std::iter::successors(Some(start), move |&(b, ty, tx)| {
+            Some(if tx + 1 < tw {
+                (b, ty, tx + 1)
+            } else if ty + 1 < th {
+                (b, ty + 1, 0)
+            } else {
+                (b + 1, 0, 0)
+            })
+        })
+        .take(count)
+    }
+
+    /// Where the input patch of tile `(ty, tx)` starts, if it lies wholly inside the image
+    /// (no padding to fill in).
+    fn inner_patch(&self, ty: usize, tx: usize, side: usize) -> Option<(usize, usize)> {
+        let r0 = (ty * self.m).checked_sub(self.g.padding)?;
+        let c0 = (tx * self.m).checked_sub(self.g.padding)?;
+        (r0 + side <= self.g.h && c0 + side <= self.g.w).then_some((r0, c0))
+    }
+
+    /// Whether every output of tile `(ty, tx)` lies inside the output image.
+    fn inner_tile(&self, ty: usize, tx: usize) -> bool {
+        (ty + 1) * self.m <= self.g.oh && (tx + 1) * self.m <= self.g.ow
+    }
+
+    /// The input row (or column) of patch offset `i` in tile row (or column) `t`, if inside
+    /// the image of side `side`.
+    fn input_at(&self, t: usize, i: usize, side: usize) -> Option<usize> {
+        (t * self.m + i)
+            .checked_sub(self.g.padding)
+            .filter(|&r| r < side)
+    }
+}
+
+/// `G W Gᵀ` of every `(out_ch, in_ch)` kernel, as `[out_ch][α²][in_ch]`.
+fn weights<const M: usize, const P: usize, T: Tile<M, P>>(p: &Plan, w: &[f32]) -> Vec<f32> {
+    let (k, c) = (p.out_ch, p.g.in_ch);
+    let mut u = vec![0f32; k * P * P * c];
+    u.par_chunks_exact_mut((P * P * c).max(1))
+        .enumerate()
+        .for_each(|(ko, dst)| {
+            wide(|| {
+                for (c0, count) in groups(c) {
+                    let mut kernel = [[[0f32; L]; 3]; 3];
+                    for (l, ci) in (c0..c0 + count).enumerate() {
+                        let src = &w[(ko * c + ci) * 9..][..9];
+                        for (tap, &val) in src.iter().enumerate() {
+                            kernel[tap / 3][tap % 3][l] = val;
+                        }
+                    }
+                    let v = right(&left(&T::G, &kernel), &T::GT);
+                    for (xi, lanes) in v.iter().flatten().enumerate() {
+                        store(&mut dst[xi * c + c0..], lanes, count);
+                    }
+                }
+            })
+        });
+    u
+}
+
+/// `Bᵀ d B` of every input patch, as `[in_ch][α²][tiles]`.
+fn patches<const M: usize, const P: usize, T: Tile<M, P>>(p: &Plan, x: &[f32]) -> Vec<f32> {
+    let (g, n) = (&p.g, p.tiles());
+    let hw = g.h * g.w;
+    let mut v = vec![0f32; g.in_ch * P * P * n];
+    v.par_chunks_exact_mut((P * P * n).max(1))
+        .enumerate()
+        .for_each(|(ci, dst)| {
+            wide(|| {
+                for (t0, count) in groups(n) {
+                    let mut d = [[[0f32; L]; P]; P];
+                    for (l, (b, ty, tx)) in p.tiles_from(t0, count).enumerate() {
+                        let plane = &x[(b * g.in_ch + ci) * hw..][..hw];
+                        if let Some((r0, c0)) = p.inner_patch(ty, tx, P) {
+                            for (i, row) in d.iter_mut().enumerate() {
+                                let src = &plane[(r0 + i) * g.w + c0..][..P];
+                                row.iter_mut().zip(src).for_each(|(val, &v)| val[l] = v);
+                            }
+                            continue;
+                        }
+                        for (i, row) in d.iter_mut().enumerate() {
+                            let Some(r) = p.input_at(ty, i, g.h) else {
+                                continue;
+                            };
+                            for (j, val) in row.iter_mut().enumerate() {
+                                if let Some(c) = p.input_at(tx, j, g.w) {
+                                    val[l] = plane[r * g.w + c];
+                                }
+                            }
+                        }
+                    }
+                    let v = right(&left(&T::BT, &d), &T::B);
+                    for (xi, lanes) in v.iter().flatten().enumerate() {
+                        store(&mut dst[xi * n + t0..], lanes, count);
+                    }
+                }
+            })
+        });
+    v
+}
+
+/// `A dY Aᵀ` of every output tile of the channel-major gradient `dy` (`[out_ch, batch·oh·ow]`),
+/// as `[out_ch][α²][tiles]`; outputs beyond the image's edge count as zero.
+fn grad_tiles<const M: usize, const P: usize, T: Tile<M, P>>(p: &Plan, dy: &[f32]) -> Vec<f32> {
+    let (g, n) = (&p.g, p.tiles());
+    let mut yh = vec![0f32; p.out_ch * P * P * n];
+    yh.par_chunks_exact_mut((P * P * n).max(1))
+        .enumerate()
+        .with_min_len(min_items(P * P * n))
+        .for_each(|(ko, dst)| {
+            wide(|| {
+                let row = &dy[ko * p.row_len + p.col0..][..g.batch * g.positions()];
+                for (t0, count) in groups(n) {
+                    let mut d = [[[0f32; L]; M]; M];
+                    for (l, (b, ty, tx)) in p.tiles_from(t0, count).enumerate() {
+                        let image = &row[b * g.positions()..][..g.positions()];
+                        if p.inner_tile(ty, tx) {
+                            for (i, drow) in d.iter_mut().enumerate() {
+                                let src = &image[(ty * M + i) * g.ow + tx * M..][..M];
+                                drow.iter_mut().zip(src).for_each(|(val, &v)| val[l] = v);
+                            }
+                            continue;
+                        }
+                        for (i, drow) in d.iter_mut().enumerate() {
+                            let r = ty * M + i;
+                            if r >= g.oh {
+                                break;
+                            }
+                            for (j, val) in drow.iter_mut().enumerate() {
+                                let c = tx * M + j;
+                                if c >= g.ow {
+                                    break;
+                                }
+                                val[l] = image[r * g.ow + c];
+                            }
+                        }
+                    }
+                    let v = right(&left(&T::A, &d), &T::AT);
+                    for (xi, lanes) in v.iter().flatten().enumerate() {
+                        store(&mut dst[xi * n + t0..], lanes, count);
+                    }
+                }
+            })
+        });
+    yh
+}
+
+/// The `α²` products `[α², rows, cols]` of two batched operands, each its values and a layout
+/// over them.
+fn products(
+    op: &'static str,
+    (lhs, lhs_l): (&CpuStorage, Layout),
+    (rhs, rhs_l): (&CpuStorage, Layout),
+    bmnk: (usize, usize, usize, usize),
+) -> Result<Vec<f32>> {
+    // gemm reads through the layouts: each operand must hold every position its layout names.
+    for (data, layout) in [(lhs, &lhs_l), (rhs, &rhs_l)] {
+        let len = data.as_slice::<f32>()?.len();
+        let last: usize = layout
+            .dims()
+            .iter()
+            .zip(layout.stride())
+            .map(|(d, s)| d.saturating_sub(1) * s)
+            .sum();
+        if len <= last {
+            return Err(super::OpError::shape(
+                op,
+                format!("{len} values do not hold the product operand {layout:?}"),
+            ));
+        }
+    }
+    batched_gemm(op, (lhs, &lhs_l), (rhs, &rhs_l), bmnk)
+}
+
+/// The forward product of a Winograd layer: `W ⊛ x` as channel-major `[out_ch, batch·oh·ow]`,
+/// from `x` (`[batch, in_ch, h, w]`) and the weight (`[out_ch, in_ch, 3, 3]`).
+pub(super) fn forward(
+    op: &'static str,
+    variant: Variant,
+    pieces: Pieces,
+    g: &Geom,
+    x: &[f32],
+    w: &[f32],
+    out_ch: usize,
+) -> Result<Vec<f32>> {
+    match variant {
+        #[cfg(test)]
+        Variant::F2 => forward_with::<2, 4, F2>(op, pieces, g, x, w, out_ch),
+        Variant::F4 => forward_with::<4, 6, F4>(op, pieces, g, x, w, out_ch),
+    }
+}
+
+fn forward_with<const M: usize, const P: usize, T: Tile<M, P>>(
+    op: &'static str,
+    pieces: Pieces,
+    g: &Geom,
+    x: &[f32],
+    w: &[f32],
+    out_ch: usize,
+) -> Result<Vec<f32>> {
+    let whole = Plan::new(g, out_ch, M);
+    let (a2, k, c) = (P * P, out_ch, g.in_ch);
+    let u = CpuStorage::F32(weights::<M, P, T>(&whole, w));
+    let mut y = vec![0f32; k * whole.row_len];
+    for (b0, p) in whole.pieces(pieces) {
+        let (pg, n) = (&p.g, p.tiles());
+        let x = &x[b0 * g.image_len()..][..pg.batch * g.image_len()];
+        let v = CpuStorage::F32(patches::<M, P, T>(&p, x));
+        // M[ξ] = U[ξ] · V[ξ]: U[ξ] rows of stride α²·in_ch, V[ξ] rows of stride α²·tiles.
+        let u_l = Layout::new((a2, k, c).into(), vec![c, a2 * c, 1], 0);
+        let v_l = Layout::new((a2, c, n).into(), vec![n, a2 * n, 1], 0);
+        let mm = products(op, (&u, u_l), (&v, v_l), (a2, k, n, c))?;
+        y.par_chunks_exact_mut(whole.row_len.max(1))
+            .enumerate()
+            .with_min_len(min_items(n * M * M))
+            .for_each(|(ko, row)| {
+                wide(|| {
+                    let row = &mut row[p.col0..][..pg.batch * pg.positions()];
+                    for (t0, count) in groups(n) {
+                        let mut s = [[[0f32; L]; P]; P];
+                        for (xi, lanes) in s.iter_mut().flatten().enumerate() {
+                            load(lanes, &mm[(xi * k + ko) * n + t0..], count);
+                        }
+                        let o = right(&left(&T::AT, &s), &T::A);
+                        for (l, (b, ty, tx)) in p.tiles_from(t0, count).enumerate() {
+                            let image = &mut row[b * pg.positions()..][..pg.positions()];
+                            if p.inner_tile(ty, tx) {
+                                for (i, orow) in o.iter().enumerate() {
+                                    let dst = &mut image[(ty * M + i) * pg.ow + tx * M..][..M];
+                                    dst.iter_mut().zip(orow).for_each(|(d, val)| *d = val[l]);
+                                }
+                                continue;
+                            }
+                            for (i, orow) in o.iter().enumerate() {
+                                let r = ty * M + i;
+                                if r >= pg.oh {
+                                    break;
+                                }
+                                for (j, val) in orow.iter().enumerate() {
+                                    let col = tx * M + j;
+                                    if col >= pg.ow {
+                                        break;
+                                    }
+                                    image[r * pg.ow + col] = val[l];
+                                }
+                            }
+                        }
+                    }
+                })
+            });
+    }
+    Ok(y)
+}
+
+/// The input gradient of a Winograd layer, `[batch, in_ch, h, w]`, from the weight and the
+/// channel-major output gradient `dy` (`[out_ch, batch·oh·ow]`).
+pub(super) fn input_grad(
+    op: &'static str,
+    variant: Variant,
+    pieces: Pieces,
+    g: &Geom,
+    w: &[f32],
+    dy: &[f32],
+    out_ch: usize,
+) -> Result<Vec<f32>> {
+    match variant {
+        #[cfg(test)]
+        Variant::F2 => input_grad_with::<2, 4, F2>(op, pieces, g, w, dy, out_ch),
+        Variant::F4 => input_grad_with::<4, 6, F4>(op, pieces, g, w, dy, out_ch),
+    }
+}
+
+fn input_grad_with<const M: usize, const P: usize, T: Tile<M, P>>(
+    op: &'static str,
+    pieces: Pieces,
+    g: &Geom,
+    w: &[f32],
+    dy: &[f32],
+    out_ch: usize,
+) -> Result<Vec<f32>> {
+    let whole = Plan::new(g, out_ch, M);
+    let (a2, k, c) = (P * P, out_ch, g.in_ch);
+    let u = CpuStorage::F32(weights::<M, P, T>(&whole, w));
+    let hw = g.h * g.w;
+    let mut dx = vec![0f32; g.batch * c * hw];
+    for (b0, p) in whole.pieces(pieces) {
+        let n = p.tiles();
+        let yh = CpuStorage::F32(grad_tiles::<M, P, T>(&p, dy));
+        // dV[ξ] = U[ξ]ᵀ · Ŷ[ξ], U[ξ]ᵀ a transposed view of U.
+        let ut_l = Layout::new((a2, c, k).into(), vec![c, 1, a2 * c], 0);
+        let yh_l = Layout::new((a2, k, n).into(), vec![n, a2 * n, 1], 0);
+        let dv = products(op, (&u, ut_l), (&yh, yh_l), (a2, c, n, k))?;
+        let dx = &mut dx[b0 * g.image_len()..][..p.g.batch * g.image_len()];
+        dx.par_chunks_exact_mut(hw.max(1))
+            .enumerate()
+            .with_min_len(min_items(hw))
+            .for_each(|(bc, plane)| {
+                wide(|| {
+                    let (b, ci) = (bc / c, bc % c);
+                    let per_image = p.th * p.tw;
+                    for (t0, count) in groups(per_image) {
+                        let t0 = b * per_image + t0;
+                        let mut s = [[[0f32; L]; P]; P];
+                        for (xi, lanes) in s.iter_mut().flatten().enumerate() {
+                            load(lanes, &dv[(xi * c + ci) * n + t0..], count);
+                        }
+                        let d = right(&left(&T::B, &s), &T::BT);
+                        for (l, (_, ty, tx)) in p.tiles_from(t0, count).enumerate() {
+                            if let Some((r0, c0)) = p.inner_patch(ty, tx, P) {
+                                for (i, drow) in d.iter().enumerate() {
+                                    let dst = &mut plane[(r0 + i) * g.w + c0..][..P];
+                                    dst.iter_mut().zip(drow).for_each(|(o, val)| *o += val[l]);
+                                }
+                                continue;
+                            }
+                            for (i, drow) in d.iter().enumerate() {
+                                let Some(r) = p.input_at(ty, i, g.h) else {
+                                    continue;
+                                };
+                                for (j, val) in drow.iter().enumerate() {
+                                    if let Some(col) = p.input_at(tx, j, g.w) {
+                                        plane[r * g.w + col] += val[l];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                })
+            });
+    }
+    Ok(dx)
+}
+
+/// The weight gradient of a Winograd layer, `[out_ch, in_ch·9]`, from the input `x` and the
+/// channel-major output gradient `dy`.
+pub(super) fn weight_grad(
+    op: &'static str,
+    variant: Variant,
+    pieces: Pieces,
+    g: &Geom,
+    x: &[f32],
+    dy: &[f32],
+    out_ch: usize,
+) -> Result<Vec<f32>> {
+    match variant {
+        #[cfg(test)]
+        Variant::F2 => weight_grad_with::<2, 4, F2>(op, pieces, g, x, dy, out_ch),
+        Variant::F4 => weight_grad_with::<4, 6, F4>(op, pieces, g, x, dy, out_ch),
+    }
+}
+
+fn weight_grad_with<const M: usize, const P: usize, T: Tile<M, P>>(
+    op: &'static str,
+    pieces: Pieces,
+    g: &Geom,
+    x: &[f32],
+    dy: &[f32],
+    out_ch: usize,
+) -> Result<Vec<f32>> {
+    let whole = Plan::new(g, out_ch, M);
+    let (a2, k, c) = (P * P, out_ch, g.in_ch);
+    let mut du = vec![0f32; a2 * k * c];
+    for (b0, p) in whole.pieces(pieces) {
+        let n = p.tiles();
+        let x = &x[b0 * g.image_len()..][..p.g.batch * g.image_len()];
+        let v = CpuStorage::F32(patches::<M, P, T>(&p, x));
+        let yh = CpuStorage::F32(grad_tiles::<M, P, T>(&p, dy));
+        // dU[ξ] = Ŷ[ξ] · V[ξ]ᵀ, V[ξ]ᵀ a transposed view of V; summed over the pieces in order.
+        let yh_l = Layout::new((a2, k, n).into(), vec![n, a2 * n, 1], 0);
+        let vt_l = Layout::new((a2, n, c).into(), vec![n, 1, a2 * n], 0);
+        let part = products(op, (&yh, yh_l), (&v, vt_l), (a2, k, c, n))?;
+        du.par_chunks_mut(super::PAR_MIN)
+            .zip(part.par_chunks(super::PAR_MIN))
+            .for_each(|(d, q)| d.iter_mut().zip(q).for_each(|(d, q)| *d += q));
+    }
+    let mut dw = vec![0f32; k * c * 9];
+    dw.par_chunks_exact_mut((c * 9).max(1))
+        .enumerate()
+        .for_each(|(ko, dst)| {
+            wide(|| {
+                for (c0, count) in groups(c) {
+                    let mut s = [[[0f32; L]; P]; P];
+                    for (xi, lanes) in s.iter_mut().flatten().enumerate() {
+                        load(lanes, &du[(xi * k + ko) * c + c0..], count);
+                    }
+                    let d = right(&left(&T::GT, &s), &T::G);
+                    for (tap, lanes) in d.iter().flatten().enumerate() {
+                        for (l, &val) in lanes[..count].iter().enumerate() {
+                            dst[(c0 + l) * 9 + tap] = val;
+                        }
+                    }
+                }
+            })
+        });
+    Ok(dw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::test_util::random;
+
+    fn values(shape: &[usize], seed: u64) -> Vec<f32> {
+        random(shape, seed)
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
+    /// The direct convolution in `f64`: the channel-major output, the input gradient and the
+    /// weight gradient for the channel-major output gradient `dy`.
+    fn direct(
+        g: &Geom,
+        x: &[f32],
+        w: &[f32],
+        dy: &[f32],
+        out_ch: usize,
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let (c, n) = (g.in_ch, g.positions());
+        let mut y = vec![0f64; out_ch * g.batch * n];
+        let mut dx = vec![0f64; x.len()];
+        let mut dw = vec![0f64; w.len()];
+        for k in 0..out_ch {
+            for b in 0..g.batch {
+                for (r, col) in (0..g.oh).flat_map(|r| (0..g.ow).map(move |col| (r, col))) {
+                    let o = k * g.batch * n + b * n + r * g.ow + col;
+                    for ci in 0..c {
+                        for (ki, kj) in (0..3).flat_map(|i| (0..3).map(move |j| (i, j))) {
+                            let (Some(ir), Some(ic)) = (
+                                (r + ki).checked_sub(g.padding).filter(|&v| v < g.h),
+                                (col + kj).checked_sub(g.padding).filter(|&v| v < g.w),
+                            ) else {
+                                continue;
+                            };
+                            let xi = ((b * c + ci) * g.h + ir) * g.w + ic;
+                            let wi = (k * c + ci) * 9 + ki * 3 + kj;
+                            y[o] += f64::from(w[wi]) * f64::from(x[xi]);
+                            dx[xi] += f64::from(w[wi]) * f64::from(dy[o]);
+                            dw[wi] += f64::from(x[xi]) * f64::from(dy[o]);
+                        }
+                    }
+                }
+            }
+        }
+        (y, dx, dw)
+    }
+
+    fn assert_close(got: &[f32], want: &[f64], tol: f64, what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        let scale = want.iter().fold(1e-6f64, |m, v| m.max(v.abs()));
+        for (i, (a, b)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (f64::from(*a) - b).abs() <= tol * scale,
+                "{what}: element {i}: {a} vs {b} (scale {scale})"
+            );
+        }
+    }
+
+    /// Pieces of one image each.
+    const ONE_IMAGE: Pieces = Pieces {
+        bytes: 0,
+        min_tiles: 1,
+    };
+
+    #[test]
+    fn pieces_of_images_give_the_whole_batch_values() {
+        // Forward and input gradient bit for bit (each tile is computed alone); the weight
+        // gradient sums the pieces' products in order, so it may round differently.
+        let (batch, in_ch, out_ch, side) = (5, 16, 6, 9);
+        let g = Geom::new("test", (batch, in_ch, side, side), 3, 1, 1).unwrap();
+        let x = values(&[batch, in_ch, side, side], 4);
+        let w = values(&[out_ch, in_ch, 3, 3], 5);
+        let dy = values(&[out_ch, batch * g.positions()], 6);
+        let v = Variant::F4;
+        let whole = Pieces::DEFAULT;
+        assert!(
+            forward("t", v, whole, &g, &x, &w, out_ch).unwrap()
+                == forward("t", v, ONE_IMAGE, &g, &x, &w, out_ch).unwrap()
+        );
+        assert!(
+            input_grad("t", v, whole, &g, &w, &dy, out_ch).unwrap()
+                == input_grad("t", v, ONE_IMAGE, &g, &w, &dy, out_ch).unwrap()
+        );
+        let one = weight_grad("t", v, ONE_IMAGE, &g, &x, &dy, out_ch).unwrap();
+        let all = weight_grad("t", v, whole, &g, &x, &dy, out_ch).unwrap();
+        let all: Vec<f64> = all.into_iter().map(f64::from).collect();
+        assert_close(&one, &all, 1e-5, "weight gradient");
+    }
+
+    #[test]
+    fn both_tile_sizes_match_the_direct_convolution() {
+        // Sides that are and are not multiples of the tile, padding 1 ("same") and 0.
+        for variant in [Variant::F2, Variant::F4] {
+            for (side, padding) in [(8, 1), (7, 1), (4, 1), (5, 0), (9, 2), (14, 1)] {
+                let (batch, in_ch, out_ch) = (2, 16, 5);
+                let g = Geom::new("test", (batch, in_ch, side, side), 3, 1, padding).unwrap();
+                let x = values(&[batch, in_ch, side, side], 1);
+                let w = values(&[out_ch, in_ch, 3, 3], 2);
+                let dy = values(&[out_ch, batch * g.positions()], 3);
+                let (y, dx, dw) = direct(&g, &x, &w, &dy, out_ch);
+                let what = format!("{variant:?}, side {side}, padding {padding}");
+                // The whole batch at once, and one image per piece.
+                for pieces in [Pieces::DEFAULT, ONE_IMAGE] {
+                    let what = format!("{what}, {pieces:?}");
+                    let got = forward("test", variant, pieces, &g, &x, &w, out_ch).unwrap();
+                    assert_close(&got, &y, 1e-5, &format!("{what}: forward"));
+                    let got = input_grad("test", variant, pieces, &g, &w, &dy, out_ch).unwrap();
+                    assert_close(&got, &dx, 1e-5, &format!("{what}: input gradient"));
+                    let got = weight_grad("test", variant, pieces, &g, &x, &dy, out_ch).unwrap();
+                    assert_close(&got, &dw, 1e-5, &format!("{what}: weight gradient"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chosen_only_for_3x3_stride_1_with_enough_channels() {
+        let geom = |in_ch, kernel, stride| {
+            Geom::new("test", (2, in_ch, 14, 14), kernel, stride, 1).unwrap()
+        };
+        assert_eq!(Variant::choose(&geom(64, 3, 1)), Some(Variant::F4));
+        assert_eq!(Variant::choose(&geom(64, 3, 2)), None);
+        assert_eq!(Variant::choose(&geom(64, 5, 1)), None);
+        assert_eq!(Variant::choose(&geom(MIN_IN_CH - 1, 3, 1)), None);
+    }
+}
