@@ -17,7 +17,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, S
 
 use rayon::prelude::*;
 
-use super::winograd::{self, Pieces, Variant};
+use super::winograd::Layer;
 use super::{OpError, f32_data, min_items, out_size};
 
 /// Geometry of a convolution over a `[batch, in_ch, h, w]` input.
@@ -418,16 +418,8 @@ impl Conv {
             ));
         }
         let w_l = Layout::contiguous_with_offset((out_ch, g.rows()), wl.start_offset());
-        let yt = match Variant::choose(&g) {
-            Some(variant) => winograd::forward(
-                op,
-                variant,
-                Pieces::DEFAULT,
-                &g,
-                x,
-                f32_data(op, ws, &w_l)?,
-                out_ch,
-            )?,
+        let yt = match Layer::for_conv(op, &g, out_ch) {
+            Some(layer) => layer.forward(x, f32_data(op, ws, &w_l)?)?,
             None => forward_product(op, &g, x, (ws, &w_l), CHUNK_BYTES)?,
         };
         Ok((yt, g, bias))
@@ -573,9 +565,8 @@ impl CustomOp2 for ConvInputGrad {
         let (_, gd) = arg(op, "output gradient", gs, gl, 2)?;
         let (k, out_ch) = (g.rows(), wd[0]);
         check_grad(op, g, out_ch, gd)?;
-        if let Some(variant) = Variant::choose(g) {
-            let (w, dy) = (f32_data(op, ws, wl)?, f32_data(op, gs, gl)?);
-            let dx = winograd::input_grad(op, variant, Pieces::DEFAULT, g, w, dy, out_ch)?;
+        if let Some(layer) = Layer::for_conv(op, g, out_ch) {
+            let dx = layer.input_grad(f32_data(op, ws, wl)?, f32_data(op, gs, gl)?)?;
             return Ok((CpuStorage::F32(dx), (g.batch, g.in_ch, g.h, g.w).into()));
         }
         // Wᵀ as [k, out_ch]: a transposed view of the weight.
@@ -613,11 +604,8 @@ impl CustomOp2 for ConvWeightGrad {
                 format!("input {xd:?} does not fit {g:?}"),
             ));
         }
-        let dw = match Variant::choose(g) {
-            Some(variant) => {
-                let dy = f32_data(op, gs, gl)?;
-                winograd::weight_grad(op, variant, Pieces::DEFAULT, g, x, dy, out_ch)?
-            }
+        let dw = match Layer::for_conv(op, g, out_ch) {
+            Some(layer) => layer.weight_grad(x, f32_data(op, gs, gl)?)?,
             None => {
                 let cols = CpuStorage::F32(im2col_cpu(g, x));
                 let order = WeightGradOrder::for_channels(out_ch);
@@ -739,7 +727,9 @@ pub fn conv2d(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::test_util::{assert_close, assert_same_grads, grads_of, random, random_var};
+    use crate::ops::test_util::{
+        assert_close, assert_same_grads, grads_of, random, random_var, values,
+    };
 
     #[test]
     fn tiny_case_by_hand() {
@@ -798,15 +788,6 @@ mod tests {
         let (go, gs) = (grads_of(&y, 7), grads_of(&stock, 7));
         assert!(go.get(&x).is_none());
         assert_close(go.get(&wt).unwrap(), gs.get(&wt).unwrap(), 1e-4, "dweight");
-    }
-
-    /// The values of a seeded random tensor.
-    fn values(shape: &[usize], seed: u64) -> Vec<f32> {
-        random(shape, seed)
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap()
     }
 
     #[test]

@@ -136,6 +136,15 @@ pub(crate) mod test_util {
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
     }
 
+    /// The values of a [`random`] tensor.
+    pub fn values(shape: &[usize], seed: u64) -> Vec<f32> {
+        random(shape, seed)
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
     /// A variable with [`random`] values.
     pub fn random_var(shape: &[usize], seed: u64) -> Var {
         Var::from_tensor(&random(shape, seed)).unwrap()

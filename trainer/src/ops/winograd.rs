@@ -477,37 +477,76 @@ fn products(
     batched_gemm(op, (lhs, &lhs_l), (rhs, &rhs_l), bmnk)
 }
 
-/// The forward product of a Winograd layer: `W ⊛ x` as channel-major `[out_ch, batch·oh·ow]`,
-/// from `x` (`[batch, in_ch, h, w]`) and the weight (`[out_ch, in_ch, 3, 3]`).
-pub(super) fn forward(
-    op: &'static str,
-    variant: Variant,
-    pieces: Pieces,
-    g: &Geom,
-    x: &[f32],
-    w: &[f32],
-    out_ch: usize,
-) -> Result<Vec<f32>> {
-    match variant {
-        #[cfg(test)]
-        Variant::F2 => forward_with::<2, 4, F2>(op, pieces, g, x, w, out_ch),
-        Variant::F4 => forward_with::<4, 6, F4>(op, pieces, g, x, w, out_ch),
+/// One Winograd layer: what its three products need besides their tensors.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Layer {
+    /// The op, for errors.
+    pub(super) op: &'static str,
+    /// The tile size.
+    pub(super) variant: Variant,
+    /// How the batch is split.
+    pub(super) pieces: Pieces,
+    /// The convolution (3×3, stride 1).
+    pub(super) geom: Geom,
+    /// Output channels.
+    pub(super) out_ch: usize,
+}
+
+impl Layer {
+    /// The Winograd layer for a convolution of geometry `geom` (as [`Variant::choose`] picks,
+    /// in [`Pieces::DEFAULT`]), or `None` where the `im2col` path applies.
+    pub(super) fn for_conv(op: &'static str, geom: &Geom, out_ch: usize) -> Option<Self> {
+        Variant::choose(geom).map(|variant| Self {
+            op,
+            variant,
+            pieces: Pieces::DEFAULT,
+            geom: *geom,
+            out_ch,
+        })
+    }
+
+    /// The forward product `W ⊛ x` as channel-major `[out_ch, batch·oh·ow]`, from `x`
+    /// (`[batch, in_ch, h, w]`) and the weight (`[out_ch, in_ch, 3, 3]`).
+    pub(super) fn forward(&self, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
+        match self.variant {
+            #[cfg(test)]
+            Variant::F2 => forward_with::<2, 4, F2>(self, x, w),
+            Variant::F4 => forward_with::<4, 6, F4>(self, x, w),
+        }
+    }
+
+    /// The input gradient, `[batch, in_ch, h, w]`, from the weight and the channel-major
+    /// output gradient `dy` (`[out_ch, batch·oh·ow]`).
+    pub(super) fn input_grad(&self, w: &[f32], dy: &[f32]) -> Result<Vec<f32>> {
+        match self.variant {
+            #[cfg(test)]
+            Variant::F2 => input_grad_with::<2, 4, F2>(self, w, dy),
+            Variant::F4 => input_grad_with::<4, 6, F4>(self, w, dy),
+        }
+    }
+
+    /// The weight gradient, `[out_ch, in_ch·9]`, from the input `x` and the channel-major
+    /// output gradient `dy`.
+    pub(super) fn weight_grad(&self, x: &[f32], dy: &[f32]) -> Result<Vec<f32>> {
+        match self.variant {
+            #[cfg(test)]
+            Variant::F2 => weight_grad_with::<2, 4, F2>(self, x, dy),
+            Variant::F4 => weight_grad_with::<4, 6, F4>(self, x, dy),
+        }
     }
 }
 
 fn forward_with<const M: usize, const P: usize, T: Tile<M, P>>(
-    op: &'static str,
-    pieces: Pieces,
-    g: &Geom,
+    l: &Layer,
     x: &[f32],
     w: &[f32],
-    out_ch: usize,
 ) -> Result<Vec<f32>> {
+    let (op, g, out_ch) = (l.op, &l.geom, l.out_ch);
     let whole = Plan::new(g, out_ch, M);
     let (a2, k, c) = (P * P, out_ch, g.in_ch);
     let u = CpuStorage::F32(weights::<M, P, T>(&whole, w));
     let mut y = vec![0f32; k * whole.row_len];
-    for (b0, p) in whole.pieces(pieces) {
+    for (b0, p) in whole.pieces(l.pieces) {
         let (pg, n) = (&p.g, p.tiles());
         let x = &x[b0 * g.image_len()..][..pg.batch * g.image_len()];
         let v = CpuStorage::F32(patches::<M, P, T>(&p, x));
@@ -557,38 +596,18 @@ fn forward_with<const M: usize, const P: usize, T: Tile<M, P>>(
     Ok(y)
 }
 
-/// The input gradient of a Winograd layer, `[batch, in_ch, h, w]`, from the weight and the
-/// channel-major output gradient `dy` (`[out_ch, batch·oh·ow]`).
-pub(super) fn input_grad(
-    op: &'static str,
-    variant: Variant,
-    pieces: Pieces,
-    g: &Geom,
-    w: &[f32],
-    dy: &[f32],
-    out_ch: usize,
-) -> Result<Vec<f32>> {
-    match variant {
-        #[cfg(test)]
-        Variant::F2 => input_grad_with::<2, 4, F2>(op, pieces, g, w, dy, out_ch),
-        Variant::F4 => input_grad_with::<4, 6, F4>(op, pieces, g, w, dy, out_ch),
-    }
-}
-
 fn input_grad_with<const M: usize, const P: usize, T: Tile<M, P>>(
-    op: &'static str,
-    pieces: Pieces,
-    g: &Geom,
+    l: &Layer,
     w: &[f32],
     dy: &[f32],
-    out_ch: usize,
 ) -> Result<Vec<f32>> {
+    let (op, g, out_ch) = (l.op, &l.geom, l.out_ch);
     let whole = Plan::new(g, out_ch, M);
     let (a2, k, c) = (P * P, out_ch, g.in_ch);
     let u = CpuStorage::F32(weights::<M, P, T>(&whole, w));
     let hw = g.h * g.w;
     let mut dx = vec![0f32; g.batch * c * hw];
-    for (b0, p) in whole.pieces(pieces) {
+    for (b0, p) in whole.pieces(l.pieces) {
         let n = p.tiles();
         let yh = CpuStorage::F32(grad_tiles::<M, P, T>(&p, dy));
         // dV[ξ] = U[ξ]ᵀ · Ŷ[ξ], U[ξ]ᵀ a transposed view of U.
@@ -636,36 +655,16 @@ fn input_grad_with<const M: usize, const P: usize, T: Tile<M, P>>(
     Ok(dx)
 }
 
-/// The weight gradient of a Winograd layer, `[out_ch, in_ch·9]`, from the input `x` and the
-/// channel-major output gradient `dy`.
-pub(super) fn weight_grad(
-    op: &'static str,
-    variant: Variant,
-    pieces: Pieces,
-    g: &Geom,
-    x: &[f32],
-    dy: &[f32],
-    out_ch: usize,
-) -> Result<Vec<f32>> {
-    match variant {
-        #[cfg(test)]
-        Variant::F2 => weight_grad_with::<2, 4, F2>(op, pieces, g, x, dy, out_ch),
-        Variant::F4 => weight_grad_with::<4, 6, F4>(op, pieces, g, x, dy, out_ch),
-    }
-}
-
 fn weight_grad_with<const M: usize, const P: usize, T: Tile<M, P>>(
-    op: &'static str,
-    pieces: Pieces,
-    g: &Geom,
+    l: &Layer,
     x: &[f32],
     dy: &[f32],
-    out_ch: usize,
 ) -> Result<Vec<f32>> {
+    let (op, g, out_ch) = (l.op, &l.geom, l.out_ch);
     let whole = Plan::new(g, out_ch, M);
     let (a2, k, c) = (P * P, out_ch, g.in_ch);
     let mut du = vec![0f32; a2 * k * c];
-    for (b0, p) in whole.pieces(pieces) {
+    for (b0, p) in whole.pieces(l.pieces) {
         let n = p.tiles();
         let x = &x[b0 * g.image_len()..][..p.g.batch * g.image_len()];
         let v = CpuStorage::F32(patches::<M, P, T>(&p, x));
@@ -703,15 +702,7 @@ fn weight_grad_with<const M: usize, const P: usize, T: Tile<M, P>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::test_util::random;
-
-    fn values(shape: &[usize], seed: u64) -> Vec<f32> {
-        random(shape, seed)
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap()
-    }
+    use crate::ops::test_util::values;
 
     /// The direct convolution in `f64`: the channel-major output, the input gradient and the
     /// weight gradient for the channel-major output gradient `dy`.
@@ -777,19 +768,23 @@ mod tests {
         let x = values(&[batch, in_ch, side, side], 4);
         let w = values(&[out_ch, in_ch, 3, 3], 5);
         let dy = values(&[out_ch, batch * g.positions()], 6);
-        let v = Variant::F4;
-        let whole = Pieces::DEFAULT;
-        assert!(
-            forward("t", v, whole, &g, &x, &w, out_ch).unwrap()
-                == forward("t", v, ONE_IMAGE, &g, &x, &w, out_ch).unwrap()
-        );
-        assert!(
-            input_grad("t", v, whole, &g, &w, &dy, out_ch).unwrap()
-                == input_grad("t", v, ONE_IMAGE, &g, &w, &dy, out_ch).unwrap()
-        );
-        let one = weight_grad("t", v, ONE_IMAGE, &g, &x, &dy, out_ch).unwrap();
-        let all = weight_grad("t", v, whole, &g, &x, &dy, out_ch).unwrap();
-        let all: Vec<f64> = all.into_iter().map(f64::from).collect();
+        let layer = |pieces| Layer {
+            op: "test",
+            variant: Variant::F4,
+            pieces,
+            geom: g,
+            out_ch,
+        };
+        let (all, one) = (layer(Pieces::DEFAULT), layer(ONE_IMAGE));
+        assert!(all.forward(&x, &w).unwrap() == one.forward(&x, &w).unwrap());
+        assert!(all.input_grad(&w, &dy).unwrap() == one.input_grad(&w, &dy).unwrap());
+        let all: Vec<f64> = all
+            .weight_grad(&x, &dy)
+            .unwrap()
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        let one = one.weight_grad(&x, &dy).unwrap();
         assert_close(&one, &all, 1e-5, "weight gradient");
     }
 
@@ -808,11 +803,18 @@ mod tests {
                 // The whole batch at once, and one image per piece.
                 for pieces in [Pieces::DEFAULT, ONE_IMAGE] {
                     let what = format!("{what}, {pieces:?}");
-                    let got = forward("test", variant, pieces, &g, &x, &w, out_ch).unwrap();
+                    let layer = Layer {
+                        op: "test",
+                        variant,
+                        pieces,
+                        geom: g,
+                        out_ch,
+                    };
+                    let got = layer.forward(&x, &w).unwrap();
                     assert_close(&got, &y, 1e-5, &format!("{what}: forward"));
-                    let got = input_grad("test", variant, pieces, &g, &w, &dy, out_ch).unwrap();
+                    let got = layer.input_grad(&w, &dy).unwrap();
                     assert_close(&got, &dx, 1e-5, &format!("{what}: input gradient"));
-                    let got = weight_grad("test", variant, pieces, &g, &x, &dy, out_ch).unwrap();
+                    let got = layer.weight_grad(&x, &dy).unwrap();
                     assert_close(&got, &dw, 1e-5, &format!("{what}: weight gradient"));
                 }
             }
