@@ -10,7 +10,8 @@
 //!
 //! Layers with a 3×3 kernel, stride 1 and at least 16 input channels (most of a ResNet's, the
 //! later layers of the CNNs) take Winograd's F(4×4, 3×3) instead (`winograd.rs`): all three
-//! products with a quarter of the multiply-adds, equal to this path's values up to rounding.
+//! products with a quarter of the multiply-adds, equal to this path's values up to rounding
+//! (the tests below check both paths against candle's own convolution).
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
@@ -746,8 +747,9 @@ mod tests {
     /// `(input dims, out_ch, kernel, stride, padding)`.
     type Case = ((usize, usize, usize, usize), usize, usize, usize, usize);
 
-    /// Shapes like our networks' (small batch), over kernels 2, 3, 5, padding 0..2, stride 1, 2.
-    const CASES: [Case; 8] = [
+    /// Shapes like our networks' (small batch), over kernels 2, 3, 5, padding 0..2, stride 1, 2;
+    /// the last two take the Winograd path (3x3, stride 1, 16+ input channels).
+    const CASES: [Case; 10] = [
         ((3, 2, 8, 8), 4, 3, 1, 1),
         ((3, 3, 10, 10), 5, 3, 1, 0),
         ((3, 5, 12, 12), 3, 5, 1, 0),
@@ -756,6 +758,8 @@ mod tests {
         ((3, 3, 9, 9), 2, 2, 2, 0),
         ((3, 2, 12, 12), 3, 5, 2, 2),
         ((3, 1, 28, 28), 8, 3, 1, 1),
+        ((2, 16, 9, 9), 4, 3, 1, 1),
+        ((2, 24, 7, 7), 5, 3, 1, 0),
     ];
 
     #[test]

@@ -22,8 +22,13 @@
 //!   `dW = Gᵀ dU G`.
 //!
 //! The results equal the `im2col` path's up to rounding (the transforms' constants are not
-//! powers of two for F(4×4, 3×3)); the tests check them against it. Each value is computed in
-//! the same order whatever the thread count, so a run is as reproducible as before.
+//! powers of two for F(4×4, 3×3)); the tests check all three against a direct convolution in
+//! `f64`, and `conv.rs`'s against candle's. Each value is computed in the same order whatever
+//! the thread count, so a run is as reproducible as before.
+//!
+//! Work left on the table (`bench/README.md` has the profile): the forward pass and the weight
+//! gradient each transform the same input, and the two gradients the same output gradient,
+//! because each product is its own candle op.
 
 use candle_core::{CpuStorage, Layout, Result};
 use rayon::prelude::*;
