@@ -215,8 +215,9 @@ pub(super) enum Variant {
     F4,
 }
 
-/// The fewest input channels for which the Winograd path is used: with fewer, the `α²`
-/// matmuls are too thin for gemm and `im2col` is faster.
+/// The fewest input channels for which the Winograd path is used. A judgement, not measured
+/// layer by layer: the `α²` matmuls' inner dimension is the input channel count, and below
+/// this it is too thin for gemm's blocking (the first conv of a network has 1 to 3).
 const MIN_IN_CH: usize = 16;
 
 impl Variant {
