@@ -6,13 +6,16 @@
 //! Each rule is PyTorch's single-tensor ("for-loop") implementation, operation for operation in
 //! `f32` with the scalar coefficients in `f64`, so a run agrees with `torch.optim` to about 1e-6
 //! relative (checked against values PyTorch produced: `tests/fixtures/optim.json`, written by
-//! `bench/optim_fixture.py`).
+//! `bench/optim_fixture.py`). Adam and AdamW, the zoo's usual optimizers, run as one parallel
+//! pass per parameter (`optim/adam.rs`) that computes the same operations bit for bit.
 
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
 use candle_nn::Optimizer;
 
 pub use model_report::optimizer::{OptimizerConfig, StepLr};
+
+mod adam;
 
 /// One parameter and the optimizer's state for it (up to three tensors, by optimizer: momentum
 /// buffer; first and second moments; ...), created on the first step.
@@ -195,8 +198,9 @@ impl Optimizer for Optim {
             let grad = &grad.detach();
             let p = slot.var.as_tensor().detach();
             let [s0, s1, s2] = &mut slot.state;
-            let zeros_like = p.zeros_like()?;
-            let zeros = || Ok(zeros_like.clone());
+            // A new state starts from zeros (made only when needed: a zero-filled tensor per
+            // parameter and step was a measurable share of a ResNet step).
+            let zeros = || p.zeros_like();
             let new_p = match self.config {
                 OptimizerConfig::Sgd {
                     lr,
@@ -234,20 +238,16 @@ impl Optimizer for Optim {
                     eps,
                     weight_decay,
                 } => {
-                    let decoupled = matches!(self.config, OptimizerConfig::AdamW { .. });
-                    let (p, g) = if decoupled && weight_decay != 0.0 {
-                        ((&p * (1.0 - lr * weight_decay))?, grad.clone())
-                    } else if decoupled {
-                        (p.clone(), grad.clone())
-                    } else {
-                        (p.clone(), l2(grad, &p, weight_decay)?)
+                    let step = adam::Step {
+                        lr,
+                        beta1,
+                        beta2,
+                        eps,
+                        weight_decay,
+                        decoupled: matches!(self.config, OptimizerConfig::AdamW { .. }),
+                        t,
                     };
-                    let m = ema(&state_or(s0, zeros)?, &g, beta1)?;
-                    let v = mean_square(&state_or(s1, zeros)?, &g, beta2)?;
-                    let step_size = lr / (1.0 - beta1.powf(t));
-                    let bc2_sqrt = (1.0 - beta2.powf(t)).sqrt();
-                    let denom = ((v.sqrt()? / bc2_sqrt)? + eps)?;
-                    let new = (&p - ((m.div(&denom))? * step_size)?)?;
+                    let (new, m, v) = adam::step(&p, grad, s0.as_ref(), s1.as_ref(), step)?;
                     *s0 = Some(m);
                     *s1 = Some(v);
                     new
@@ -290,7 +290,7 @@ impl Optimizer for Optim {
                 } => {
                     let g = l2(grad, &p, weight_decay)?;
                     let clr = lr / (1.0 + (t - 1.0) * lr_decay);
-                    let init = || &zeros_like + initial_accumulator_value;
+                    let init = || p.zeros_like()? + initial_accumulator_value;
                     let sum = (state_or(s0, init)? + g.sqr()?)?;
                     let std = (sum.sqrt()? + eps)?;
                     let new = (&p - (g.div(&std)? * clr)?)?;
@@ -463,6 +463,107 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Adam and AdamW as candle tensor ops, the formulation `optim/adam.rs` fuses: PyTorch's
+    /// single-tensor rule, operation for operation.
+    fn adam_by_tensor_ops(
+        p: &Tensor,
+        grad: &Tensor,
+        state: (&Tensor, &Tensor),
+        s: adam::Step,
+    ) -> (Tensor, Tensor, Tensor) {
+        let (lr, wd) = (s.lr, s.weight_decay);
+        let (p, g) = if s.decoupled && wd != 0.0 {
+            ((p * (1.0 - lr * wd)).unwrap(), grad.clone())
+        } else if s.decoupled {
+            (p.clone(), grad.clone())
+        } else {
+            (p.clone(), l2(grad, p, wd).unwrap())
+        };
+        let m = ema(state.0, &g, s.beta1).unwrap();
+        let v = mean_square(state.1, &g, s.beta2).unwrap();
+        let step_size = lr / (1.0 - s.beta1.powf(s.t));
+        let bc2_sqrt = (1.0 - s.beta2.powf(s.t)).sqrt();
+        let denom = ((v.sqrt().unwrap() / bc2_sqrt).unwrap() + s.eps).unwrap();
+        let new = (&p - (m.div(&denom).unwrap() * step_size).unwrap()).unwrap();
+        (new, m, v)
+    }
+
+    fn bits(t: &Tensor) -> Vec<u32> {
+        let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    #[test]
+    fn fused_adam_equals_the_tensor_ops_bit_for_bit() {
+        let dev = Device::Cpu;
+        // Enough values for several rayon tasks; zeros of both signs among the gradients and
+        // weights, where `+ 0` matters.
+        let n = 3 * (1 << 14) + 5;
+        let wave = |k: f64| -> Vec<f32> {
+            (0..n)
+                .map(|i| {
+                    #[allow(clippy::cast_possible_truncation)] // test values
+                    let v = ((i as f64 * 0.37 + k).sin() * 2.0) as f32;
+                    match i % 97 {
+                        0 => 0.0,
+                        1 => -0.0,
+                        _ => v,
+                    }
+                })
+                .collect()
+        };
+        for (decoupled, weight_decay) in [(false, 0.0), (false, 0.01), (true, 0.0), (true, 0.01)] {
+            let mut p = Tensor::from_vec(wave(0.0), (n,), &dev).unwrap();
+            let (mut ours, mut theirs) = (None::<(Tensor, Tensor)>, None::<(Tensor, Tensor)>);
+            let mut q = p.clone();
+            for t in 1..=3 {
+                let g = Tensor::from_vec(wave(f64::from(t)), (n,), &dev).unwrap();
+                let s = adam::Step {
+                    lr: 1e-3,
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                    weight_decay,
+                    decoupled,
+                    t: f64::from(t),
+                };
+                let (m, v) = ours.as_ref().map(|(m, v)| (m, v)).unzip();
+                let (np, nm, nv) = adam::step(&p, &g, m, v, s).unwrap();
+                let zeros = q.zeros_like().unwrap();
+                let state = theirs.as_ref().map_or((&zeros, &zeros), |(m, v)| (m, v));
+                let (nq, tm, tv) = adam_by_tensor_ops(&q, &g, state, s);
+                let what = format!("decoupled {decoupled}, weight decay {weight_decay}, step {t}");
+                for (name, a, b) in [("parameter", &np, &nq), ("m", &nm, &tm), ("v", &nv, &tv)] {
+                    let first = bits(a).iter().zip(bits(b)).position(|(x, y)| *x != y);
+                    assert_eq!(first, None, "{name}: first differing value, {what}");
+                }
+                (p, q) = (np, nq);
+                (ours, theirs) = (Some((nm, nv)), Some((tm, tv)));
+            }
+        }
+    }
+
+    #[test]
+    fn fused_adam_rejects_a_gradient_of_another_shape() {
+        let dev = Device::Cpu;
+        let p = Tensor::zeros((2, 3), candle_core::DType::F32, &dev).unwrap();
+        let g = Tensor::zeros((3, 2), candle_core::DType::F32, &dev).unwrap();
+        let s = adam::Step {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled: false,
+            t: 1.0,
+        };
+        let err = adam::step(&p, &g, None, None, s).unwrap_err().to_string();
+        assert!(
+            err.contains("gradient [3, 2] for a parameter [2, 3]"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -86,7 +86,7 @@ impl OpError {
 }
 
 /// The contiguous `f32` data of a CPU storage.
-fn f32_data<'a>(
+pub(crate) fn f32_data<'a>(
     op: &'static str,
     storage: &'a CpuStorage,
     layout: &Layout,
