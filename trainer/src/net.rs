@@ -201,7 +201,14 @@ pub(crate) fn run_layers(
             if let (Layer::Conv2d(conv), Some(Layer::Relu(_))) = (layer, layers.get(i + 1)) {
                 let pool = layers.get(i + 2).and_then(|l| l.ops().pooling());
                 let (w, b) = (params.get("weight")?, params.get("bias")?);
-                cur = crate::ops::conv_block(&cur, w, b, conv.stride, conv.padding, pool)?;
+                // Evaluation asks for no gradient: detached parameters keep the block from
+                // storing its activations (and a Winograd convolution's transforms).
+                let (w, b) = if cx.mode.is_train() {
+                    (w.as_tensor().clone(), b.as_tensor().clone())
+                } else {
+                    (w.detach(), b.detach())
+                };
+                cur = crate::ops::conv_block(&cur, &w, &b, conv.stride, conv.padding, pool)?;
                 i += if pool.is_some() { 3 } else { 2 };
                 continue;
             }

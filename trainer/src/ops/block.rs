@@ -30,7 +30,8 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor}
 
 use rayon::prelude::*;
 
-use super::conv::{self, Conv};
+use super::conv::{self, Conv, Product};
+use super::winograd::Kept;
 use super::{OpError, PAR_MIN, batch_norm, f32_data, min_items, pool};
 
 /// The pooling that ends a [`conv_block`].
@@ -88,6 +89,8 @@ struct Saved {
     /// The ReLU's output (before pooling) as `[out_ch, batch·oh·ow]`.
     act: Vec<f32>,
     norm: Option<NormSaved>,
+    /// A Winograd convolution's transformed weights and input.
+    winograd: Option<Arc<Kept>>,
 }
 
 /// Batch normalisation inside a block.
@@ -157,9 +160,18 @@ impl CustomOp3 for Block {
         ps: &CpuStorage,
         pl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (mut act, g, params) =
-            self.conv
-                .product(Self::NAME, (xs, xl), (ws, wl), (ps, pl), self.groups())?;
+        let Product {
+            yt: mut act,
+            geom: g,
+            params,
+            kept,
+        } = self.conv.product(
+            Self::NAME,
+            (xs, xl),
+            (ws, wl),
+            (ps, pl),
+            (self.groups(), self.keep),
+        )?;
         let out_ch = params.len() / self.groups();
         let (bias, affine) = params.split_at(out_ch);
         let (n, bn) = (g.positions(), g.batch * g.positions());
@@ -254,6 +266,7 @@ impl CustomOp3 for Block {
             *self.saved.lock().map_err(|_| Self::poisoned())? = Some(Saved {
                 act,
                 norm: norm_saved,
+                winograd: kept.map(Arc::new),
             });
         }
         Ok((CpuStorage::F32(y), shape))
@@ -339,9 +352,10 @@ impl CustomOp3 for Block {
                 .into_iter()
                 .unzip::<f32, f32, Vec<f32>, Vec<f32>>()
         });
+        let kept = saved.winograd.clone();
         drop(guard);
         let g = Tensor::from_vec(g, (out_ch, batch * n), x.device())?;
-        let (dx, dw, dbias) = conv::grads(geom, x, w, p, &g)?;
+        let (dx, dw, dbias) = conv::grads(geom, (x, w, p), &g, kept)?;
         let dp = match (dbias, affine_grads) {
             (dbias, None) => dbias,
             (Some(dbias), Some((dgamma, dbeta))) => {
@@ -514,8 +528,12 @@ mod tests {
         stride: 2,
     });
 
-    const CASES: [Case; 7] = [
+    const CASES: [Case; 9] = [
         ((3, 1, 28, 28), 8, 3, 1, 1, MAX2),
+        // 3x3, stride 1, 16 input channels: Winograd convolutions, whose backward pass reuses
+        // what the block's forward pass kept.
+        ((2, 16, 8, 8), 5, 3, 1, 1, None),
+        ((2, 16, 9, 9), 4, 3, 1, 0, MAX2),
         ((3, 4, 14, 14), 6, 3, 1, 1, MAX2),
         ((3, 1, 28, 28), 6, 5, 1, 0, AVG2),
         ((3, 6, 12, 12), 5, 5, 1, 0, AVG2),

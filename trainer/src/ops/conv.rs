@@ -11,14 +11,18 @@
 //! Layers with a 3×3 kernel, stride 1 and at least 16 input channels (most of a ResNet's, the
 //! later layers of the CNNs) take Winograd's F(4×4, 3×3) instead (`winograd.rs`): all three
 //! products with a quarter of the multiply-adds, equal to this path's values up to rounding
-//! (the tests below check both paths against candle's own convolution).
+//! (the tests below check both paths against candle's own convolution). Their backward pass is
+//! one op for both gradients ([`WinogradGrads`]), which reuses what a fused block's forward
+//! pass kept.
 
 use candle_core::backend::BackendStorage;
+use std::sync::Arc;
+
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 use rayon::prelude::*;
 
-use super::winograd::Layer;
+use super::winograd::{Kept, Layer, Wanted};
 use super::{OpError, f32_data, min_items, out_size};
 
 /// Geometry of a convolution over a `[batch, in_ch, h, w]` input.
@@ -367,7 +371,8 @@ fn arg<'a>(
 }
 
 /// The convolution forward: `(x, weight, bias) → y`. Backward: [`ChannelMajor`] on `dy`, then
-/// [`ConvWeightGrad`], [`ConvInputGrad`] and a row sum for the bias.
+/// [`ConvWeightGrad`], [`ConvInputGrad`] (for a Winograd layer [`WinogradGrads`], both in one)
+/// and a row sum for the bias.
 pub(super) struct Conv {
     pub(super) stride: usize,
     pub(super) padding: usize,
@@ -393,20 +398,33 @@ impl Conv {
     }
 }
 
+/// A convolution's forward product, from [`Conv::product`].
+pub(super) struct Product<'a> {
+    /// `W · im2col(x)` as `[out_ch, batch·oh·ow]` (no bias).
+    pub(super) yt: Vec<f32>,
+    /// The geometry.
+    pub(super) geom: Geom,
+    /// The per-channel parameters: `groups` vectors of `out_ch` values (the bias first).
+    pub(super) params: &'a [f32],
+    /// What a Winograd layer kept for its backward pass, when asked to.
+    pub(super) kept: Option<Kept>,
+}
+
 impl Conv {
     /// Checks the arguments of a forward pass and computes `W · im2col(x)` as
     /// `[out_ch, batch·oh·ow]` (no bias): the product shared by [`conv2d`] and the fused
     /// block. Returns it with the geometry and the per-channel parameters: `groups` vectors of
     /// `out_ch` values one after the other (the bias first), e.g. `[bias; gamma; beta]` for a
-    /// block with batch normalisation.
+    /// block with batch normalisation; with `keep`, a Winograd layer also returns what
+    /// [`grads`] can reuse.
     pub(super) fn product<'a>(
         &self,
         op: &'static str,
         (xs, xl): (&'a CpuStorage, &'a Layout),
         (ws, wl): (&'a CpuStorage, &'a Layout),
         (bs, bl): (&'a CpuStorage, &'a Layout),
-        groups: usize,
-    ) -> Result<(Vec<f32>, Geom, &'a [f32])> {
+        (groups, keep): (usize, bool),
+    ) -> Result<Product<'a>> {
         let (x, xd) = arg(op, "input", xs, xl, 4)?;
         let (_, wd) = arg(op, "weight", ws, wl, 4)?;
         let (bias, bd) = arg(op, "bias", bs, bl, 1)?;
@@ -419,11 +437,16 @@ impl Conv {
             ));
         }
         let w_l = Layout::contiguous_with_offset((out_ch, g.rows()), wl.start_offset());
-        let yt = match Layer::for_conv(op, &g, out_ch) {
-            Some(layer) => layer.forward(x, f32_data(op, ws, &w_l)?)?,
-            None => forward_product(op, &g, x, (ws, &w_l), CHUNK_BYTES)?,
+        let (yt, kept) = match Layer::for_conv(op, &g, out_ch) {
+            Some(layer) => layer.forward(x, f32_data(op, ws, &w_l)?, keep)?,
+            None => (forward_product(op, &g, x, (ws, &w_l), CHUNK_BYTES)?, None),
         };
-        Ok((yt, g, bias))
+        Ok(Product {
+            yt,
+            geom: g,
+            params: bias,
+            kept,
+        })
     }
 }
 
@@ -441,7 +464,12 @@ impl CustomOp3 for Conv {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (yt, g, bias) = self.product(Self::NAME, (xs, xl), (ws, wl), (bs, bl), 1)?;
+        let Product {
+            yt,
+            geom: g,
+            params: bias,
+            ..
+        } = self.product(Self::NAME, (xs, xl), (ws, wl), (bs, bl), (1, false))?;
         let out_ch = bias.len();
         let y = to_images(&yt, g.batch, out_ch, g.positions(), Some(bias));
         Ok((CpuStorage::F32(y), (g.batch, out_ch, g.oh, g.ow).into()))
@@ -458,19 +486,49 @@ impl CustomOp3 for Conv {
         let geom = self.geom(x.dims(), w.dims())?;
         // dy as [out_ch, batch·n], shared by all three gradients.
         let g = grad_res.contiguous()?.apply_op1_no_bwd(&ChannelMajor)?;
-        grads(geom, x, w, b, &g)
+        grads(geom, (x, w, b), &g, None)
     }
 }
 
 /// The gradients of a convolution's input, weight and bias from its channel-major output
-/// gradient `g` (`[out_ch, batch·oh·ow]`), each only for a tracked argument.
+/// gradient `g` (`[out_ch, batch·oh·ow]`), each only for a tracked argument; a Winograd layer
+/// reuses what its forward pass `kept`, if anything.
 pub(super) fn grads(
     geom: Geom,
-    x: &Tensor,
-    w: &Tensor,
-    b: &Tensor,
+    (x, w, b): (&Tensor, &Tensor, &Tensor),
     g: &Tensor,
+    kept: Option<Arc<Kept>>,
 ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    let db = if b.track_op() {
+        Some(g.apply_op1_no_bwd(&RowSum)?)
+    } else {
+        None
+    };
+    if let Some(layer) = Layer::for_conv(WinogradGrads::NAME, &geom, w.dim(0)?) {
+        let wanted = Wanted {
+            input: x.track_op(),
+            weight: w.track_op(),
+        };
+        if !(wanted.input || wanted.weight) {
+            return Ok((None, None, db));
+        }
+        let op = WinogradGrads {
+            layer,
+            kept,
+            wanted,
+        };
+        let both = x.apply_op3_no_bwd(w, g, &op)?;
+        let dx_len = if wanted.input { x.elem_count() } else { 0 };
+        let dx = wanted
+            .input
+            .then(|| both.narrow(0, 0, dx_len)?.reshape(x.shape()))
+            .transpose()?;
+        let dw = wanted
+            .weight
+            .then(|| both.narrow(0, dx_len, w.elem_count())?.reshape(w.shape()))
+            .transpose()?;
+        return Ok((dx, dw, db));
+    }
     let dx = if x.track_op() {
         Some(w.apply_op2_no_bwd(g, &ConvInputGrad { geom })?)
     } else {
@@ -481,12 +539,53 @@ pub(super) fn grads(
     } else {
         None
     };
-    let db = if b.track_op() {
-        Some(g.apply_op1_no_bwd(&RowSum)?)
-    } else {
-        None
-    };
     Ok((dx, dw, db))
+}
+
+/// `(x, weight, g) → [dx; dW]` of a Winograd layer, `g` the channel-major output gradient:
+/// both gradients from one transform of `g` per piece (see [`Layer::grads`]), flattened one
+/// after the other into one tensor (only the wanted ones).
+struct WinogradGrads {
+    layer: Layer,
+    kept: Option<Arc<Kept>>,
+    wanted: Wanted,
+}
+
+impl WinogradGrads {
+    const NAME: &'static str = "conv2d-winograd-grads";
+}
+
+impl CustomOp3 for WinogradGrads {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (op, g, out_ch) = (Self::NAME, &self.layer.geom, self.layer.out_ch);
+        let (x, xd) = arg(op, "input", xs, xl, 4)?;
+        let (w, wd) = arg(op, "weight", ws, wl, 4)?;
+        let (dy, gd) = arg(op, "output gradient", gs, gl, 2)?;
+        check_grad(op, g, out_ch, gd)?;
+        if xd != [g.batch, g.in_ch, g.h, g.w] || wd != [out_ch, g.in_ch, 3, 3] {
+            return Err(OpError::shape(
+                op,
+                format!("input {xd:?} or weight {wd:?} does not fit {out_ch} channels of {g:?}"),
+            ));
+        }
+        let out = self
+            .layer
+            .grads((x, w, dy), self.kept.as_deref(), self.wanted)?;
+        let len = out.len();
+        Ok((CpuStorage::F32(out), len.into()))
+    }
 }
 
 /// `[batch, out_ch, oh, ow] → [out_ch, batch·oh·ow]`.
@@ -566,10 +665,6 @@ impl CustomOp2 for ConvInputGrad {
         let (_, gd) = arg(op, "output gradient", gs, gl, 2)?;
         let (k, out_ch) = (g.rows(), wd[0]);
         check_grad(op, g, out_ch, gd)?;
-        if let Some(layer) = Layer::for_conv(op, g, out_ch) {
-            let dx = layer.input_grad(f32_data(op, ws, wl)?, f32_data(op, gs, gl)?)?;
-            return Ok((CpuStorage::F32(dx), (g.batch, g.in_ch, g.h, g.w).into()));
-        }
         // Wᵀ as [k, out_ch]: a transposed view of the weight.
         let wt_l = Layout::new((k, out_ch).into(), vec![1, k], wl.start_offset());
         let dx = input_grad(op, g, (ws, &wt_l), (gs, gl), CHUNK_BYTES)?;
@@ -605,14 +700,9 @@ impl CustomOp2 for ConvWeightGrad {
                 format!("input {xd:?} does not fit {g:?}"),
             ));
         }
-        let dw = match Layer::for_conv(op, g, out_ch) {
-            Some(layer) => layer.weight_grad(x, f32_data(op, gs, gl)?)?,
-            None => {
-                let cols = CpuStorage::F32(im2col_cpu(g, x));
-                let order = WeightGradOrder::for_channels(out_ch);
-                weight_grad(op, (&cols, (k, bn)), (gs, gl, out_ch), order)?
-            }
-        };
+        let cols = CpuStorage::F32(im2col_cpu(g, x));
+        let order = WeightGradOrder::for_channels(out_ch);
+        let dw = weight_grad(op, (&cols, (k, bn)), (gs, gl, out_ch), order)?;
         Ok((
             CpuStorage::F32(dw),
             (out_ch, g.in_ch, g.kernel, g.kernel).into(),

@@ -26,9 +26,9 @@
 //! `f64`, and `conv.rs`'s against candle's. Each value is computed in the same order whatever
 //! the thread count, so a run is as reproducible as before.
 //!
-//! Work left on the table (`bench/README.md` has the profile): the forward pass and the weight
-//! gradient each transform the same input, and the two gradients the same output gradient,
-//! because each product is its own candle op.
+//! A training forward pass keeps its transformed weights and input patches ([`Kept`]), and the
+//! backward pass computes both gradients together ([`Layer::grads`]), so that no weight, input
+//! or output gradient is transformed twice.
 
 use candle_core::{CpuStorage, Layout, Result};
 use rayon::prelude::*;
@@ -483,6 +483,25 @@ fn products(
     batched_gemm(op, (lhs, &lhs_l), (rhs, &rhs_l), bmnk)
 }
 
+/// What a training forward pass keeps for [`Layer::grads`]: the transformed weights `U` and
+/// the transformed input patches `V` of each piece of the batch, so that the backward pass
+/// does not transform the same weight and input again.
+pub(super) struct Kept {
+    /// `U`, `[out_ch][α²][in_ch]`.
+    u: CpuStorage,
+    /// `V` of each piece, in order, `[in_ch][α²][tiles]`.
+    v: Vec<CpuStorage>,
+}
+
+/// Which gradients [`Layer::grads`] computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Wanted {
+    /// The input gradient.
+    pub(super) input: bool,
+    /// The weight gradient.
+    pub(super) weight: bool,
+}
+
 /// One Winograd layer: what its three products need besides their tensors.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Layer {
@@ -512,32 +531,38 @@ impl Layer {
     }
 
     /// The forward product `W ⊛ x` as channel-major `[out_ch, batch·oh·ow]`, from `x`
-    /// (`[batch, in_ch, h, w]`) and the weight (`[out_ch, in_ch, 3, 3]`).
-    pub(super) fn forward(&self, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
+    /// (`[batch, in_ch, h, w]`) and the weight (`[out_ch, in_ch, 3, 3]`); with `keep`, also
+    /// what [`Self::grads`] can reuse.
+    pub(super) fn forward(
+        &self,
+        x: &[f32],
+        w: &[f32],
+        keep: bool,
+    ) -> Result<(Vec<f32>, Option<Kept>)> {
         match self.variant {
             #[cfg(test)]
-            Variant::F2 => forward_with::<2, 4, F2>(self, x, w),
-            Variant::F4 => forward_with::<4, 6, F4>(self, x, w),
+            Variant::F2 => forward_with::<2, 4, F2>(self, x, w, keep),
+            Variant::F4 => forward_with::<4, 6, F4>(self, x, w, keep),
         }
     }
 
-    /// The input gradient, `[batch, in_ch, h, w]`, from the weight and the channel-major
-    /// output gradient `dy` (`[out_ch, batch·oh·ow]`).
-    pub(super) fn input_grad(&self, w: &[f32], dy: &[f32]) -> Result<Vec<f32>> {
+    /// The `wanted` gradients from the input `x`, the weight `w` and the channel-major output
+    /// gradient `dy` (`[out_ch, batch·oh·ow]`), reusing what the forward pass `kept` (which
+    /// must come from this layer with the same `x` and `w`): in one buffer, the input
+    /// gradient (`[batch, in_ch, h, w]`) if wanted, then the weight gradient
+    /// (`[out_ch, in_ch·9]`) if wanted, so that one candle op can return both. Each piece's
+    /// transformed output gradient serves both products. The same values, bit for bit, with
+    /// or without `kept`.
+    pub(super) fn grads(
+        &self,
+        (x, w, dy): (&[f32], &[f32], &[f32]),
+        kept: Option<&Kept>,
+        wanted: Wanted,
+    ) -> Result<Vec<f32>> {
         match self.variant {
             #[cfg(test)]
-            Variant::F2 => input_grad_with::<2, 4, F2>(self, w, dy),
-            Variant::F4 => input_grad_with::<4, 6, F4>(self, w, dy),
-        }
-    }
-
-    /// The weight gradient, `[out_ch, in_ch·9]`, from the input `x` and the channel-major
-    /// output gradient `dy`.
-    pub(super) fn weight_grad(&self, x: &[f32], dy: &[f32]) -> Result<Vec<f32>> {
-        match self.variant {
-            #[cfg(test)]
-            Variant::F2 => weight_grad_with::<2, 4, F2>(self, x, dy),
-            Variant::F4 => weight_grad_with::<4, 6, F4>(self, x, dy),
+            Variant::F2 => grads_with::<2, 4, F2>(self, (x, w, dy), kept, wanted),
+            Variant::F4 => grads_with::<4, 6, F4>(self, (x, w, dy), kept, wanted),
         }
     }
 }
@@ -546,12 +571,14 @@ fn forward_with<const M: usize, const P: usize, T: Tile<M, P>>(
     l: &Layer,
     x: &[f32],
     w: &[f32],
-) -> Result<Vec<f32>> {
+    keep: bool,
+) -> Result<(Vec<f32>, Option<Kept>)> {
     let (op, g, out_ch) = (l.op, &l.geom, l.out_ch);
     let whole = Plan::new(g, out_ch, M);
     let (a2, k, c) = (P * P, out_ch, g.in_ch);
     let u = CpuStorage::F32(weights::<M, P, T>(&whole, w));
     let mut y = vec![0f32; k * whole.row_len];
+    let mut kept_v = Vec::new();
     for (b0, p) in whole.pieces(l.pieces) {
         let (pg, n) = (&p.g, p.tiles());
         let x = &x[b0 * g.image_len()..][..pg.batch * g.image_len()];
@@ -560,6 +587,9 @@ fn forward_with<const M: usize, const P: usize, T: Tile<M, P>>(
         let u_l = Layout::new((a2, k, c).into(), vec![c, a2 * c, 1], 0);
         let v_l = Layout::new((a2, c, n).into(), vec![n, a2 * n, 1], 0);
         let mm = products(op, (&u, u_l), (&v, v_l), (a2, k, n, c))?;
+        if keep {
+            kept_v.push(v);
+        }
         y.par_chunks_exact_mut(whole.row_len.max(1))
             .enumerate()
             .with_min_len(min_items(n * M * M))
@@ -599,91 +629,157 @@ fn forward_with<const M: usize, const P: usize, T: Tile<M, P>>(
                 })
             });
     }
-    Ok(y)
+    let kept = keep.then_some(Kept { u, v: kept_v });
+    Ok((y, kept))
 }
 
-fn input_grad_with<const M: usize, const P: usize, T: Tile<M, P>>(
+/// `kept`'s storage, checked to hold `len` values.
+fn kept_values<'a>(
+    op: &'static str,
+    what: &str,
+    s: &'a CpuStorage,
+    len: usize,
+) -> Result<&'a CpuStorage> {
+    let have = s.as_slice::<f32>()?.len();
+    if have != len {
+        return Err(super::OpError::shape(
+            op,
+            format!("the forward pass kept {have} values of {what}, expected {len}"),
+        ));
+    }
+    Ok(s)
+}
+
+fn grads_with<const M: usize, const P: usize, T: Tile<M, P>>(
     l: &Layer,
-    w: &[f32],
-    dy: &[f32],
+    (x, w, dy): (&[f32], &[f32], &[f32]),
+    kept: Option<&Kept>,
+    wanted: Wanted,
 ) -> Result<Vec<f32>> {
     let (op, g, out_ch) = (l.op, &l.geom, l.out_ch);
     let whole = Plan::new(g, out_ch, M);
     let (a2, k, c) = (P * P, out_ch, g.in_ch);
-    let u = CpuStorage::F32(weights::<M, P, T>(&whole, w));
-    let hw = g.h * g.w;
-    let mut dx = vec![0f32; g.batch * c * hw];
-    for (b0, p) in whole.pieces(l.pieces) {
+    let pieces: Vec<(usize, Plan)> = whole.pieces(l.pieces).collect();
+    if let Some(kept) = kept
+        && kept.v.len() != pieces.len()
+    {
+        return Err(super::OpError::shape(
+            op,
+            format!(
+                "the forward pass kept {} pieces of patches, expected {}",
+                kept.v.len(),
+                pieces.len()
+            ),
+        ));
+    }
+    let fresh_u;
+    let u = match (wanted.input, kept) {
+        (false, _) => None,
+        (true, Some(kept)) => Some(kept_values(op, "weights", &kept.u, a2 * k * c)?),
+        (true, None) => {
+            fresh_u = CpuStorage::F32(weights::<M, P, T>(&whole, w));
+            Some(&fresh_u)
+        }
+    };
+    let dx_len = if wanted.input {
+        g.batch * g.image_len()
+    } else {
+        0
+    };
+    let dw_len = if wanted.weight { k * c * 9 } else { 0 };
+    let mut out = vec![0f32; dx_len + dw_len];
+    let (dx, dw) = out.split_at_mut(dx_len);
+    let mut du = wanted.weight.then(|| vec![0f32; a2 * k * c]);
+    for (i, (b0, p)) in pieces.into_iter().enumerate() {
         let n = p.tiles();
         let yh = CpuStorage::F32(grad_tiles::<M, P, T>(&p, dy));
-        // dV[ξ] = U[ξ]ᵀ · Ŷ[ξ], U[ξ]ᵀ a transposed view of U.
-        let ut_l = Layout::new((a2, c, k).into(), vec![c, 1, a2 * c], 0);
         let yh_l = Layout::new((a2, k, n).into(), vec![n, a2 * n, 1], 0);
-        let dv = products(op, (&u, ut_l), (&yh, yh_l), (a2, c, n, k))?;
-        let dx = &mut dx[b0 * g.image_len()..][..p.g.batch * g.image_len()];
-        dx.par_chunks_exact_mut(hw.max(1))
-            .enumerate()
-            .with_min_len(min_items(hw))
-            .for_each(|(bc, plane)| {
-                wide(|| {
-                    let (b, ci) = (bc / c, bc % c);
-                    let per_image = p.th * p.tw;
-                    for (t0, count) in groups(per_image) {
-                        let t0 = b * per_image + t0;
-                        let mut s = [[[0f32; L]; P]; P];
-                        for (xi, lanes) in s.iter_mut().flatten().enumerate() {
-                            load(lanes, &dv[(xi * c + ci) * n + t0..], count);
-                        }
-                        let d = right(&left(&T::B, &s), &T::BT);
-                        for (l, (_, ty, tx)) in p.tiles_from(t0, count).enumerate() {
-                            if let Some((r0, c0)) = p.inner_patch(ty, tx, P) {
-                                for (i, drow) in d.iter().enumerate() {
-                                    let dst = &mut plane[(r0 + i) * g.w + c0..][..P];
-                                    dst.iter_mut().zip(drow).for_each(|(o, val)| *o += val[l]);
-                                }
-                                continue;
-                            }
+        if let Some(u) = u {
+            // dV[ξ] = U[ξ]ᵀ · Ŷ[ξ], U[ξ]ᵀ a transposed view of U.
+            let ut_l = Layout::new((a2, c, k).into(), vec![c, 1, a2 * c], 0);
+            let dv = products(op, (u, ut_l), (&yh, yh_l.clone()), (a2, c, n, k))?;
+            let dx = &mut dx[b0 * g.image_len()..][..p.g.batch * g.image_len()];
+            scatter_patch_grads::<M, P, T>(&p, &dv, dx);
+        }
+        if let Some(du) = du.as_mut() {
+            let fresh_v;
+            let v = match kept.and_then(|kept| kept.v.get(i)) {
+                Some(v) => kept_values(op, "patches", v, c * a2 * n)?,
+                None => {
+                    let x = &x[b0 * g.image_len()..][..p.g.batch * g.image_len()];
+                    fresh_v = CpuStorage::F32(patches::<M, P, T>(&p, x));
+                    &fresh_v
+                }
+            };
+            // dU[ξ] = Ŷ[ξ] · V[ξ]ᵀ, V[ξ]ᵀ a transposed view of V; summed over the pieces in
+            // order.
+            let vt_l = Layout::new((a2, n, c).into(), vec![n, 1, a2 * n], 0);
+            let part = products(op, (&yh, yh_l), (v, vt_l), (a2, k, c, n))?;
+            du.par_chunks_mut(super::PAR_MIN)
+                .zip(part.par_chunks(super::PAR_MIN))
+                .for_each(|(d, q)| d.iter_mut().zip(q).for_each(|(d, q)| *d += q));
+        }
+    }
+    if let Some(du) = du {
+        weight_from_tiles::<M, P, T>(&du, (k, c), dw);
+    }
+    Ok(out)
+}
+
+/// Adds the patch gradients `dv` (`[in_ch][α²][tiles]` of the piece `p`), transformed back
+/// (`B dV Bᵀ`), onto the piece's input gradient `dx` (`[batch, in_ch, h, w]`).
+fn scatter_patch_grads<const M: usize, const P: usize, T: Tile<M, P>>(
+    p: &Plan,
+    dv: &[f32],
+    dx: &mut [f32],
+) {
+    let (g, n) = (&p.g, p.tiles());
+    let (c, hw) = (g.in_ch, g.h * g.w);
+    dx.par_chunks_exact_mut(hw.max(1))
+        .enumerate()
+        .with_min_len(min_items(hw))
+        .for_each(|(bc, plane)| {
+            wide(|| {
+                let (b, ci) = (bc / c, bc % c);
+                let per_image = p.th * p.tw;
+                for (t0, count) in groups(per_image) {
+                    let t0 = b * per_image + t0;
+                    let mut s = [[[0f32; L]; P]; P];
+                    for (xi, lanes) in s.iter_mut().flatten().enumerate() {
+                        load(lanes, &dv[(xi * c + ci) * n + t0..], count);
+                    }
+                    let d = right(&left(&T::B, &s), &T::BT);
+                    for (l, (_, ty, tx)) in p.tiles_from(t0, count).enumerate() {
+                        if let Some((r0, c0)) = p.inner_patch(ty, tx, P) {
                             for (i, drow) in d.iter().enumerate() {
-                                let Some(r) = p.input_at(ty, i, g.h) else {
-                                    continue;
-                                };
-                                for (j, val) in drow.iter().enumerate() {
-                                    if let Some(col) = p.input_at(tx, j, g.w) {
-                                        plane[r * g.w + col] += val[l];
-                                    }
+                                let dst = &mut plane[(r0 + i) * g.w + c0..][..P];
+                                dst.iter_mut().zip(drow).for_each(|(o, val)| *o += val[l]);
+                            }
+                            continue;
+                        }
+                        for (i, drow) in d.iter().enumerate() {
+                            let Some(r) = p.input_at(ty, i, g.h) else {
+                                continue;
+                            };
+                            for (j, val) in drow.iter().enumerate() {
+                                if let Some(col) = p.input_at(tx, j, g.w) {
+                                    plane[r * g.w + col] += val[l];
                                 }
                             }
                         }
                     }
-                })
-            });
-    }
-    Ok(dx)
+                }
+            })
+        });
 }
 
-fn weight_grad_with<const M: usize, const P: usize, T: Tile<M, P>>(
-    l: &Layer,
-    x: &[f32],
-    dy: &[f32],
-) -> Result<Vec<f32>> {
-    let (op, g, out_ch) = (l.op, &l.geom, l.out_ch);
-    let whole = Plan::new(g, out_ch, M);
-    let (a2, k, c) = (P * P, out_ch, g.in_ch);
-    let mut du = vec![0f32; a2 * k * c];
-    for (b0, p) in whole.pieces(l.pieces) {
-        let n = p.tiles();
-        let x = &x[b0 * g.image_len()..][..p.g.batch * g.image_len()];
-        let v = CpuStorage::F32(patches::<M, P, T>(&p, x));
-        let yh = CpuStorage::F32(grad_tiles::<M, P, T>(&p, dy));
-        // dU[ξ] = Ŷ[ξ] · V[ξ]ᵀ, V[ξ]ᵀ a transposed view of V; summed over the pieces in order.
-        let yh_l = Layout::new((a2, k, n).into(), vec![n, a2 * n, 1], 0);
-        let vt_l = Layout::new((a2, n, c).into(), vec![n, 1, a2 * n], 0);
-        let part = products(op, (&yh, yh_l), (&v, vt_l), (a2, k, c, n))?;
-        du.par_chunks_mut(super::PAR_MIN)
-            .zip(part.par_chunks(super::PAR_MIN))
-            .for_each(|(d, q)| d.iter_mut().zip(q).for_each(|(d, q)| *d += q));
-    }
-    let mut dw = vec![0f32; k * c * 9];
+/// `dW = Gᵀ dU G` of the summed tile products `du` (`[α²][out_ch][in_ch]`) into `dw`
+/// (`[out_ch, in_ch·9]`).
+fn weight_from_tiles<const M: usize, const P: usize, T: Tile<M, P>>(
+    du: &[f32],
+    (k, c): (usize, usize),
+    dw: &mut [f32],
+) {
     dw.par_chunks_exact_mut((c * 9).max(1))
         .enumerate()
         .for_each(|(ko, dst)| {
@@ -702,7 +798,6 @@ fn weight_grad_with<const M: usize, const P: usize, T: Tile<M, P>>(
                 }
             })
         });
-    Ok(dw)
 }
 
 #[cfg(test)]
@@ -759,6 +854,17 @@ mod tests {
         }
     }
 
+    /// The input and weight gradients of a [`Layer::grads`] result with both.
+    fn split<T>(both: &[T], dx_len: usize) -> (&[T], &[T]) {
+        both.split_at(dx_len)
+    }
+
+    /// Both gradients.
+    const BOTH: Wanted = Wanted {
+        input: true,
+        weight: true,
+    };
+
     /// Pieces of one image each.
     const ONE_IMAGE: Pieces = Pieces {
         bytes: 0,
@@ -782,16 +888,15 @@ mod tests {
             out_ch,
         };
         let (all, one) = (layer(Pieces::DEFAULT), layer(ONE_IMAGE));
-        assert!(all.forward(&x, &w).unwrap() == one.forward(&x, &w).unwrap());
-        assert!(all.input_grad(&w, &dy).unwrap() == one.input_grad(&w, &dy).unwrap());
-        let all: Vec<f64> = all
-            .weight_grad(&x, &dy)
-            .unwrap()
-            .into_iter()
-            .map(f64::from)
-            .collect();
-        let one = one.weight_grad(&x, &dy).unwrap();
-        assert_close(&one, &all, 1e-5, "weight gradient");
+        assert!(all.forward(&x, &w, false).unwrap().0 == one.forward(&x, &w, false).unwrap().0);
+        let (all, one) = (
+            all.grads((&x, &w, &dy), None, BOTH).unwrap(),
+            one.grads((&x, &w, &dy), None, BOTH).unwrap(),
+        );
+        let ((all_dx, all_dw), (one_dx, one)) = (split(&all, x.len()), split(&one, x.len()));
+        assert!(all_dx == one_dx);
+        let all: Vec<f64> = all_dw.iter().copied().map(f64::from).collect();
+        assert_close(one, &all, 1e-5, "weight gradient");
     }
 
     #[test]
@@ -816,15 +921,78 @@ mod tests {
                         geom: g,
                         out_ch,
                     };
-                    let got = layer.forward(&x, &w).unwrap();
+                    let (got, _) = layer.forward(&x, &w, false).unwrap();
                     assert_close(&got, &y, 1e-5, &format!("{what}: forward"));
-                    let got = layer.input_grad(&w, &dy).unwrap();
-                    assert_close(&got, &dx, 1e-5, &format!("{what}: input gradient"));
-                    let got = layer.weight_grad(&x, &dy).unwrap();
-                    assert_close(&got, &dw, 1e-5, &format!("{what}: weight gradient"));
+                    let both = layer.grads((&x, &w, &dy), None, BOTH).unwrap();
+                    let (got_dx, got_dw) = split(&both, x.len());
+                    let what = format!("{what}: gradient of the");
+                    assert_close(got_dx, &dx, 1e-5, &format!("{what} input"));
+                    assert_close(got_dw, &dw, 1e-5, &format!("{what} weight"));
                 }
             }
         }
+    }
+
+    #[test]
+    fn what_the_forward_pass_kept_gives_the_same_gradients_bit_for_bit() {
+        let (batch, in_ch, out_ch, side) = (3, 16, 7, 10);
+        let g = Geom::new("test", (batch, in_ch, side, side), 3, 1, 1).unwrap();
+        let x = values(&[batch, in_ch, side, side], 7);
+        let w = values(&[out_ch, in_ch, 3, 3], 8);
+        let dy = values(&[out_ch, batch * g.positions()], 9);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        for variant in [Variant::F2, Variant::F4] {
+            for pieces in [Pieces::DEFAULT, ONE_IMAGE] {
+                let layer = Layer {
+                    op: "test",
+                    variant,
+                    pieces,
+                    geom: g,
+                    out_ch,
+                };
+                let (y, kept) = layer.forward(&x, &w, true).unwrap();
+                let (plain, none) = layer.forward(&x, &w, false).unwrap();
+                assert!(y == plain && none.is_none());
+                let kept = kept.unwrap();
+                let both = bits(&layer.grads((&x, &w, &dy), None, BOTH).unwrap());
+                let (dx, dw) = split(&both, x.len());
+                for (input, weight) in [(true, true), (true, false), (false, true)] {
+                    let wanted = Wanted { input, weight };
+                    let want = [if input { dx } else { &[] }, if weight { dw } else { &[] }];
+                    for k in [None, Some(&kept)] {
+                        let what =
+                            format!("{variant:?}, {pieces:?}, {wanted:?}, kept {}", k.is_some());
+                        let got = layer.grads((&x, &w, &dy), k, wanted).unwrap();
+                        assert!(bits(&got) == want.concat(), "{what}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_what_another_split_of_the_batch_kept() {
+        let (batch, in_ch, out_ch, side) = (3, 16, 4, 6);
+        let g = Geom::new("test", (batch, in_ch, side, side), 3, 1, 1).unwrap();
+        let x = values(&[batch, in_ch, side, side], 1);
+        let w = values(&[out_ch, in_ch, 3, 3], 2);
+        let dy = values(&[out_ch, batch * g.positions()], 3);
+        let layer = |pieces| Layer {
+            op: "test",
+            variant: Variant::F4,
+            pieces,
+            geom: g,
+            out_ch,
+        };
+        let (_, kept) = layer(ONE_IMAGE).forward(&x, &w, true).unwrap();
+        let err = layer(Pieces::DEFAULT)
+            .grads((&x, &w, &dy), kept.as_ref(), BOTH)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("kept 3 pieces of patches, expected 1"),
+            "{err}"
+        );
     }
 
     #[test]
