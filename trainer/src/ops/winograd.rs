@@ -748,7 +748,27 @@ fn grads_with<const M: usize, const P: usize, T: Tile<M, P>>(
 
 /// Adds the patch gradients `dv` (`[α²][in_ch][tiles]` of the piece `p`), transformed back
 /// (`B dV Bᵀ`), onto the piece's input gradient `dx` (`[batch, in_ch, h, w]`).
+///
+/// The lanes hold tiles of one plane where an image has at least `L` of them, and channels of
+/// one tile where it has fewer (sides 7 and 4 of a ResNet, 4 and 1 tiles): one tile per plane
+/// in eight lanes wasted seven, and channels in lanes took a fifth to a quarter of the time at
+/// side 4 and about 0.6x at side 7, but 1.0–1.25x as long at sides 28 and 14
+/// (`scatter_timing`). Both add the same values in the same order, bit for bit.
 fn scatter_patch_grads<const M: usize, const P: usize, T: Tile<M, P>>(
+    p: &Plan,
+    dv: &[Vec<f32>],
+    dx: &mut [f32],
+) {
+    if p.th * p.tw < L {
+        scatter_by_channels::<M, P, T>(p, dv, dx);
+    } else {
+        scatter_by_tiles::<M, P, T>(p, dv, dx);
+    }
+}
+
+/// [`scatter_patch_grads`] with `L` tiles of one plane (image and channel) per lane vector:
+/// each task one plane, whose tiles are read as whole vectors.
+fn scatter_by_tiles<const M: usize, const P: usize, T: Tile<M, P>>(
     p: &Plan,
     dv: &[Vec<f32>],
     dx: &mut [f32],
@@ -773,6 +793,62 @@ fn scatter_patch_grads<const M: usize, const P: usize, T: Tile<M, P>>(
                         if let Some((r0, c0)) = p.inner_patch(ty, tx, P) {
                             for (i, drow) in d.iter().enumerate() {
                                 let dst = &mut plane[(r0 + i) * g.w + c0..][..P];
+                                dst.iter_mut().zip(drow).for_each(|(o, val)| *o += val[l]);
+                            }
+                            continue;
+                        }
+                        for (i, drow) in d.iter().enumerate() {
+                            let Some(r) = p.input_at(ty, i, g.h) else {
+                                continue;
+                            };
+                            for (j, val) in drow.iter().enumerate() {
+                                if let Some(col) = p.input_at(tx, j, g.w) {
+                                    plane[r * g.w + col] += val[l];
+                                }
+                            }
+                        }
+                    }
+                }
+            })
+        });
+}
+
+/// [`scatter_patch_grads`] with `L` channels of one tile per lane vector: each task `L` planes
+/// of one image, whose values are gathered one by one.
+fn scatter_by_channels<const M: usize, const P: usize, T: Tile<M, P>>(
+    p: &Plan,
+    dv: &[Vec<f32>],
+    dx: &mut [f32],
+) {
+    let (g, n) = (&p.g, p.tiles());
+    let (c, hw) = (g.in_ch, g.h * g.w);
+    let per_image = p.th * p.tw;
+    // A task: up to L planes (channels) of one image.
+    dx.par_chunks_exact_mut((c * hw).max(1))
+        .enumerate()
+        .flat_map(|(b, image)| {
+            image
+                .par_chunks_mut((L * hw).max(1))
+                .enumerate()
+                .map(move |(group, planes)| (b, group * L, planes))
+        })
+        .for_each(|(b, c0, planes)| {
+            wide(|| {
+                let count = L.min(c - c0);
+                for t in 0..per_image {
+                    let (ty, tx) = (t / p.tw, t % p.tw);
+                    let tile = b * per_image + t;
+                    let mut s = [[[0f32; L]; P]; P];
+                    for (xi, lanes) in s.iter_mut().flatten().enumerate() {
+                        for (l, v) in lanes[..count].iter_mut().enumerate() {
+                            *v = dv[xi][(c0 + l) * n + tile];
+                        }
+                    }
+                    let d = right(&left(&T::B, &s), &T::BT);
+                    for (l, plane) in planes.chunks_exact_mut(hw.max(1)).enumerate() {
+                        if let Some((r0, col0)) = p.inner_patch(ty, tx, P) {
+                            for (i, drow) in d.iter().enumerate() {
+                                let dst = &mut plane[(r0 + i) * g.w + col0..][..P];
                                 dst.iter_mut().zip(drow).for_each(|(o, val)| *o += val[l]);
                             }
                             continue;
@@ -991,6 +1067,26 @@ mod tests {
     }
 
     #[test]
+    fn both_scatter_orders_give_the_same_input_gradient_bit_for_bit() {
+        // 20 channels: two full lane vectors of channels and a partial one.
+        for (side, padding) in [(4, 1), (7, 1), (9, 0), (12, 2)] {
+            let (batch, c) = (3, 20);
+            let g = Geom::new("test", (batch, c, side, side), 3, 1, padding).unwrap();
+            let p = Plan::new(&g, 5, 4);
+            let dv: Vec<Vec<f32>> = (0..36).map(|i| values(&[c * p.tiles()], i)).collect();
+            let mut by_tiles = vec![0f32; batch * g.image_len()];
+            let mut by_channels = by_tiles.clone();
+            scatter_by_tiles::<4, 6, F4>(&p, &dv, &mut by_tiles);
+            scatter_by_channels::<4, 6, F4>(&p, &dv, &mut by_channels);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert!(
+                bits(&by_tiles) == bits(&by_channels),
+                "side {side}, padding {padding}"
+            );
+        }
+    }
+
+    #[test]
     fn rejects_what_another_split_of_the_batch_kept() {
         let (batch, in_ch, out_ch, side) = (3, 16, 4, 6);
         let g = Geom::new("test", (batch, in_ch, side, side), 3, 1, 1).unwrap();
@@ -1076,6 +1172,51 @@ mod products_timing {
                 gmacs / batched,
                 gmacs / each,
                 batched / each
+            );
+        }
+    }
+}
+
+/// The measurement behind [`scatter_patch_grads`]' choice, on `s1-resnet18`'s shapes
+/// (`(in_ch, side, images of a piece)`):
+///
+/// ```text
+/// RAYON_NUM_THREADS=1 cargo test --release -p trainer --lib scatter_timing -- --ignored --nocapture
+/// ```
+#[cfg(test)]
+mod scatter_timing {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::ops::test_util::values;
+
+    #[test]
+    #[ignore = "a timing: run by hand on an idle machine"]
+    fn tiles_against_channels_in_lanes() {
+        for (c, side, batch) in [(64, 28, 9), (128, 14, 16), (256, 7, 64), (512, 4, 64)] {
+            let g = Geom::new("t", (batch, c, side, side), 3, 1, 1).unwrap();
+            let p = Plan::new(&g, 8, 4);
+            let n = p.tiles();
+            let dv: Vec<Vec<f32>> = (0..36).map(|i| values(&[c * n], i as u64)).collect();
+            let mut ms = [Vec::new(), Vec::new()];
+            for _ in 0..21 {
+                let mut a = vec![0f32; batch * c * side * side];
+                let s0 = Instant::now();
+                scatter_by_tiles::<4, 6, F4>(&p, &dv, &mut a);
+                ms[0].push(s0.elapsed().as_secs_f64() * 1e3);
+                let mut b = vec![0f32; batch * c * side * side];
+                let s0 = Instant::now();
+                scatter_by_channels::<4, 6, F4>(&p, &dv, &mut b);
+                ms[1].push(s0.elapsed().as_secs_f64() * 1e3);
+                assert!(a == b);
+            }
+            let [tiles, channels] = ms.map(|mut t| {
+                t.sort_by(f64::total_cmp);
+                t[10]
+            });
+            println!(
+                "in {c} side {side} images {batch}: tiles in lanes {tiles:.3} ms, \
+                 channels in lanes {channels:.3} ms"
             );
         }
     }
