@@ -1197,7 +1197,7 @@ mod scatter_timing {
             let g = Geom::new("t", (batch, c, side, side), 3, 1, 1).unwrap();
             let p = Plan::new(&g, 8, 4);
             let n = p.tiles();
-            let dv: Vec<Vec<f32>> = (0..36).map(|i| values(&[c * n], i as u64)).collect();
+            let dv: Vec<Vec<f32>> = (0..36u64).map(|i| values(&[c * n], i)).collect();
             let mut ms = [Vec::new(), Vec::new()];
             for _ in 0..21 {
                 let mut a = vec![0f32; batch * c * side * side];
