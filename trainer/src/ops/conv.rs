@@ -15,9 +15,9 @@
 //! one op for both gradients ([`WinogradGrads`]), which reuses what a fused block's forward
 //! pass kept.
 
-use candle_core::backend::BackendStorage;
 use std::sync::Arc;
 
+use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 use rayon::prelude::*;
