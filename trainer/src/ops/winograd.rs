@@ -334,6 +334,36 @@ impl Plan {
         (ty + 1) * self.m <= self.g.oh && (tx + 1) * self.m <= self.g.ow
     }
 
+    /// Adds lane `l` of the `P×P` patch `d` of tile `(ty, tx)` onto its place in `plane`,
+    /// leaving out what lies in the padding.
+    #[inline(always)]
+    fn add_patch<const P: usize>(
+        &self,
+        plane: &mut [f32],
+        d: &[[Lanes; P]; P],
+        l: usize,
+        (ty, tx): (usize, usize),
+    ) {
+        let g = &self.g;
+        if let Some((r0, c0)) = self.inner_patch(ty, tx, P) {
+            for (i, drow) in d.iter().enumerate() {
+                let dst = &mut plane[(r0 + i) * g.w + c0..][..P];
+                dst.iter_mut().zip(drow).for_each(|(o, val)| *o += val[l]);
+            }
+            return;
+        }
+        for (i, drow) in d.iter().enumerate() {
+            let Some(r) = self.input_at(ty, i, g.h) else {
+                continue;
+            };
+            for (j, val) in drow.iter().enumerate() {
+                if let Some(col) = self.input_at(tx, j, g.w) {
+                    plane[r * g.w + col] += val[l];
+                }
+            }
+        }
+    }
+
     /// The input row (or column) of patch offset `i` in tile row (or column) `t`, if inside
     /// the image of side `side`.
     fn input_at(&self, t: usize, i: usize, side: usize) -> Option<usize> {
@@ -790,23 +820,7 @@ fn scatter_by_tiles<const M: usize, const P: usize, T: Tile<M, P>>(
                     }
                     let d = right(&left(&T::B, &s), &T::BT);
                     for (l, (_, ty, tx)) in p.tiles_from(t0, count).enumerate() {
-                        if let Some((r0, c0)) = p.inner_patch(ty, tx, P) {
-                            for (i, drow) in d.iter().enumerate() {
-                                let dst = &mut plane[(r0 + i) * g.w + c0..][..P];
-                                dst.iter_mut().zip(drow).for_each(|(o, val)| *o += val[l]);
-                            }
-                            continue;
-                        }
-                        for (i, drow) in d.iter().enumerate() {
-                            let Some(r) = p.input_at(ty, i, g.h) else {
-                                continue;
-                            };
-                            for (j, val) in drow.iter().enumerate() {
-                                if let Some(col) = p.input_at(tx, j, g.w) {
-                                    plane[r * g.w + col] += val[l];
-                                }
-                            }
-                        }
+                        p.add_patch(plane, &d, l, (ty, tx));
                     }
                 }
             })
@@ -846,23 +860,7 @@ fn scatter_by_channels<const M: usize, const P: usize, T: Tile<M, P>>(
                     }
                     let d = right(&left(&T::B, &s), &T::BT);
                     for (l, plane) in planes.chunks_exact_mut(hw.max(1)).enumerate() {
-                        if let Some((r0, col0)) = p.inner_patch(ty, tx, P) {
-                            for (i, drow) in d.iter().enumerate() {
-                                let dst = &mut plane[(r0 + i) * g.w + col0..][..P];
-                                dst.iter_mut().zip(drow).for_each(|(o, val)| *o += val[l]);
-                            }
-                            continue;
-                        }
-                        for (i, drow) in d.iter().enumerate() {
-                            let Some(r) = p.input_at(ty, i, g.h) else {
-                                continue;
-                            };
-                            for (j, val) in drow.iter().enumerate() {
-                                if let Some(col) = p.input_at(tx, j, g.w) {
-                                    plane[r * g.w + col] += val[l];
-                                }
-                            }
-                        }
+                        p.add_patch(plane, &d, l, (ty, tx));
                     }
                 }
             })
