@@ -959,6 +959,20 @@ mod tests {
         weight: true,
     };
 
+    /// A layer's geometry (3×3, stride 1) with seeded input, weight and channel-major output
+    /// gradient, drawn with seeds `seed`, `seed + 1` and `seed + 2`.
+    fn case(
+        (batch, in_ch, out_ch, side): (usize, usize, usize, usize),
+        padding: usize,
+        seed: u64,
+    ) -> (Geom, Vec<f32>, Vec<f32>, Vec<f32>) {
+        let g = Geom::new("test", (batch, in_ch, side, side), 3, 1, padding).unwrap();
+        let x = values(&[batch, in_ch, side, side], seed);
+        let w = values(&[out_ch, in_ch, 3, 3], seed + 1);
+        let dy = values(&[out_ch, batch * g.positions()], seed + 2);
+        (g, x, w, dy)
+    }
+
     /// Pieces of one image each.
     const ONE_IMAGE: Pieces = Pieces {
         bytes: 0,
@@ -970,10 +984,7 @@ mod tests {
         // Forward and input gradient bit for bit (each tile is computed alone); the weight
         // gradient sums the pieces' products in order, so it may round differently.
         let (batch, in_ch, out_ch, side) = (5, 16, 6, 9);
-        let g = Geom::new("test", (batch, in_ch, side, side), 3, 1, 1).unwrap();
-        let x = values(&[batch, in_ch, side, side], 4);
-        let w = values(&[out_ch, in_ch, 3, 3], 5);
-        let dy = values(&[out_ch, batch * g.positions()], 6);
+        let (g, x, w, dy) = case((batch, in_ch, out_ch, side), 1, 4);
         let layer = |pieces| Layer {
             op: "test",
             variant: Variant::F4,
@@ -1030,10 +1041,7 @@ mod tests {
     #[test]
     fn what_the_forward_pass_kept_gives_the_same_gradients_bit_for_bit() {
         let (batch, in_ch, out_ch, side) = (3, 16, 7, 10);
-        let g = Geom::new("test", (batch, in_ch, side, side), 3, 1, 1).unwrap();
-        let x = values(&[batch, in_ch, side, side], 7);
-        let w = values(&[out_ch, in_ch, 3, 3], 8);
-        let dy = values(&[out_ch, batch * g.positions()], 9);
+        let (g, x, w, dy) = case((batch, in_ch, out_ch, side), 1, 7);
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
         for variant in [Variant::F2, Variant::F4] {
             for pieces in [Pieces::DEFAULT, ONE_IMAGE] {
@@ -1087,10 +1095,7 @@ mod tests {
     #[test]
     fn rejects_what_another_split_of_the_batch_kept() {
         let (batch, in_ch, out_ch, side) = (3, 16, 4, 6);
-        let g = Geom::new("test", (batch, in_ch, side, side), 3, 1, 1).unwrap();
-        let x = values(&[batch, in_ch, side, side], 1);
-        let w = values(&[out_ch, in_ch, 3, 3], 2);
-        let dy = values(&[out_ch, batch * g.positions()], 3);
+        let (g, x, w, dy) = case((batch, in_ch, out_ch, side), 1, 1);
         let layer = |pieces| Layer {
             op: "test",
             variant: Variant::F4,
