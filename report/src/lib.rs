@@ -28,7 +28,7 @@ pub mod optimizer;
 pub mod output;
 pub mod schema;
 
-pub use eval::{HOST_MAX_OPS, Int8Eval, evaluate_int8, evaluate_int8_any};
+pub use eval::{HOST_MAX_OPS, Int8Eval, evaluate_int8, evaluate_int8_any, evaluate_int8_parallel};
 pub use forest::{ForestOptions, ForestReport};
 pub use markdown::{Section, summary_table};
 pub use metrics::{Metrics, agreement};

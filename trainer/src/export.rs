@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 
 use fashion_mnist::{Dataset, PIXELS, Split};
 use infer_core::format::OwnedModel;
-use model_report::{HOST_MAX_OPS, Int8Report, agreement, evaluate_int8_any};
+use model_report::{HOST_MAX_OPS, Int8Report, agreement, evaluate_int8_parallel};
 
 use crate::centring::Centring;
 use crate::lower::Ranges;
@@ -180,8 +180,7 @@ fn score(
     };
     let pred = {
         let loaded = Model::<HOST_MAX_OPS>::from_bytes(&candidate.bytes).map_err(rejected)?;
-        let mut scratch = vec![0i8; loaded.scratch_len()];
-        evaluate_int8_any(&loaded, selection, &mut scratch, 0)
+        evaluate_int8_parallel(&loaded, selection, rayon::current_num_threads(), 0)
             .map_err(rejected)?
             .predictions
     };
@@ -350,9 +349,9 @@ pub fn export(
         error,
     };
     let model = Model::<HOST_MAX_OPS>::from_bytes(&bytes).map_err(rejected)?;
-    let mut scratch = vec![0i8; model.scratch_len()];
+    let threads = rayon::current_num_threads();
     let int8 =
-        evaluate_int8_any(&model, &dataset.test, &mut scratch, GOLDEN_IMAGES).map_err(rejected)?;
+        evaluate_int8_parallel(&model, &dataset.test, threads, GOLDEN_IMAGES).map_err(rejected)?;
     let int8 = Int8Report {
         calibration_images: calib.len(),
         calibration_method: chosen.method,
