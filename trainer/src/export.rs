@@ -224,6 +224,11 @@ pub fn quantize_best(
         let scored = score(variant.net.arch.id, lowered, float_pred, selection)?;
         let correction = if correct { " + bias correction" } else { "" };
         let name = format!("{method}{correction}{}", variant.label);
+        tracing::info!(
+            "{}: {name} agrees with float on {:.2}% of the selection",
+            variant.net.arch.id,
+            100.0 * fraction(scored.agreeing)
+        );
         tried.push((name.clone(), fraction(scored.agreeing)));
         if best.as_ref().is_none_or(|b| scored.agreeing > b.0.agreeing) {
             best = Some((scored, name, index, method, correct));
@@ -269,6 +274,10 @@ pub fn quantize_best(
                     trials_left -= 1;
                     let candidate = score(id, lowered, float_pred, selection)?;
                     if candidate.agreeing >= current.agreeing + REFINE_MIN_GAIN {
+                        tracing::info!(
+                            "{id}: shrinking {path} by ({low}, {high}) lifts agreement to {:.2}%",
+                            100.0 * fraction(candidate.agreeing)
+                        );
                         current = candidate;
                         ranges = trial;
                         refined += 1;
