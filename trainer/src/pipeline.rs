@@ -121,6 +121,8 @@ pub struct Settings {
     pub checkpoint_dir: PathBuf,
     /// Continue interrupted runs from their checkpoints.
     pub resume: bool,
+    /// Write the checkpoint within an epoch after this long ([`train::Control::save_every`]).
+    pub checkpoint_every: Option<std::time::Duration>,
     /// Where progress goes (bars and metrics tables only in [`Progress::Bars`]).
     pub progress: Progress,
     /// Training images that calibrate activation ranges (as many more choose the method).
@@ -247,6 +249,7 @@ pub fn train_one(
         progress: s.progress,
         checkpoint: Some(checkpoint.clone()),
         resume: s.resume,
+        save_every: s.checkpoint_every,
         stop,
         max_batches: None,
     };

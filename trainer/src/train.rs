@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use candle_core::backprop::GradStore;
 use candle_core::{D, Device, Tensor, Var};
@@ -47,6 +47,10 @@ pub struct Control<'a> {
     pub progress: Progress,
     /// Where the run's checkpoint goes (written after every epoch and when stopped).
     pub checkpoint: Option<PathBuf>,
+    /// Also write the checkpoint within an epoch, after the first batch that ends this long
+    /// after the last write, so that a run killed without warning (a closed session, a power
+    /// cut) loses at most this much work. `None`: at epoch ends and on stops only.
+    pub save_every: Option<Duration>,
     /// Continue from the checkpoint if it exists.
     pub resume: bool,
     /// Set (by a Ctrl-C handler) to stop after the current batch.
@@ -191,6 +195,7 @@ pub fn train(
         batches_done: partial.batches,
     });
     let mut batches_this_call = 0usize;
+    let mut last_save = Instant::now();
     let save = |epochs_done: usize,
                 partial: Partial,
                 order: &[usize],
@@ -265,6 +270,14 @@ pub fn train(
             partial.seen += idx.len();
             partial.batches = b + 1;
             batches_this_call += 1;
+            let save_due = control
+                .save_every
+                .is_some_and(|every| last_save.elapsed() >= every);
+            if save_due && partial.batches < batches {
+                partial.seconds = start.elapsed().as_secs_f64();
+                save(epoch - 1, partial, &order, &rng, &history, &optim)?;
+                last_save = Instant::now();
+            }
             pb.batch(
                 partial.batches,
                 partial.loss_sum / partial.batches as f64,
@@ -315,6 +328,7 @@ pub fn train(
         partial = Partial::default();
         order.clear();
         save(epoch, partial, &order, &rng, &history, &optim)?;
+        last_save = Instant::now();
     }
     Ok(Outcome::Finished(history))
 }
@@ -499,6 +513,8 @@ mod tests {
                 progress: Progress::Quiet,
                 checkpoint: Some(path.clone()),
                 resume: true,
+                // A write after every batch, too: saving leaves the run as it was.
+                save_every: Some(Duration::ZERO),
                 stop: None,
                 max_batches: max,
             };
@@ -540,6 +556,7 @@ mod tests {
             progress: Progress::Quiet,
             checkpoint: Some(path.clone()),
             resume: true,
+            save_every: None,
             stop: Some(&stop),
             max_batches: None,
         };

@@ -85,7 +85,13 @@ fn help(subcommand: &str) -> String {
 fn each_subcommand_shows_only_its_options() {
     let export = help("export");
     assert!(export.contains("--calibration-images"), "{export}");
-    for training_only in ["--epochs", "--optimizer", "--resume", "--checkpoint-dir"] {
+    for training_only in [
+        "--epochs",
+        "--optimizer",
+        "--resume",
+        "--checkpoint-dir",
+        "--checkpoint-every",
+    ] {
         assert!(
             !export.contains(training_only),
             "{training_only} in\n{export}"
@@ -146,6 +152,8 @@ fn nonsense_counts_are_rejected_before_any_work() {
         ["export", "--calibration-images", "0"],
         ["train", "--epochs", "0"],
         ["train", "--train-limit", "0"],
+        ["train", "--checkpoint-every", "-1"],
+        ["train", "--checkpoint-every", "NaN"],
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_trainer"))
             .args(args)
@@ -207,5 +215,69 @@ fn the_trainer_runs_with_page_purging_off_unless_the_caller_says_otherwise() {
         chosen,
         ["option 'purge_delay': 250"],
         "the caller's value, and no restart"
+    );
+}
+
+/// `trainer train` of s5-cnn on 6,400 images (100 batches) into `dir`, with `extra` options.
+fn s5_cnn_run(dir: &std::path::Path, extra: &[&str]) -> Command {
+    let path = dir.to_str().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_trainer"));
+    command
+        .args([
+            "train",
+            "-m",
+            "s5-cnn",
+            "--train-limit",
+            "6400",
+            "--epochs",
+            "1",
+        ])
+        .args(["--out-dir", path, "--checkpoint-dir", path, "-q"])
+        .args(extra)
+        .env("RAYON_NUM_THREADS", "1");
+    command
+}
+
+#[test]
+fn a_run_killed_mid_epoch_resumes_from_its_last_write_to_the_same_weights() {
+    let straight = tempfile::tempdir().unwrap();
+    let status = s5_cnn_run(straight.path(), &[]).status().unwrap();
+    assert!(status.success());
+
+    // Kill (SIGKILL: no handler runs) as soon as the first in-epoch checkpoint is on disk.
+    let killed = tempfile::tempdir().unwrap();
+    let checkpoint = killed.path().join("s5-cnn.ckpt");
+    let mut child = s5_cnn_run(killed.path(), &["--checkpoint-every", "0"])
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !checkpoint.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before its first checkpoint"
+        );
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "no checkpoint after 2 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let saved = trainer::checkpoint::Checkpoint::load(&checkpoint).unwrap();
+    assert_eq!(saved.progress.epochs_done, 0, "killed within the epoch");
+    assert!(
+        (1..100).contains(&saved.progress.partial.batches),
+        "{} batches done",
+        saved.progress.partial.batches
+    );
+    assert!(!killed.path().join("s5-cnn.safetensors").exists());
+
+    let status = s5_cnn_run(killed.path(), &["--resume"]).status().unwrap();
+    assert!(status.success());
+    let weights = |dir: &std::path::Path| std::fs::read(dir.join("s5-cnn.safetensors")).unwrap();
+    assert!(
+        weights(killed.path()) == weights(straight.path()),
+        "the resumed run's weights differ from the straight run's"
     );
 }

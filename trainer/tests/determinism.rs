@@ -20,6 +20,7 @@ fn run(dataset: &fashion_mnist::Dataset, dir: &Path) {
         out_dir: dir.join("runs"),
         checkpoint_dir: dir.join("checkpoints"),
         resume: false,
+        checkpoint_every: None,
         progress: Progress::Quiet,
         calibration_images: 100,
         force: true,
