@@ -226,6 +226,19 @@ impl EpochProgress<'_> {
     /// `elapsed_s` counts the epoch's time before a resume too.
     pub fn batch(&self, done: usize, loss: f64, accuracy: f64, elapsed_s: f64) {
         self.bar.set_position(done as u64);
+        if self.progress.human() && self.bar.is_hidden() && self.tenth_reached(done) {
+            // No terminal to draw the bar on (a log file): a line per tenth of the epoch.
+            tracing::info!(
+                "{} epoch {}/{}: batch {done}/{}, loss {loss:.4}, accuracy {:.2}%, {elapsed_s:.0} s, \
+                 eta {:.0} s",
+                self.model,
+                self.epoch,
+                self.epochs,
+                self.batches,
+                100.0 * accuracy,
+                self.eta(done)
+            );
+        }
         let report = done % JSON_EVERY_BATCHES == 0 || done == self.batches || done == 1;
         if !report {
             return;
@@ -243,6 +256,12 @@ impl EpochProgress<'_> {
             elapsed_s,
             eta_s: self.eta(done),
         });
+    }
+
+    /// Whether batch `done` is the first to reach the next tenth of the epoch.
+    fn tenth_reached(&self, done: usize) -> bool {
+        let tenth = |n: usize| n.saturating_mul(10) / self.batches.max(1);
+        done > 0 && tenth(done) > tenth(done - 1)
     }
 
     /// Removes the bar; returns the estimated seconds for the epochs after this one.
@@ -263,6 +282,19 @@ mod tests {
         assert_eq!(Progress::from_flags(true, true), Progress::Quiet);
         assert!(Progress::Bars.human());
         assert!(!Progress::JsonLines.human());
+    }
+
+    #[test]
+    fn a_log_line_marks_each_tenth_of_the_epoch() {
+        let lines = |batches: usize| -> Vec<usize> {
+            let p = Progress::Quiet.epoch("m", (1, 1), batches, 0);
+            (1..=batches).filter(|&b| p.tenth_reached(b)).collect()
+        };
+        assert_eq!(lines(938).len(), 10);
+        assert_eq!(lines(938).last(), Some(&938));
+        assert_eq!(lines(100), [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]);
+        assert_eq!(lines(4), [1, 2, 3, 4]);
+        assert!(lines(0).is_empty());
     }
 
     #[test]

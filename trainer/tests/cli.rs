@@ -65,6 +65,19 @@ fn json_lines_are_the_only_standard_output_and_tell_the_whole_run() {
 }
 
 #[test]
+fn without_a_terminal_the_bar_becomes_log_lines() {
+    // Standard error is a pipe here, as in `nohup trainer ... > log 2>&1`.
+    let output = trainer(&[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for epoch in ["epoch 1/2", "epoch 2/2"] {
+        assert!(
+            stderr.contains(&format!("s5-ann {epoch}: batch 4/4, loss ")),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
 fn quiet_prints_no_information_messages() {
     let output = trainer(&["-q"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
