@@ -55,12 +55,7 @@ pub fn evaluate_int8_any<const MAX_OPS: usize>(
     keep_logits: usize,
 ) -> Result<Int8Eval, infer_core::Error> {
     let (predictions, logits) = classify(model, split, 0..split.len(), scratch, keep_logits)?;
-    let metrics = Metrics::new(&split.labels, &predictions, NUM_CLASSES);
-    Ok(Int8Eval {
-        predictions,
-        logits,
-        metrics,
-    })
+    Ok(Int8Eval::scored(split, predictions, logits))
 }
 
 /// [`evaluate_int8_any`] on `threads` threads at once: the images are cut into that many
@@ -108,12 +103,19 @@ pub fn evaluate_int8_parallel<const MAX_OPS: usize>(
         predictions.extend(p);
         logits.extend(l);
     }
-    let metrics = Metrics::new(&split.labels, &predictions, NUM_CLASSES);
-    Ok(Int8Eval {
-        predictions,
-        logits,
-        metrics,
-    })
+    Ok(Int8Eval::scored(split, predictions, logits))
+}
+
+impl Int8Eval {
+    /// The record of `predictions` (and the kept `logits`) on `split`, scored against its labels.
+    fn scored(split: &Split, predictions: Vec<u8>, logits: Vec<Vec<i8>>) -> Self {
+        let metrics = Metrics::new(&split.labels, &predictions, NUM_CLASSES);
+        Self {
+            predictions,
+            logits,
+            metrics,
+        }
+    }
 }
 
 /// Predictions for the images `range` of `split`, one buffer reused throughout, and the logits
