@@ -184,7 +184,8 @@ pub(crate) fn join(prefix: &str, name: &str) -> String {
 /// Runs `layers` (named under `prefix`) on `x`. Without a trace, a convolution followed by
 /// ReLU (and then, if so, by pooling) runs as one fused [`crate::ops::conv_block`], and in
 /// training a convolution followed by BatchNorm (and then maybe ReLU, maybe pooling) as one
-/// [`crate::ops::conv_bn_block`], bit for bit the values of the layers one by one.
+/// [`crate::ops::conv_bn_block`], and a residual block followed by ReLU as its branches
+/// joined by one [`crate::ops::add_relu`]: bit for bit the values of the layers one by one.
 pub(crate) fn run_layers(
     store: &Store,
     layers: &[Layer],
@@ -237,6 +238,12 @@ pub(crate) fn run_layers(
                 crate::layers::batch_norm::follow_batch(&norm, stats.mean, stats.var, stats.count)?;
                 cur = y;
                 i = after + usize::from(pool.is_some());
+                continue;
+            }
+            if let (Layer::Residual(block), Some(Layer::Relu(_))) = (layer, layers.get(i + 1)) {
+                let (body, shortcut) = block.branches(&cur, &params, cx)?;
+                cur = crate::ops::add_relu(&body, &shortcut)?;
+                i += 2;
                 continue;
             }
         }
@@ -421,8 +428,9 @@ mod tests {
 
     #[test]
     fn fused_forward_equals_the_layer_by_layer_trace() {
-        // `forward` fuses conv + ReLU + pool; `forward_trace` runs each layer alone. Same
-        // logits, bit for bit, in both modes (the same dropout masks from the same seed).
+        // `forward` fuses conv + ReLU + pool and a residual block + ReLU; `forward_trace` runs
+        // each layer alone. Same logits, bit for bit, in both modes (the same dropout masks
+        // from the same seed).
         let dev = Device::Cpu;
         for arch in arch::all() {
             let net = Net::new(&arch, 5, &dev).unwrap();

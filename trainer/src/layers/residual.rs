@@ -50,6 +50,33 @@ fn branch_params(layers: &[Layer], input: TensorShape, prefix: &str) -> Vec<Para
     out
 }
 
+impl Residual {
+    /// The outputs of the body and of the shortcut (`x` itself for the identity), before they
+    /// are added: [`LayerOps::forward`] adds them, and `run_layers` adds them and applies a
+    /// following ReLU in one op ([`crate::ops::add_relu`]).
+    pub(crate) fn branches(
+        &self,
+        x: &Tensor,
+        params: &Params<'_>,
+        cx: &mut Forward<'_, '_>,
+    ) -> Result<(Tensor, Tensor), NetError> {
+        let store = params.store();
+        let body = run_layers(store, &self.body, &join(params.path(), "body"), x, cx)?;
+        let shortcut = if self.shortcut.is_empty() {
+            x.clone()
+        } else {
+            run_layers(
+                store,
+                &self.shortcut,
+                &join(params.path(), "shortcut"),
+                x,
+                cx,
+            )?
+        };
+        Ok((body, shortcut))
+    }
+}
+
 impl LayerOps for Residual {
     fn output(&self, input: TensorShape) -> Option<TensorShape> {
         add_output(
@@ -87,19 +114,7 @@ impl LayerOps for Residual {
         params: &Params<'_>,
         cx: &mut Forward<'_, '_>,
     ) -> Result<Tensor, NetError> {
-        let store = params.store();
-        let body = run_layers(store, &self.body, &join(params.path(), "body"), x, cx)?;
-        let shortcut = if self.shortcut.is_empty() {
-            x.clone()
-        } else {
-            run_layers(
-                store,
-                &self.shortcut,
-                &join(params.path(), "shortcut"),
-                x,
-                cx,
-            )?
-        };
+        let (body, shortcut) = self.branches(x, params, cx)?;
         Ok((body + shortcut)?)
     }
 

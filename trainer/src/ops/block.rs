@@ -30,7 +30,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor}
 
 use rayon::prelude::*;
 
-use super::conv::{self, Conv, Product};
+use super::conv::{self, Conv, OnTheWay, Product};
 use super::winograd::Kept;
 use super::{OpError, PAR_MIN, batch_norm, f32_data, min_items, pool};
 
@@ -86,7 +86,8 @@ struct NormSaved {
 
 /// What the forward pass keeps for the backward pass.
 struct Saved {
-    /// The ReLU's output (before pooling) as `[out_ch, batch·oh·ow]`.
+    /// The ReLU's output (before pooling) as `[out_ch, batch·oh·ow]`; empty where the
+    /// backward pass does not read it (a normalised block without pooling).
     act: Vec<f32>,
     norm: Option<NormSaved>,
     /// A Winograd convolution's transformed weights and input.
@@ -176,6 +177,8 @@ impl CustomOp3 for Block {
         let (bias, affine) = params.split_at(out_ch);
         let (n, bn) = (g.positions(), g.batch * g.positions());
         let rows = bn.max(1);
+        // The output images, where the normalisation already made them.
+        let mut direct = None;
         let norm_saved = match &self.norm {
             None => {
                 act.par_chunks_exact_mut(rows)
@@ -215,11 +218,18 @@ impl CustomOp3 for Block {
                         }
                     });
                 let pre = if self.relu {
-                    act = u
-                        .par_iter()
-                        .with_min_len(PAR_MIN)
-                        .map(|&v| v.max(0.0))
-                        .collect();
+                    if self.pool.is_none() {
+                        // Nothing reads a separate activation (the backward pass takes ReLU's
+                        // rule from `u`): the ReLU goes into the transposition to images.
+                        direct = Some(conv::to_images(&u, g.batch, out_ch, n, OnTheWay::Relu));
+                        act = Vec::new();
+                    } else {
+                        act = u
+                            .par_iter()
+                            .with_min_len(PAR_MIN)
+                            .map(|&v| v.max(0.0))
+                            .collect();
+                    }
                     Some(u)
                 } else {
                     act = u;
@@ -242,7 +252,8 @@ impl CustomOp3 for Block {
         let plane = |o: usize, b: usize| &act[(o * g.batch + b) * n..][..n];
         let (y, shape) = match self.pool {
             None => {
-                let y = conv::to_images(&act, g.batch, out_ch, n, None);
+                let y = direct
+                    .unwrap_or_else(|| conv::to_images(&act, g.batch, out_ch, n, OnTheWay::Copy));
                 (y, Shape::from((g.batch, out_ch, g.oh, g.ow)))
             }
             Some(p) => {
@@ -302,17 +313,23 @@ impl CustomOp3 for Block {
         };
         let dy = f32_data(op, storage, layout)?;
         // The output gradient routed back to the activation, channel-major, times relu'.
-        let mut g = vec![0f32; act.len()];
+        let mut g = vec![0f32; out_ch * batch * n];
         let pre = saved.norm.as_ref().and_then(|ns| ns.pre.as_deref());
         let pooling = match self.pool {
             Some(p) => Some((p, p.geom((batch, out_ch, geom.oh, geom.ow))?)),
             None => None,
         };
+        if act.len() != g.len() && (pooling.is_some() || pre.is_none()) {
+            return Err(OpError::shape(
+                op,
+                "the forward pass kept no activation for the pooling or ReLU".into(),
+            ));
+        }
         g.par_chunks_exact_mut(n.max(1))
-            .zip(act.par_chunks_exact(n.max(1)))
             .enumerate()
             .with_min_len(min_items(n))
-            .for_each(|(ob, (dplane, aplane))| {
+            .for_each(|(ob, dplane)| {
+                let aplane = act.get(ob * n..(ob + 1) * n).unwrap_or_default();
                 let (o, b) = (ob / batch, ob % batch);
                 match &pooling {
                     None => dplane.copy_from_slice(&dy[(b * out_ch + o) * n..][..n]),

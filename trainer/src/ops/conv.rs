@@ -207,15 +207,26 @@ fn col2im_into(g: &Geom, cols: &[f32], dst: &mut [f32]) {
         });
 }
 
+/// What [`to_images`] does to each value on the way.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum OnTheWay<'a> {
+    /// Nothing: a copy.
+    Copy,
+    /// Adds the channel's bias.
+    Bias(&'a [f32]),
+    /// ReLU, `max(v, 0)`.
+    Relu,
+}
+
 /// Channel-major `[out_ch, batch·n]` → images `[batch, out_ch, n]`, image by image in
-/// parallel, plus a per-channel `bias` when given: the one transposition out of the
+/// parallel, with a per-channel bias or a ReLU on the way: the one transposition out of the
 /// matmul's layout, for [`conv2d`] and the fused blocks.
 pub(super) fn to_images(
     cm: &[f32],
     batch: usize,
     out_ch: usize,
     n: usize,
-    bias: Option<&[f32]>,
+    on_the_way: OnTheWay<'_>,
 ) -> Vec<f32> {
     let mut y = vec![0f32; cm.len()];
     let len = (out_ch * n).max(1);
@@ -225,12 +236,13 @@ pub(super) fn to_images(
         .for_each(|(b, image)| {
             for (o, dst) in image.chunks_exact_mut(n.max(1)).enumerate() {
                 let src = &cm[(o * batch + b) * n..][..n];
-                match bias {
-                    Some(bias) => {
+                match on_the_way {
+                    OnTheWay::Copy => dst.copy_from_slice(src),
+                    OnTheWay::Bias(bias) => {
                         let bo = bias[o];
                         dst.iter_mut().zip(src).for_each(|(d, v)| *d = v + bo);
                     }
-                    None => dst.copy_from_slice(src),
+                    OnTheWay::Relu => dst.iter_mut().zip(src).for_each(|(d, v)| *d = v.max(0.0)),
                 }
             }
         });
@@ -471,7 +483,7 @@ impl CustomOp3 for Conv {
             ..
         } = self.product(Self::NAME, (xs, xl), (ws, wl), (bs, bl), (1, false))?;
         let out_ch = bias.len();
-        let y = to_images(&yt, g.batch, out_ch, g.positions(), Some(bias));
+        let y = to_images(&yt, g.batch, out_ch, g.positions(), OnTheWay::Bias(bias));
         Ok((CpuStorage::F32(y), (g.batch, out_ch, g.oh, g.ow).into()))
     }
 

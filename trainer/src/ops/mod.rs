@@ -21,6 +21,8 @@
 //! - [`conv_bn_block`]: the same with batch normalisation (training mode) between the conv and
 //!   the ReLU, for every conv → BatchNorm → ReLU in training; bit-identical to the unfused
 //!   layers, and about a fifth faster on `s1-cnn64` and `s2-m6` (see `bench/README.md`).
+//! - [`add_relu`]: `relu(a + b)`, where a residual block's branches meet and the ReLU after
+//!   it, as one op with one backward sweep; bit-identical to candle's add and `relu`.
 //!
 //! Every op takes an `f32` NCHW tensor on the CPU (any strides: it is made contiguous first)
 //! and returns a contiguous one. The matmuls run on candle's gemm threads (rayon); so do our
@@ -37,12 +39,14 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, DType, Layout};
 
+mod add_relu;
 mod batch_norm;
 mod block;
 mod conv;
 mod pool;
 mod winograd;
 
+pub use add_relu::add_relu;
 pub use batch_norm::batch_norm_train;
 pub use block::{BatchNormArgs, BatchStats, Pooling, Tail, conv_block, conv_bn_block};
 pub use conv::conv2d;
