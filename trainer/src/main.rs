@@ -613,10 +613,17 @@ fn run() -> Result<()> {
             );
             let steps = published.next_steps(&to, &readme);
             if !steps.is_empty() {
+                let golden = if published.new_golden.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " and the golden logits of {} are stale",
+                        published.new_golden.join(", ")
+                    )
+                };
                 print_line(&format!(
-                    "{} have a new .fmq: their firmware records were dropped and their golden \
-                     logits are stale (the tests fail until both are redone). Next, with \
-                     qemu-system-arm installed:",
+                    "{} have a new .fmq: their firmware records were dropped{golden} (the tests \
+                     fail until this is redone). Next, with qemu-system-arm installed:",
                     published.new_int8.join(", ")
                 ));
                 for step in steps {

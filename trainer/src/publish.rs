@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use fashion_mnist::Dataset;
 use model_report::markdown::RESULTS;
 use model_report::model_set::{self, Member, NewSet, SetError};
-use model_report::{ForestReport, ModelReport, ReportError};
+use model_report::{COMMITTED_MODEL_LIMIT, ForestReport, ModelReport, ReportError};
 
 use crate::arch;
 use crate::model_pages::{self, PagesError};
@@ -91,9 +91,12 @@ pub struct Published {
     pub forests: Vec<String>,
     /// Networks whose `firmware` record was carried over (same `.fmq`).
     pub firmware_kept: Vec<String>,
-    /// Networks with a new `.fmq`: no `firmware` record until `firmware-sim device` runs, and
-    /// new golden logits to record.
+    /// Networks with a new `.fmq`: no `firmware` record until `firmware-sim device` runs.
     pub new_int8: Vec<String>,
+    /// Those of `new_int8` whose `.fmq` is under [`COMMITTED_MODEL_LIMIT`]: the parity test
+    /// checks their logits against golden files, which must be recorded again. (A larger file
+    /// is not committed, and the parity test skips it.)
+    pub new_golden: Vec<String>,
 }
 
 impl Published {
@@ -104,18 +107,19 @@ impl Published {
             return Vec::new();
         }
         let models: Vec<String> = self.new_int8.iter().map(|id| format!("-m {id}")).collect();
-        vec![
-            format!(
-                "cargo run --release -p firmware-sim -- device --models-dir {} {} --update-json --update-readme {}",
-                to.display(),
-                models.join(" "),
-                readme.display()
-            ),
-            format!(
+        let mut steps = vec![format!(
+            "cargo run --release -p firmware-sim -- device --models-dir {} {} --update-json --update-readme {}",
+            to.display(),
+            models.join(" "),
+            readme.display()
+        )];
+        if !self.new_golden.is_empty() {
+            steps.push(format!(
                 "GOLDEN_RECORD=1 PARITY_ONLY={} cargo test --release -p parity-tests --test parity",
-                self.new_int8.join(",")
-            ),
-        ]
+                self.new_golden.join(",")
+            ));
+        }
+        steps
     }
 }
 
@@ -259,6 +263,9 @@ fn publish_model(
             }
         } else {
             published.new_int8.push(id.to_string());
+            if (fmq.len() as u64) < COMMITTED_MODEL_LIMIT {
+                published.new_golden.push(id.to_string());
+            }
         }
     }
     let member = |bytes: Option<Vec<u8>>| bytes.map_or(Member::Remove, Member::Write);
@@ -305,12 +312,28 @@ mod tests {
                 .is_empty()
         );
         p.new_int8 = vec!["s5-ann".into(), "s5-cnn".into()];
+        p.new_golden = p.new_int8.clone();
         let steps = p.next_steps(Path::new("models"), Path::new("README.md"));
         assert_eq!(
             steps,
             [
                 "cargo run --release -p firmware-sim -- device --models-dir models -m s5-ann -m s5-cnn --update-json --update-readme README.md",
                 "GOLDEN_RECORD=1 PARITY_ONLY=s5-ann,s5-cnn cargo test --release -p parity-tests --test parity",
+            ]
+        );
+    }
+
+    #[test]
+    fn next_steps_record_no_golden_logits_for_an_int8_file_too_large_to_commit() {
+        let p = Published {
+            new_int8: vec!["s1-resnet34".into()],
+            ..Published::default()
+        };
+        let steps = p.next_steps(Path::new("models"), Path::new("README.md"));
+        assert_eq!(
+            steps,
+            [
+                "cargo run --release -p firmware-sim -- device --models-dir models -m s1-resnet34 --update-json --update-readme README.md",
             ]
         );
     }
