@@ -7,7 +7,8 @@
 //! A model's `firmware` record (what `firmware-sim device` measured on the Cortex-M4 under QEMU)
 //! is carried over when the published `.fmq` is byte for byte the one it was measured on, and
 //! dropped otherwise: publish does not build firmware. [`Published::next_steps`] gives the
-//! commands that measure it again and record the new golden logits.
+//! commands that measure it again and, for an int8 file small enough to commit, record the new
+//! golden logits.
 
 use std::path::{Path, PathBuf};
 
